@@ -1,0 +1,138 @@
+"""Bit packing: 1-bit signs and 2-bit ternary codes in uint32 words.
+
+Formats (both little-endian within a word, so they agree with
+``numpy.packbits(..., bitorder="little")`` viewed as little-endian uint32):
+
+* 1-bit: element ``32*j + i`` of the packed axis is bit ``i`` of word ``j``.
+  Bit 1 means +1, bit 0 means -1 (sign(0) = +1, as in ``extremeq.ste``).
+  A length that is not a multiple of 32 is padded with 0 bits; kernels that
+  compare two packed operands (XNOR) see equal padding on both sides, so the
+  padding never counts.
+* 2-bit ternary: element ``16*j + i`` occupies bits ``2i, 2i+1`` of word ``j``
+  with the codes ``00 = 0``, ``01 = +1``, ``11 = -1`` (``10`` is unused and
+  decodes to 0). Padding codes are ``00``.
+
+Every ``pack_*`` has an exact inverse ``unpack_*`` that takes the original
+length along the packed axis.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+WORD_BITS = 32
+TERNARY_PER_WORD = 16
+
+
+def num_words(length: int, per_word: int = WORD_BITS) -> int:
+    """Number of uint32 words needed for ``length`` elements, ``ceil(length / per_word)``."""
+    return -(-int(length) // per_word)
+
+
+def _check_integer_like(x, name: str, allowed: str):
+    dtype = jnp.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+    if not (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+        raise TypeError(
+            f"{name} needs {allowed} (bool or integer dtype), got dtype {dtype}; "
+            f"for real-valued weights call pack_signs (1-bit) or quantize first, "
+            f"e.g. pack_ternary(jnp.sign(w).astype(jnp.int8))."
+        )
+
+
+def _to_last_padded(x, axis: int, per_word: int):
+    x = jnp.moveaxis(jnp.asarray(x), axis, -1)
+    length = x.shape[-1]
+    pad = num_words(length, per_word) * per_word - length
+    if pad:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    return x.reshape(*x.shape[:-1], -1, per_word), length
+
+
+def pack_bits(bits, axis: int = -1):
+    """Pack a {0, 1} array (bool or integer) into uint32 words along ``axis``.
+
+    Output shape: ``bits.shape`` with ``axis`` replaced by ``ceil(n / 32)``.
+    """
+    _check_integer_like(bits, "pack_bits", "0/1 values")
+    groups, _ = _to_last_padded(jnp.asarray(bits).astype(jnp.uint32) & 1, axis, WORD_BITS)
+    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
+    # Distinct bit positions never carry, so a sum equals a bitwise OR.
+    words = jnp.sum(groups << shifts, axis=-1, dtype=jnp.uint32)
+    return jnp.moveaxis(words, -1, axis)
+
+
+def unpack_bits(words, length: int, axis: int = -1):
+    """Inverse of :func:`pack_bits`: uint32 words -> uint8 {0, 1}, ``length`` along ``axis``."""
+    words = jnp.asarray(words)
+    if words.dtype != jnp.uint32:
+        raise TypeError(f"unpack_bits needs uint32 words, got dtype {words.dtype}")
+    w = jnp.moveaxis(words, axis, -1)
+    if length > w.shape[-1] * WORD_BITS:
+        raise ValueError(f"length {length} exceeds the {w.shape[-1] * WORD_BITS} bits held")
+    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
+    bits = (w[..., None] >> shifts) & 1
+    bits = bits.reshape(*w.shape[:-1], -1)[..., :length].astype(jnp.uint8)
+    return jnp.moveaxis(bits, -1, axis)
+
+
+def pack_signs(x, axis: int = -1):
+    """Pack sign(x) (bit 1 for x >= 0, i.e. +1; bit 0 for -1) into uint32 words."""
+    x = jnp.asarray(x)
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.signedinteger)):
+        raise TypeError(
+            f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; "
+            "for 0/1 bits use pack_bits."
+        )
+    return pack_bits(x >= 0, axis)
+
+
+def unpack_signs(words, length: int, axis: int = -1, dtype=jnp.float32):
+    """Inverse of :func:`pack_signs`: words -> +-1 values of ``dtype``."""
+    bits = unpack_bits(words, length, axis)
+    return (2 * bits.astype(jnp.int32) - 1).astype(dtype)
+
+
+def pack_ternary(t, axis: int = -1):
+    """Pack ternary codes t in {-1, 0, +1} (integer dtype) into uint32, 16 per word.
+
+    Codes: 0 -> 00, +1 -> 01, -1 -> 11 (two's-complement low bits of t).
+    """
+    _check_integer_like(t, "pack_ternary", "-1/0/+1 values")
+    t = jnp.asarray(t)
+    if t.dtype == jnp.bool_:
+        raise TypeError("pack_ternary needs signed integers in {-1, 0, 1}, got bool")
+    codes = (t.astype(jnp.int32) & 3).astype(jnp.uint32)  # 0->0, 1->1, -1->3
+    groups, _ = _to_last_padded(codes, axis, TERNARY_PER_WORD)
+    shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
+    words = jnp.sum(groups << shifts, axis=-1, dtype=jnp.uint32)
+    return jnp.moveaxis(words, -1, axis)
+
+
+def unpack_ternary(words, length: int, axis: int = -1, dtype=jnp.int8):
+    """Inverse of :func:`pack_ternary`: words -> values in {-1, 0, +1} of ``dtype``."""
+    words = jnp.asarray(words)
+    if words.dtype != jnp.uint32:
+        raise TypeError(f"unpack_ternary needs uint32 words, got dtype {words.dtype}")
+    w = jnp.moveaxis(words, axis, -1)
+    if length > w.shape[-1] * TERNARY_PER_WORD:
+        raise ValueError(f"length {length} exceeds the {w.shape[-1] * TERNARY_PER_WORD} codes held")
+    shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
+    codes = ((w[..., None] >> shifts) & 3).astype(jnp.int32)
+    # low bit = nonzero, high bit = negative
+    vals = (codes & 1) * (1 - (codes >> 1) * 2)
+    vals = vals.reshape(*w.shape[:-1], -1)[..., :length].astype(dtype)
+    return jnp.moveaxis(vals, -1, axis)
+
+
+def packed_nbytes(num_elements: int, bits: int) -> int:
+    """Bytes that ``num_elements`` values take at ``bits`` per value, packed (no padding)."""
+    return -(-int(num_elements) * int(bits) // 8)
+
+
+def np_pack_bits_reference(bits: np.ndarray) -> np.ndarray:
+    """NumPy reference for the last axis: ``np.packbits(little)`` viewed as uint32."""
+    n = bits.shape[-1]
+    pad = num_words(n) * WORD_BITS - n
+    b = np.pad(bits.astype(np.uint8), [(0, 0)] * (bits.ndim - 1) + [(0, pad)])
+    return np.packbits(b, axis=-1, bitorder="little").view("<u4")
