@@ -1,0 +1,177 @@
+"""Precision policy: quantize an existing NNX model by path rules.
+
+    rules = [
+        ("stem", None),                       # first conv stays float
+        ("head", {"kernel": "int8", "input": "int8"}),
+        (".*", {"kernel": "bwn", "input": "xnor", "ste": "clipped"}),
+    ]
+    quantize_model(model, rules)
+
+Each ``nnx.Linear`` / ``nnx.Conv`` (or already-quantized layer) is matched by
+its path string (attribute names joined by "/", e.g. ``"blocks/0/conv1"``)
+against the rules in order; the first ``re.fullmatch`` decides. A spec of
+``None`` leaves the layer exactly as it is; a layer that matches no rule is
+left alone too. Replaced layers keep their kernel and bias values.
+
+``method_rules(method)`` writes the rule list of a paper's method for the model
+zoo's convention (first layer ``stem``, last layer ``head``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator, Mapping, Sequence
+
+import jax.numpy as jnp
+from flax import nnx
+
+from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
+
+# method -> (weight quantizer, input quantizer)
+METHODS = {
+    "fp": ("fp", "fp"),
+    "bc": ("bc", "fp"),
+    "bc_stochastic": ("bc_stochastic", "fp"),
+    "bwn": ("bwn", "fp"),
+    "twn": ("twn", "fp"),
+    "ttq": ("ttq", "fp"),
+    "bitnet": ("bitnet", "fp"),
+    "xnor": ("bwn", "xnor"),
+    "bnn": ("bc", "sign"),
+}
+EDGE_PRECISIONS = ("fp", "int8", "same")
+_SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value"}
+
+
+def path_string(path) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def quant_layers(model) -> Iterator[tuple[str, _Quantized]]:
+    """(path string, layer) for every QuantLinear / QuantConv, in path order."""
+    for path, module in nnx.iter_modules(model):
+        if isinstance(module, _Quantized):
+            yield path_string(path), module
+
+
+def clip_latent_weights(model) -> None:
+    """BinaryConnect: clip latent kernels to [-1, 1] where the spec asks for it (in place)."""
+    for _, layer in quant_layers(model):
+        if layer.kernel_quantizer.clip_latent:
+            layer.kernel.value = jnp.clip(layer.kernel.value, -1.0, 1.0)
+
+
+def _check_rules(rules):
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
+        raise TypeError("rules must be a list of (pattern, spec) pairs")
+    compiled = []
+    for i, rule in enumerate(rules):
+        if not (isinstance(rule, (tuple, list)) and len(rule) == 2):
+            raise TypeError(f"rule {i} must be a (pattern, spec) pair, got {rule!r}")
+        pattern, spec = rule
+        if spec is not None:
+            if not isinstance(spec, Mapping):
+                raise TypeError(f"rule {i} ({pattern!r}): spec must be None or a dict, got {spec!r}")
+            unknown = set(spec) - _SPEC_KEYS
+            if unknown:
+                raise ValueError(
+                    f"rule {i} ({pattern!r}): unknown key(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(_SPEC_KEYS)}"
+                )
+        compiled.append((re.compile(pattern), spec))
+    return compiled
+
+
+def _converted(layer, spec: Mapping, rngs: nnx.Rngs):
+    kwargs = dict(
+        kernel_quantizer=spec.get("kernel", "fp"),
+        input_quantizer=spec.get("input", "fp"),
+        ste=spec.get("ste"),
+        ste_kwargs=spec.get("ste_kwargs"),
+        use_bias=layer.bias is not None,
+        rngs=rngs,
+    )
+    if isinstance(layer, (nnx.Linear, QuantLinear)):
+        new = QuantLinear(layer.in_features, layer.out_features, **kwargs)
+    else:
+        if isinstance(layer, nnx.Conv):
+            unsupported = {
+                "input_dilation": layer.input_dilation, "kernel_dilation": layer.kernel_dilation,
+            }
+            for name, value in unsupported.items():
+                if value not in (None, 1) and tuple(_as_tuple(value)) != (1,) * len(_as_tuple(value)):
+                    raise ValueError(f"quantize_model: Conv with {name}={value} is not supported")
+            if len(layer.kernel_size) != 2:
+                raise ValueError(f"quantize_model: only 2-D convolutions are supported, got {layer.kernel_size}")
+        new = QuantConv(
+            layer.in_features, layer.out_features, layer.kernel_size, layer.strides or 1,
+            padding=layer.padding, feature_group_count=layer.feature_group_count,
+            pad_value=spec.get("pad_value", 1.0), **kwargs,
+        )
+    new.kernel.value = layer.kernel.value
+    if layer.bias is not None:
+        new.bias.value = layer.bias.value
+    if new.kernel_quantizer.name == "ttq":  # scales from the kept weights, not the fresh init
+        from extremeq.quantizers import TTQ_THRESHOLD_FACTOR, ttq_init_scales
+
+        w_p, w_n = ttq_init_scales(new.kernel.value, new.kernel_quantizer.option("t", TTQ_THRESHOLD_FACTOR))
+        new.ttq_wp.value, new.ttq_wn.value = jnp.asarray(w_p), jnp.asarray(w_n)
+    return new
+
+
+def _as_tuple(v):
+    return (v,) if isinstance(v, int) else tuple(v)
+
+
+def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
+    """Swap Linear/Conv layers of ``model`` (in place) for quantized ones by rules.
+
+    Returns the list of paths that were replaced. ``rngs`` feeds stochastic
+    quantizers (stream ``quant``); default ``nnx.Rngs(0, quant=0)``.
+    """
+    compiled = _check_rules(rules)
+    rngs = rngs or nnx.Rngs(0, quant=0)
+    targets = []
+    for path, module in nnx.iter_modules(model):
+        if isinstance(module, (nnx.Linear, nnx.Conv, _Quantized)) and path:
+            p = path_string(path)
+            for pattern, spec in compiled:
+                if pattern.fullmatch(p):
+                    if spec is not None:
+                        targets.append((path, module, spec))
+                    break
+    for path, module, spec in targets:
+        parent = model
+        for key in path[:-1]:
+            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+        new = _converted(module, spec, rngs)
+        if isinstance(path[-1], int):
+            parent[path[-1]] = new
+        else:
+            setattr(parent, path[-1], new)
+    return [path_string(p) for p, _, _ in targets]
+
+
+def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None, **extra):
+    """The rule list of a paper's method, first layer ``stem`` and last ``head``.
+
+    ``first``/``last`` in {"fp", "int8", "same"}: keep float, int8 weights and
+    inputs, or quantize like the rest. ``method`` in ``METHODS``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}")
+    for name, value in (("first", first), ("last", last)):
+        if value not in EDGE_PRECISIONS:
+            raise ValueError(f"{name}={value!r} unknown; choose one of {', '.join(EDGE_PRECISIONS)}")
+    kernel, inp = METHODS[method]
+    body = None if method == "fp" else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
+    int8 = dict(kernel="int8", input="int8")
+    rules = []
+    for pattern, value in (("stem", first), ("head", last)):
+        if value == "fp":
+            rules.append((pattern, None))
+        elif value == "int8":
+            rules.append((pattern, int8))
+    if body is not None:
+        rules.append((".*", body))
+    return rules
