@@ -1,0 +1,372 @@
+"""Data sources that fit in memory: scikit-learn digits, npz files, and TFDS splits.
+
+Every source returns an :class:`ArrayDataset`: the whole train and test split as NumPy arrays, images
+NHWC ``uint8`` (0..255), labels ``int32``, plus the per-channel mean and standard deviation of the
+training pixels in units of 1/255, so that the normalisation used by
+:func:`extremeq.data.augment.normalize` is ``(x / 255 - mean) / std``.
+
+Names (``DATASET_NAMES``): ``digits`` (scikit-learn, offline, 8x8x1), ``mnist`` (28x28x1),
+``cifar10`` / ``cifar100`` (32x32x3), ``npz`` (any file with ``x_train, y_train, x_test, y_test``),
+and ``imagenet2012``, which does not fit in memory and is streamed by
+:func:`extremeq.data.imagenet.imagenet_dataset` instead.
+
+Sources: ``digits``; ``npz`` (a local file, NHW or NHWC ``uint8``; for ``mnist`` without a path the
+file named by ``$EXTREMEQ_MNIST``, else ``<repo>/../shared/data/mnist.npz``); ``tfds`` (the prepared
+TFDS data set read through ``tfds.data_source``, which needs no TensorFlow; ``tfds.load`` is used only
+as a fallback when TensorFlow is importable, e.g. for data prepared in the TFRecord format).
+
+TFDS and scikit-learn are imported inside the functions that use them, so ``import extremeq.data``
+works on machines that lack them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz")
+SOURCE_NAMES = ("digits", "npz", "tfds")
+STREAMED_NAMES = ("imagenet2012",)
+
+# Digits: train = first DIGITS_TRAIN_FRACTION of a permutation drawn with this seed, test = the rest.
+DIGITS_SPLIT_SEED = 0
+DIGITS_TRAIN_FRACTION = 0.8
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A data set held whole in memory.
+
+  Attributes:
+    name: data set name, e.g. ``"mnist"``.
+    x_train, x_test: images, NHWC ``uint8`` in 0..255.
+    y_train, y_test: labels, ``int32`` in ``[0, num_classes)``.
+    num_classes: number of classes.
+    mean, std: per-channel mean and standard deviation of the full training split's pixels divided
+      by 255 (computed before ``limit`` is applied), one float per channel.
+  """
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.x_train.shape[1:])
+
+  @property
+  def num_train(self) -> int:
+    return int(self.x_train.shape[0])
+
+  @property
+  def num_test(self) -> int:
+    return int(self.x_test.shape[0])
+
+
+def default_mnist_path() -> Path:
+  """``$EXTREMEQ_MNIST`` if set, else ``<repo>/../shared/data/mnist.npz``."""
+  env = os.environ.get("EXTREMEQ_MNIST")
+  if env:
+    return Path(env)
+  return _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """Per-channel mean and std of NHWC images in units of 1/255 (population std, float64 sums)."""
+  x = np.asarray(images)
+  c = x.shape[-1]
+  flat = x.reshape(-1, c)
+  n = flat.shape[0]
+  # Chunked sums keep memory at a few MB even for CIFAR-sized uint8 arrays.
+  s = np.zeros(c, np.float64)
+  ss = np.zeros(c, np.float64)
+  for start in range(0, n, 1 << 20):
+    chunk = flat[start:start + (1 << 20)].astype(np.float64)
+    s += chunk.sum(0)
+    ss += np.square(chunk).sum(0)
+  mean = s / n
+  std = np.sqrt(np.maximum(ss / n - np.square(mean), 0.0))
+  return tuple(float(m) / 255.0 for m in mean), tuple(float(v) / 255.0 for v in std)
+
+
+def _as_nhwc_uint8(x: np.ndarray, what: str) -> np.ndarray:
+  x = np.asarray(x)
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4:
+    raise ValueError(
+        f"{what} has shape {x.shape}; expected NHW or NHWC images (3 or 4 dimensions)."
+    )
+  if x.dtype != np.uint8:
+    if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
+      raise ValueError(f"{what} holds values outside 0..255; save images as uint8 0..255.")
+    if not np.issubdtype(x.dtype, np.integer):
+      raise ValueError(
+          f"{what} has dtype {x.dtype}; expected uint8 images in 0..255 (convert with "
+          "np.round(x * 255).astype(np.uint8) if they are floats in [0, 1])."
+      )
+    x = x.astype(np.uint8)
+  return x
+
+
+def _as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+  y = np.asarray(y)
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim != 1 or y.shape[0] != n:
+    raise ValueError(f"{what} has shape {y.shape}; expected ({n},) integer class labels.")
+  if not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"{what} has dtype {y.dtype}; expected integer class labels.")
+  if y.size and y.min() < 0:
+    raise ValueError(f"{what} holds negative labels; expected classes 0..num_classes-1.")
+  return y.astype(np.int32)
+
+
+def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit) -> ArrayDataset:
+  mean, std = channel_stats(x_train)
+  if limit is not None and limit >= 0:
+    x_train, y_train = x_train[:limit], y_train[:limit]
+  return ArrayDataset(
+      name=name,
+      x_train=np.ascontiguousarray(x_train),
+      y_train=np.ascontiguousarray(y_train),
+      x_test=np.ascontiguousarray(x_test),
+      y_test=np.ascontiguousarray(y_test),
+      num_classes=int(num_classes),
+      mean=mean,
+      std=std,
+  )
+
+
+def load_digits(*, limit: int | None = None) -> ArrayDataset:
+  """The scikit-learn 8x8 digits (1797 images, 10 classes), offline.
+
+  Pixel values 0..16 are mapped to uint8 by ``round(v * 255 / 16)``. The split is deterministic:
+  ``perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(1797)``; the first
+  ``int(0.8 * 1797) = 1437`` indices of ``perm`` are train, the last 360 are test.
+  """
+  from sklearn.datasets import load_digits as _sk_load_digits  # pylint: disable=g-import-not-at-top
+
+  bunch = _sk_load_digits()
+  images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = bunch.target.astype(np.int32)
+  n = images.shape[0]
+  perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
+  n_train = int(DIGITS_TRAIN_FRACTION * n)
+  tr, te = perm[:n_train], perm[n_train:]
+  return _finish("digits", images[tr], labels[tr], images[te], labels[te], 10, limit)
+
+
+def load_npz(path: str | os.PathLike, *, name: str = "npz", num_classes: int | None = None,
+             limit: int | None = None) -> ArrayDataset:
+  """A local ``.npz`` with ``x_train, y_train, x_test, y_test`` (images NHW or NHWC uint8).
+
+  ``num_classes`` defaults to ``max(label) + 1`` over both splits.
+  """
+  path = Path(path)
+  if not path.is_file():
+    hint = ""
+    if name == "mnist":
+      hint = (" Point $EXTREMEQ_MNIST (or config.dataset.path) at an MNIST npz, or use "
+              "source='tfds' with a prepared TFDS mnist.")
+    raise FileNotFoundError(f"npz file {str(path)!r} not found for data set {name!r}.{hint}")
+  with np.load(path, allow_pickle=False) as f:
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+    if missing:
+      raise KeyError(
+          f"{path} lacks keys {missing}; an npz data set needs x_train, y_train, x_test, y_test "
+          f"(it has {sorted(f.files)})."
+      )
+    x_train = _as_nhwc_uint8(f["x_train"], f"{path}: x_train")
+    x_test = _as_nhwc_uint8(f["x_test"], f"{path}: x_test")
+    y_train = _as_labels(f["y_train"], x_train.shape[0], f"{path}: y_train")
+    y_test = _as_labels(f["y_test"], x_test.shape[0], f"{path}: y_test")
+  if x_train.shape[1:] != x_test.shape[1:]:
+    raise ValueError(
+        f"{path}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape."
+    )
+  if num_classes is None:
+    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+  return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit)
+
+
+class DatasetNotPreparedError(RuntimeError):
+  """A TFDS data set is not prepared in ``data_dir`` (this machine cannot download)."""
+
+
+def _not_prepared_message(name: str, data_dir) -> str:
+  data_dir = data_dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+  return (
+      f"TFDS data set {name!r} is not prepared in data_dir {data_dir} (or it is prepared in a "
+      "format that needs TensorFlow). Prepare it on a machine with internet access, in a random-access "
+      f"format: `tfds build {name} --file_format=array_record --data_dir=<dir>` (or "
+      f"tfds.builder({name!r}, data_dir=...).download_and_prepare(file_format='array_record')), then "
+      "copy <dir> here and set config.dataset.data_dir; or save the arrays as an npz with x_train, "
+      "y_train, x_test, y_test and use source='npz' with config.dataset.path."
+  )
+
+
+def _tensorflow_importable() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  return importlib.util.find_spec("tensorflow") is not None
+
+
+def tfds_source(name: str, split: str, *, data_dir: str | None = None):
+  """``tfds.data_source(name, split=split, data_dir=data_dir, download=False)`` with a clear error.
+
+  Returns a random-access sequence of dicts of decoded NumPy arrays (``image`` HWC uint8,
+  ``label`` int64 scalar). Works without TensorFlow for data prepared as array_record or parquet.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(f"TFDS has no data set named {name!r}.") from e
+  except (NotImplementedError, FileNotFoundError, AssertionError, OSError) as e:
+    raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
+
+
+def _read_split(source, chunk: int = 1024):
+  """Stacks every example of a random-access TFDS source into (images, labels)."""
+  n = len(source)
+  images, labels = [], []
+  for start in range(0, n, chunk):
+    keys = list(range(start, min(n, start + chunk)))
+    try:
+      examples = source.__getitems__(keys)
+    except TypeError:
+      # tfds.testing.mock_data installs an unbound __getitems__ that fails; read one at a time.
+      examples = [source[k] for k in keys]
+    images.extend(np.asarray(ex["image"]) for ex in examples)
+    labels.extend(int(ex["label"]) for ex in examples)
+  return np.stack(images), np.asarray(labels, np.int32)
+
+
+def _num_classes_from_source(source, name: str) -> int | None:
+  info = getattr(source, "dataset_info", None)
+  try:
+    return int(info.features["label"].num_classes)
+  except (AttributeError, KeyError, TypeError):
+    return None
+
+
+def load_tfds_arrays(name: str, *, data_dir: str | None = None, limit: int | None = None,
+                     train_split: str = "train", test_split: str = "test") -> ArrayDataset:
+  """A TFDS data set's train and test splits, read whole into memory.
+
+  Uses ``tfds.data_source`` (no TensorFlow needed); if that fails and TensorFlow is importable,
+  falls back to ``tfds.load(..., batch_size=-1)``. Raises :class:`DatasetNotPreparedError`, which
+  says how to prepare the data or use an npz instead, when the data set is not prepared.
+  """
+  if name in STREAMED_NAMES:
+    raise ValueError(
+        f"{name!r} is too large to hold in memory; stream it with "
+        "extremeq.data.imagenet.imagenet_dataset(...) instead of load_arrays."
+    )
+  try:
+    train_src = tfds_source(name, train_split, data_dir=data_dir)
+    test_src = tfds_source(name, test_split, data_dir=data_dir)
+  except DatasetNotPreparedError:
+    if not _tensorflow_importable():
+      raise
+    return _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split)
+  x_train, y_train = _read_split(train_src)
+  x_test, y_test = _read_split(test_src)
+  num_classes = _num_classes_from_source(train_src, name)
+  if num_classes is None:
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+  return _finish(name, _as_nhwc_uint8(x_train, f"{name} train images"), y_train,
+                 _as_nhwc_uint8(x_test, f"{name} test images"), y_test, num_classes, limit)
+
+
+def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split) -> ArrayDataset:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    (tr, te), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir or None,
+                               batch_size=-1, download=False, with_info=True)
+  except AssertionError as e:
+    raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
+  tr, te = tfds.as_numpy(tr), tfds.as_numpy(te)
+  return _finish(name, _as_nhwc_uint8(tr["image"], f"{name} train images"),
+                 tr["label"].astype(np.int32), _as_nhwc_uint8(te["image"], f"{name} test images"),
+                 te["label"].astype(np.int32), info.features["label"].num_classes, limit)
+
+
+def _default_source(name: str, path) -> str:
+  if name == "digits":
+    return "digits"
+  if name == "npz" or path:
+    return "npz"
+  if name == "mnist" and default_mnist_path().is_file():
+    return "npz"
+  return "tfds"
+
+
+def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike | None = None,
+                data_dir: str | None = None, limit: int | None = None) -> ArrayDataset:
+  """Loads a data set whole into memory; the arguments mirror ``config.dataset``.
+
+  Args:
+    name: one of ``DATASET_NAMES`` except ``imagenet2012`` (streamed instead).
+    source: ``"digits"``, ``"npz"`` or ``"tfds"``; ``None`` picks ``digits`` for digits, ``npz``
+      for npz, for any name given a ``path``, and for mnist when :func:`default_mnist_path` exists;
+      ``tfds`` otherwise.
+    path: the npz file (source ``npz``); for mnist defaults to :func:`default_mnist_path`.
+    data_dir: the TFDS data directory (source ``tfds``); ``None`` means TFDS's default.
+    limit: keep only the first ``limit`` training examples (``None`` or negative: all).
+
+  Returns:
+    An :class:`ArrayDataset`.
+  """
+  if name not in DATASET_NAMES:
+    raise ValueError(f"data set {name!r} unknown; choose one of {', '.join(DATASET_NAMES)}.")
+  if source is None or source == "":
+    source = _default_source(name, path)
+  if source not in SOURCE_NAMES:
+    raise ValueError(f"data source {source!r} unknown; choose one of {', '.join(SOURCE_NAMES)}.")
+  if limit is not None and limit < 0:
+    limit = None
+  if source == "digits":
+    if name != "digits":
+      raise ValueError(f"source 'digits' serves only the data set 'digits', not {name!r}.")
+    return load_digits(limit=limit)
+  if source == "npz":
+    if not path:
+      if name == "mnist":
+        path = default_mnist_path()
+      else:
+        raise ValueError(
+            f"source 'npz' for data set {name!r} needs a path (config.dataset.path) to a file with "
+            "x_train, y_train, x_test, y_test."
+        )
+    return load_npz(path, name=name, limit=limit)
+  if name in ("digits", "npz"):
+    raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")
+  return load_tfds_arrays(name, data_dir=data_dir, limit=limit)
+
+
+def load_from_config(dataset_config) -> ArrayDataset:
+  """:func:`load_arrays` from a ``config.dataset`` ConfigDict (fields name, source, path, data_dir,
+  limit_train); missing fields take their defaults."""
+  get = dataset_config.get if hasattr(dataset_config, "get") else (
+      lambda k, d=None: getattr(dataset_config, k, d))
+  return load_arrays(
+      get("name"),
+      source=get("source", None) or None,
+      path=get("path", None) or None,
+      data_dir=get("data_dir", None) or None,
+      limit=get("limit_train", None),
+  )
