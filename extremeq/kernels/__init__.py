@@ -1,0 +1,118 @@
+"""Bit-packed kernels for 1-bit and ternary inference (one file per kernel, each with its
+plain-jnp reference). Kernels know nothing of models: arrays in, arrays out.
+
+Public functions (every one takes ``backend=``):
+
+==========================================================  =====================================
+``xnor_matmul(a_bits, b_bits, k, *, alpha_x, alpha_w)``    A [M, W], B [N, W] uint32 (W =
+                                                            ceil(K/32), both packed along K) ->
+                                                            int32 [M, N] = K - 2 popcount(A ^ B),
+                                                            the exact +-1 product A B^T; float32
+                                                            ``C * alpha_x[:, None] * alpha_w``
+                                                            when scales are given.
+``xnor_linear(x, w_bits, alpha)``                           XNOR-Net dense layer: float x [..., K]
+                                                            -> ``(sign x . sign w) beta alpha``,
+                                                            beta = mean|x| per row.
+``xnor_conv(x, w_bits, alpha, *, kernel_size, strides,      XNOR-Net binary conv, NHWC float x ->
+padding)``                                                  ``conv(sign x, sign W) * K * alpha``
+                                                            (K-map from |x|), float32.
+``binary_weight_matmul(x, w_bits, alpha)``                  float x [..., K], sign weights [N,
+                                                            ceil(K/32)] -> x (alpha sign W)^T.
+``ternary_weight_matmul(x, w_2bit, alpha)``                 float x [..., K], ternary weights [N,
+                                                            ceil(K/16)] -> x (alpha t)^T.
+==========================================================  =====================================
+
+Weights for inference (from a layer's latent or quantized kernel):
+``pack_binary_weights(kernel [K, N]) -> (w_bits [N, W], alpha [N])``,
+``pack_ternary_weights(q [K, N]) -> (w_2bit [N, W2], alpha [N])``,
+``pack_conv_weights(kernel HWIO) -> w_bits [O, W]`` with ``conv_alpha(kernel) -> [O]``.
+
+Backends: ``"auto"`` picks the fastest measured path for the platform (GPU/TPU: the Pallas
+kernel; CPU: XLA, see BENCHMARKS.md); ``"pallas"`` the fused kernel (Triton on GPU, Mosaic
+on TPU; on CPU it warns with :class:`KernelFallbackWarning` and uses the CPU path);
+``"interpret"`` the Pallas kernel body under the interpreter (CPU tests); ``"xla_popcount"``
+(XNOR kernels only) and ``"dot"`` (unpack in XLA, then one dot). Pallas tile options
+(``block_m``, ``block_n``, ``block_words``, ``num_warps``, ``num_stages``) are keyword
+arguments of the public functions.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from extremeq.kernels._common import BACKENDS, KernelFallbackWarning
+from extremeq.kernels.binary_weight_matmul import binary_weight_matmul, binary_weight_matmul_reference
+from extremeq.kernels.ternary_weight_matmul import ternary_weight_matmul, ternary_weight_matmul_reference
+from extremeq.kernels.xnor_conv import conv_alpha, pack_conv_weights, xnor_conv, xnor_conv_reference, xnor_kmap
+from extremeq.kernels.xnor_matmul import (
+    xnor_linear,
+    xnor_linear_reference,
+    xnor_matmul,
+    xnor_matmul_reference,
+)
+from extremeq.packing import pack_signs, pack_ternary
+
+__all__ = [
+    "BACKENDS",
+    "KernelFallbackWarning",
+    "xnor_matmul",
+    "xnor_matmul_reference",
+    "xnor_linear",
+    "xnor_linear_reference",
+    "xnor_conv",
+    "xnor_conv_reference",
+    "xnor_kmap",
+    "binary_weight_matmul",
+    "binary_weight_matmul_reference",
+    "ternary_weight_matmul",
+    "ternary_weight_matmul_reference",
+    "pack_binary_weights",
+    "pack_ternary_weights",
+    "pack_conv_weights",
+    "conv_alpha",
+]
+
+
+def pack_binary_weights(kernel):
+    """Dense kernel [K, N] (Flax layout) -> (w_bits uint32 [N, ceil(K/32)], alpha float32 [N]).
+
+    w_bits holds sign(W) per output channel (sign(0) = +1); ``alpha = mean_k |W[k, n]|``
+    (BWN / XNOR-Net, Rastegari et al., 2016, Eq. 4). For an already quantized kernel
+    ``alpha * sign(W)`` this returns the same alpha back.
+    """
+    kernel = jnp.asarray(kernel)
+    if kernel.ndim != 2 or not jnp.issubdtype(kernel.dtype, jnp.floating):
+        raise ValueError(f"pack_binary_weights needs a float [K, N] kernel, got {kernel.dtype} {kernel.shape}.")
+    alpha = jnp.mean(jnp.abs(kernel.astype(jnp.float32)), axis=0)
+    return pack_signs(kernel.T, axis=-1), alpha
+
+
+def pack_ternary_weights(q):
+    """Quantized ternary kernel [K, N] with column n in {-a_n, 0, +a_n} (TWN, BitNet b1.58)
+    -> (w_2bit uint32 [N, ceil(K/16)], alpha float32 [N] = a_n).
+
+    Integer input in {-1, 0, 1} gives alpha = 1. TTQ kernels (two scales W_p != W_n) raise:
+    pack their positive and negative parts separately.
+    """
+    q = jnp.asarray(q)
+    if q.ndim != 2:
+        raise ValueError(f"pack_ternary_weights needs a [K, N] kernel, got shape {q.shape}.")
+    qf = q.astype(jnp.float32)
+    alpha = jnp.max(jnp.abs(qf), axis=0)
+    pos = jnp.where(qf > 0, qf, 0.0).max(axis=0)
+    neg = jnp.where(qf < 0, -qf, 0.0).max(axis=0)
+    mags = jnp.abs(qf)
+    tol = 1e-6 * jnp.maximum(alpha, 1e-30)
+    ok = jnp.all((mags == 0) | (jnp.abs(mags - alpha) <= tol))
+    try:
+        concrete_ok = bool(ok)
+    except Exception:  # traced: the check happens only on concrete values
+        concrete_ok = True
+    if not concrete_ok:
+        asym = bool(jnp.any((pos > 0) & (neg > 0) & (jnp.abs(pos - neg) > tol)))
+        hint = (" Its columns have different positive and negative scales (TTQ): pack the "
+                "positive and negative parts as two ternary kernels." if asym else
+                " Quantize first (e.g. the layer's quantized_kernel()).")
+        raise ValueError("pack_ternary_weights needs columns with values in {-a, 0, +a}." + hint)
+    t = jnp.sign(qf).astype(jnp.int8)
+    return pack_ternary(t.T, axis=-1), alpha
