@@ -1,7 +1,5 @@
 """ImageNet transforms (closed forms) and the grain pipeline over a mocked tfds.data_source."""
 
-import math
-
 import numpy as np
 import pytest
 
