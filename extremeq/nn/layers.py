@@ -80,7 +80,7 @@ class _Quantized(nnx.Module):
         self.input_quantizer = as_spec(input_quantizer, "input", ste, ste_kwargs)
         self.deterministic = False  # flipped by model.eval()/model.train()
         if self.kernel_quantizer.name == "ttq":
-            w_p, w_n = Q.ttq_init_scales(self.kernel.value, self.kernel_quantizer.option("t", Q.TTQ_THRESHOLD_FACTOR))
+            w_p, w_n = Q.ttq_init_scales(self.kernel[...], self.kernel_quantizer.option("t", Q.TTQ_THRESHOLD_FACTOR))
             self.ttq_wp = nnx.Param(jnp.asarray(w_p, jnp.float32))
             self.ttq_wn = nnx.Param(jnp.asarray(w_n, jnp.float32))
         if self.kernel_quantizer.name == "bc_stochastic":
@@ -96,9 +96,9 @@ class _Quantized(nnx.Module):
         key = None
         if spec.name == "bc_stochastic" and not self.deterministic:
             key = self.quant_rngs()
-        w_p = self.ttq_wp.value if spec.name == "ttq" else None
-        w_n = self.ttq_wn.value if spec.name == "ttq" else None
-        return quantize_weight(spec, self.kernel.value, w_p=w_p, w_n=w_n, key=key)
+        w_p = self.ttq_wp[...] if spec.name == "ttq" else None
+        w_n = self.ttq_wn[...] if spec.name == "ttq" else None
+        return quantize_weight(spec, self.kernel[...], w_p=w_p, w_n=w_n, key=key)
 
 
 class QuantLinear(_Quantized):
@@ -133,7 +133,7 @@ class QuantLinear(_Quantized):
         if k is not None:
             y = y * k
         if self.bias is not None:
-            y = y + self.bias.value
+            y = y + self.bias[...]
         return y
 
 
@@ -201,5 +201,5 @@ class QuantConv(_Quantized):
         if k is not None:
             y = y * k
         if self.bias is not None:
-            y = y + self.bias.value
+            y = y + self.bias[...]
         return y

@@ -58,7 +58,7 @@ def clip_latent_weights(model) -> None:
     """BinaryConnect: clip latent kernels to [-1, 1] where the spec asks for it (in place)."""
     for _, layer in quant_layers(model):
         if layer.kernel_quantizer.clip_latent:
-            layer.kernel.value = jnp.clip(layer.kernel.value, -1.0, 1.0)
+            layer.kernel[...] = jnp.clip(layer.kernel[...], -1.0, 1.0)
 
 
 def _check_rules(rules):
@@ -108,14 +108,14 @@ def _converted(layer, spec: Mapping, rngs: nnx.Rngs):
             padding=layer.padding, feature_group_count=layer.feature_group_count,
             pad_value=spec.get("pad_value", 1.0), **kwargs,
         )
-    new.kernel.value = layer.kernel.value
+    new.kernel[...] = layer.kernel[...]
     if layer.bias is not None:
-        new.bias.value = layer.bias.value
+        new.bias[...] = layer.bias[...]
     if new.kernel_quantizer.name == "ttq":  # scales from the kept weights, not the fresh init
         from extremeq.quantizers import TTQ_THRESHOLD_FACTOR, ttq_init_scales
 
-        w_p, w_n = ttq_init_scales(new.kernel.value, new.kernel_quantizer.option("t", TTQ_THRESHOLD_FACTOR))
-        new.ttq_wp.value, new.ttq_wn.value = jnp.asarray(w_p), jnp.asarray(w_n)
+        w_p, w_n = ttq_init_scales(new.kernel[...], new.kernel_quantizer.option("t", TTQ_THRESHOLD_FACTOR))
+        new.ttq_wp[...], new.ttq_wn[...] = jnp.asarray(w_p), jnp.asarray(w_n)
     return new
 
 
