@@ -572,17 +572,13 @@ def layer_order(model: nnx.Module, sample_input) -> list[str]:
     Linear/Conv layers (and any module holding an ``nnx.Param`` ``kernel``, e.g. QuantLinear),
     in the order the forward pass first calls them.
 
-    Runs the forward abstractly (``jax.eval_shape``, eval mode, nothing computed or updated) on
-    ``sample_input`` (an array or ``jax.ShapeDtypeStruct`` with a batch axis). Layers the
-    forward never calls are left out; a layer nested inside another weight layer is reported
-    as its parent.
+    Runs the forward abstractly (``nnx.eval_shape``, eval mode: nothing is computed or updated)
+    on ``sample_input``, an array or ``jax.ShapeDtypeStruct`` with a batch axis; the model may
+    itself be abstract (built under ``nnx.eval_shape``). Layers the forward never calls are left
+    out; a weight layer nested inside another one is reported as its parent.
     """
-    paths = {}
-    for path, node in nnx.iter_graph(model):
-        if _is_weight_layer(node) and id(node) not in paths:
-            paths[id(node)] = "/".join(str(p) for p in path)
     order: list[str] = []
-    originals = {}
+    paths: dict[int, str] = {}
 
     def recording(original):
         def __call__(self, *args, **kwargs):
@@ -592,14 +588,21 @@ def layer_order(model: nnx.Module, sample_input) -> list[str]:
             return original(self, *args, **kwargs)
         return __call__
 
+    def forward(m, x):
+        for path, node in nnx.iter_graph(m):
+            if _is_weight_layer(node) and id(node) not in paths:
+                paths[id(node)] = "/".join(str(p) for p in path)
+        return m(x, train=False)
+
+    originals = {}
     for _, node in nnx.iter_graph(model):
         t = type(node)
-        if id(node) in paths and t not in originals:
+        if _is_weight_layer(node) and t not in originals:
             originals[t] = t.__dict__.get("__call__")
             t.__call__ = recording(t.__call__)
     try:
         spec = jax.ShapeDtypeStruct(tuple(sample_input.shape), sample_input.dtype)
-        jax.eval_shape(lambda x: model(x, train=False), spec)
+        nnx.eval_shape(forward, model, spec)
     finally:
         for t, original in originals.items():
             if original is None:
