@@ -33,9 +33,10 @@ def default_config():
     c.seed = 0  # seeds init, data order (a pure function of (seed, epoch)), augmentation, dropout
     c.num_epochs = 10
     c.batch_size = 128  # global batch, split over all devices
-    c.eval_batch_size = 500
+    c.eval_batch_size = 512  # the last batch is padded (masked)
     c.max_steps = -1  # stop after this many steps (-1/None: num_epochs * steps_per_epoch)
     c.log_every_steps = 50  # host sync (non-finite check, progress) every this many steps
+    c.num_devices = -1  # data-parallel over the first N devices (-1: all devices)
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
     c.progress_bar = True  # tqdm over the steps of each epoch
     c.sync_every_step = False  # block_until_ready after each step (multi-device CPU tests, debugging)
@@ -181,6 +182,9 @@ def validate_config(config, num_devices: int | None = None):
         import jax  # pylint: disable=g-import-not-at-top
 
         num_devices = jax.device_count()
+    if c.num_devices != -1:
+        _num(c, "num_devices", int, lo=1, hi=num_devices)
+        num_devices = c.num_devices
     for key in ("batch_size", "eval_batch_size"):
         if c[key] % num_devices:
             _fail(key, f"{c[key]} is not divisible by the {num_devices} devices; "
@@ -255,6 +259,7 @@ def load_workdir_config(workdir):
 
     with open(os.path.join(workdir, "config.json")) as f:
         raw = json.load(f)
+    raw["num_devices"] = -1  # the saving run's device count does not bind a reader
     return validate_config(ml_collections.ConfigDict(raw), num_devices=1)
 
 

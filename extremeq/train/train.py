@@ -145,7 +145,7 @@ def build_quantized_model(config, num_classes: int, input_shape, init_vars=None)
 
 def _split(model):
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-    return graphdef, params.to_pure_dict(), model_state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
 
 
 def _merge(graphdef, params, model_state):
@@ -154,8 +154,8 @@ def _merge(graphdef, params, model_state):
 
 def _load_vars(model, model_vars):
     _, params, model_state = nnx.split(model, nnx.Param, ...)
-    params.replace_by_pure_dict(model_vars["params"])
-    model_state.replace_by_pure_dict(model_vars["model_state"])
+    nnx.replace_by_pure_dict(params, model_vars["params"])
+    nnx.replace_by_pure_dict(model_state, model_vars["model_state"])
     nnx.update(model, params, model_state)
 
 
@@ -403,8 +403,11 @@ def _check_finite(state: TrainState, epoch_hint: int):
         )
 
 
-def _make_mesh():
-    return Mesh(np.asarray(jax.devices()), ("data",))
+def _make_mesh(num_devices: int = -1):
+    devices = jax.devices()
+    if num_devices > 0:
+        devices = devices[:num_devices]
+    return Mesh(np.asarray(devices), ("data",))
 
 
 def _load_data(config):
@@ -442,7 +445,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         config_lib.save_config(config, workdir)
-    mesh = _make_mesh()
+    mesh = _make_mesh(config.num_devices)
     replicated = NamedSharding(mesh, P())
 
     ds, mean, std = _load_data(config)

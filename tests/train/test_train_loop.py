@@ -1,0 +1,124 @@
+"""The training loop on digits with a tiny MLP: exact resume, determinism, metrics against
+independent computations from the checkpoints, non-finite loss, init_from + distillation."""
+
+import os
+import re
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from train_testing import leaves_by_path, load_raw, read_rows, tiny_config  # noqa: E402
+
+from extremeq.train import train_and_evaluate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory):
+    """The uninterrupted reference run: BinaryConnect (clipped latent), dropout, BN, flip+crop."""
+    wd = str(tmp_path_factory.mktemp("run_a"))
+    result = train_and_evaluate(tiny_config("bc"), wd)
+    return wd, result
+
+
+def _assert_same_checkpoint(wd1, wd2):
+    m1, t1, meta1 = load_raw(wd1)
+    m2, t2, meta2 = load_raw(wd2)
+    assert meta1["step"] == meta2["step"]
+    assert meta1["model_paths"] == meta2["model_paths"] and meta1["train_paths"] == meta2["train_paths"]
+    for k in m1:
+        np.testing.assert_array_equal(m1[k], m2[k], err_msg=meta1["model_paths"][int(k)])
+    for k in t1:
+        np.testing.assert_array_equal(t1[k], t2[k], err_msg=meta1["train_paths"][int(k)])
+
+
+def test_run_finishes_and_learns(run_a):
+    wd, result = run_a
+    rows = read_rows(wd)
+    assert [r["epoch"] for r in rows] == [1, 2] and result["finished"] and result["step"] == 22
+    assert rows[-1]["test_accuracy"] > 0.35  # 10 classes: chance is 0.1; 22 steps only
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert os.path.isfile(os.path.join(wd, "config.json")) and os.path.isfile(os.path.join(wd, "final.json"))
+
+
+def test_resume_is_bit_exact(run_a, tmp_path):
+    """Stopped mid-epoch (step 7), at the epoch boundary (step 11), then run to the end: the final
+    parameters, optimizer state, BN statistics, RNG state and all metrics equal the uninterrupted run."""
+    wd_a, _ = run_a
+    wd = str(tmp_path / "b")
+    r = train_and_evaluate(tiny_config("bc", max_steps=7), wd)
+    assert r["step"] == 7 and load_raw(wd)[2]["step"] == 7
+    r = train_and_evaluate(tiny_config("bc", max_steps=11), wd)
+    assert r["step"] == 11
+    r = train_and_evaluate(tiny_config("bc"), wd)
+    assert r["step"] == 22 and r["finished"]
+    _assert_same_checkpoint(wd_a, wd)
+    assert read_rows(wd) == read_rows(wd_a)
+
+
+def test_same_config_and_seed_same_metrics(run_a, tmp_path):
+    wd_a, _ = run_a
+    wd = str(tmp_path / "again")
+    train_and_evaluate(tiny_config("bc"), wd)
+    assert read_rows(wd) == read_rows(wd_a)
+    _assert_same_checkpoint(wd_a, wd)
+    # and another seed gives another run
+    wd_s = str(tmp_path / "seed1")
+    train_and_evaluate(tiny_config("bc", seed=1, max_steps=11), wd_s)
+    assert read_rows(wd_s)[0]["train_loss"] != read_rows(wd_a)[0]["train_loss"]
+
+
+def test_flip_ratio_matches_checkpoints(run_a):
+    """flip_ratio of epoch 2 = share of binary latent weights whose sign (w >= 0) differs between the
+    checkpoints at the ends of epochs 1 and 2 (kept: keep=2)."""
+    wd, _ = run_a
+    m1, _, meta1 = load_raw(wd, step=11)
+    m2, _, meta2 = load_raw(wd, step=22)
+    k1, k2 = leaves_by_path(m1, meta1["model_paths"]), leaves_by_path(m2, meta2["model_paths"])
+    # method bc, first/last fp: the binary kernels are the hidden dense layers
+    binary = [p for p in k1 if "['blocks']" in p and p.endswith("['kernel']")]
+    assert len(binary) == 2
+    flips = sum(np.sum((k1[p] >= 0) != (k2[p] >= 0)) for p in binary)
+    total = sum(k1[p].size for p in binary)
+    row = read_rows(wd)[1]
+    assert row["flip_ratio"] == pytest.approx(flips / total, abs=1e-7)
+    assert 0 < row["flip_ratio"] < 0.5
+    # BinaryConnect clips the latent weights to [-1, 1]; the float layers are not clipped
+    assert all(np.abs(k2[p]).max() <= 1.0 for p in binary)
+
+
+def test_nonfinite_loss_stops_naming_the_step(tmp_path):
+    c = tiny_config("fp")
+    c.optimizer.learning_rate = 1e30
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step \d+") as e:
+        train_and_evaluate(c, str(tmp_path / "nan"))
+    step = int(re.search(r"step (\d+)", str(e.value)).group(1))
+    assert 0 <= step < 4  # found at the first check (log_every_steps=4), naming the first bad step
+
+
+def test_init_from_and_distillation(run_a, tmp_path):
+    """TWN student initialised from run A's weights, distilled from run A as the teacher."""
+    from extremeq.train.train import create_model, _split
+    from extremeq.train.config import validate_config
+
+    wd_a, _ = run_a
+    c = tiny_config("twn", num_epochs=1)
+    c.quant.init_from = wd_a
+    c.distill = ml_collections.ConfigDict(dict(teacher_workdir=wd_a, alpha=0.5, temperature=2.0))
+    model = create_model(validate_config(c), 10, (8, 8, 1))
+    _, params, _ = _split(model)
+    m_a, _, meta_a = load_raw(wd_a)
+    saved = leaves_by_path(m_a, meta_a["model_paths"])
+    np.testing.assert_array_equal(params["blocks"][0]["dense"]["kernel"],
+                                  saved["['params']['blocks'][0]['dense']['kernel']"])
+    wd = str(tmp_path / "student")
+    result = train_and_evaluate(c, wd)
+    assert result["finished"] and np.isfinite(result["train_loss"])
+    # ternary sparsity = share of TWN zeros, |w| <= 0.7 mean|w| (Li et al. 2016), per layer
+    m, _, meta = load_raw(wd)
+    k = leaves_by_path(m, meta["model_paths"])
+    ws = [k[p] for p in k if "['blocks']" in p and p.endswith("['kernel']")]
+    zeros = sum(np.sum(np.abs(w) <= 0.7 * np.mean(np.abs(w))) for w in ws)
+    assert result["ternary_sparsity"] == pytest.approx(zeros / sum(w.size for w in ws), abs=2e-3)
