@@ -1,0 +1,48 @@
+"""MNIST, MLP 784-4096-4096-4096-10 with binary weights and activations: BinaryNet / BNN
+(Courbariaux, Hubara, Soudry, El-Yaniv, Bengio 2016), test error 0.96% (ANCHORS.md: 99.04).
+
+Recipe from the authors' released Theano code (MatthieuCourbariaux/BinaryNet Train-time/mnist.py,
+read for this file): 3 hidden layers of 4096 units; dense -> BatchNorm (alpha 0.1 -> Flax momentum
+0.9, epsilon 1e-4) -> binary htanh -> dropout 0.5; dropout 0.2 on the input; output dense ->
+BatchNorm; every dense layer has binary weights (first and last too); deterministic sign; Adam,
+lr 3e-3 decayed exponentially per epoch to 3e-7 over 1000 epochs; batch 100; first 50000
+training images (the last 10000 are validation); inputs scaled to [-1, 1], not binarized.
+Not expressible in the schema: the squared hinge loss, Glorot-scaled learning rates of the binary
+weights, and a binary-weight first layer that keeps real-valued inputs (first = "same" here also
+binarizes the input pixels: sign((x - mean) / std); use first=fp for a float first layer).
+
+Variants: bnn (the paper), fp (same network in float, ReLU), any other method.
+"""
+
+import pathlib
+import runpy
+from types import SimpleNamespace
+
+base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+
+
+def get_config(arg=None):
+    _, method, options = base.parse_variant(arg)
+    c = base.base_config()
+    c.dataset.name = "mnist"
+    c.dataset.source = "npz"
+    c.dataset.path = base.mnist_path()
+    c.dataset.limit_train = 50000
+    c.model.name = "mlp"
+    c.model.hidden = [4096, 4096, 4096]
+    c.model.activation = "relu"  # "hardtanh" for bnn/xnor (apply_method)
+    c.model.input_dropout = 0.2
+    c.model.dropout = 0.5
+    c.model.head_bn = True
+    c.model.bn_momentum = 0.9
+    c.model.bn_epsilon = 1e-4
+    c.num_epochs = 1000
+    c.batch_size = 100
+    c.eval_batch_size = 1000
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.schedule = "step"
+    c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(3e-3, 3e-7, c.num_epochs)
+    c.optimizer.weight_decay = 0.0
+    c.checkpoint.every_epochs = 25
+    return base.apply_method(c, method, options, first="same", last="same")
