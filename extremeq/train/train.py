@@ -552,7 +552,7 @@ def _run_loop(config, workdir, state, ctx, steps_per_epoch, *, step_fn, plan_fn,
     ckpt.close()
     writer.close()
     finished = step >= stop_at and not preempted
-    result = dict(row, step=step, finished=finished, preempted=preempted)
+    result = dict(row, step=step, finished=finished, preempted=preempted, num_devices=ctx.mesh.size)
     if finished and is_main:
         with open(os.path.join(workdir, "final.json"), "w") as f:
             json.dump(result, f, indent=1)
