@@ -168,7 +168,7 @@ def _base_optimizer(name, lr, momentum, nesterov, weight_decay, decay_mask):
     if name == "sgd":
         tx = optax.sgd(lr, momentum=momentum if momentum else None, nesterov=bool(nesterov))
     elif name == "adam":
-        tx = optax.adam(lr)
+        tx = optax.adam(lr, b1=momentum)  # optimizer.momentum is Adam's beta1 (default 0.9)
     else:
         raise ValueError(f"optimizer '{name}' unknown; choose sgd, adam or bop")
     if weight_decay:
@@ -187,7 +187,7 @@ def create_optimizer(
     """Builds the optax transformation from ``config.optimizer``.
 
     Returns ``(tx, labels)``: ``labels`` is the pytree of "bop"/"base" labels
-    (all "base" unless ``opt.name == "bop"``). Bop applies to the leaves in
+    (all "base" unless ``opt.name == "bop"``). For Adam, ``opt.momentum`` is beta1. Bop applies to the leaves in
     ``bop_paths`` (binary kernels); the rest use ``opt.bop_base`` (adam or sgd)
     with the learning-rate schedule and weight decay.
     """
