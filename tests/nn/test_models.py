@@ -137,8 +137,8 @@ def test_conv_block_pools_before_batchnorm():
 
 
 def test_train_flag_and_nnx_modes():
-    m = build_model({"name": "lenet5", "dropout": 0.5}, 10, (28, 28, 1), nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (4, 28, 28))
+    m = build_model({"name": "mlp", "hidden": [8, 8], "dropout": 0.5}, 10, (28, 28, 1), nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
     stats0 = np.asarray(m.stem_bn.mean[...])
     m.eval()
     a, b = m(x), m(x, train=False)
@@ -195,15 +195,35 @@ def test_build_model_errors():
 
 
 def test_hardtanh_activation_keeps_sign_information():
-    m = build_model({"name": "mlp", "hidden": [16], "activation": "hardtanh"}, 10, (8, 8), 0)
-    x = jax.random.normal(jax.random.key(0), (64, 8, 8))
-    h = m.stem_bn(m.stem(x.reshape(64, -1)), use_running_average=False)
+    m = build_model({"name": "mlp", "hidden": [8, 8], "activation": "hardtanh"}, 10, (28, 28, 1), 0)
+    x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+    h = m.stem_bn(m.stem(x.reshape(3, -1)), use_running_average=False)
     a = models.ACTIVATIONS[m.activation](h)
     assert float(a.min()) >= -1 and float(a.max()) <= 1 and float((a < 0).mean()) > 0.2
     np.testing.assert_array_equal(jnp.sign(a), jnp.sign(h))
 
 
-def test_layer_order_concrete_model_and_small_vgg():
-    m = build_model({"name": "vgg7", "width": 4, "fc_features": 8}, 10, (16, 16, 3), nnx.Rngs(0))
-    order = layer_order(m, jnp.zeros((1, 16, 16, 3)))
-    assert order == ["stem"] + [f"blocks/{i}/conv" for i in range(5)] + ["fc", "head"]
+def test_layer_order_concrete_model():
+    m = build_model({"name": "mlp", "hidden": [8, 8]}, 10, (28, 28, 1), nnx.Rngs(0))  # shapes as above
+    assert layer_order(m, jnp.zeros((1, 28, 28, 1))) == ["stem", "blocks/0/dense", "head"]
+
+
+@pytest.mark.parametrize("name,shape", [("resnet20", (32, 32, 3)), ("vgg7", (32, 32, 3)), ("mlp", (28, 28, 1))])
+def test_precision_policy_swaps_zoo_layers(name, shape):
+    """The zoo is built for extremeq.nn.quantize_model: every Linear/Conv but stem and head is swapped."""
+    nn = pytest.importorskip("extremeq.nn")
+    if not hasattr(nn, "quantize_model"):
+        pytest.skip("precision policy not available")
+
+    def make():
+        m = build_model({"name": name, "activation": "hardtanh"}, 10, shape, nnx.Rngs(0))
+        nn.quantize_model(m, nn.method_rules("xnor"))
+        return m
+
+    m = nnx.eval_shape(make)
+    order = layer_order(m, jax.ShapeDtypeStruct((1,) + shape, jnp.float32))
+    kinds = {p: type(node).__name__ for p, node in nnx.iter_graph(m) if "/".join(map(str, p)) in order
+             for p in ["/".join(map(str, p))]}
+    assert kinds.pop("stem") in ("Conv", "Linear") and kinds.pop("head") == "Linear"
+    assert kinds and set(kinds.values()) <= {"QuantConv", "QuantLinear"}, kinds
+    assert abstract_out(m, (2,) + shape) == (2, 10)
