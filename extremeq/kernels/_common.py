@@ -5,6 +5,7 @@ Nothing here knows about models; every function takes and returns arrays.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -96,3 +97,27 @@ def round_up(n: int, m: int) -> int:
 
 def is_power_of_2(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
+
+
+# The interpreter exists for tests on CPU; its programs are tiny, and XLA's optimising
+# passes over 32 unrolled bit-slice dots cost more than running them (about 2x compile time).
+INTERPRET_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def backend_jit(static_argnames):
+    """``jax.jit`` that compiles cheaply when called with ``backend="interpret"`` or
+    ``interpret=True`` and normally otherwise."""
+
+    def wrap(fn):
+        fast = jax.jit(fn, static_argnames=static_argnames)
+        cheap = jax.jit(fn, static_argnames=static_argnames, compiler_options=INTERPRET_COMPILER_OPTIONS)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            interp = kwargs.get("backend") == "interpret" or kwargs.get("interpret") is True
+            nested = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves((args, kwargs)))
+            return (cheap if interp and not nested else fast)(*args, **kwargs)
+
+        return run
+
+    return wrap

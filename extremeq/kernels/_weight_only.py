@@ -81,11 +81,8 @@ def _gpu_tile(requested, size, default):
     return t
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("decode", "per_word", "name", "block_m", "block_n", "block_words",
-                     "num_warps", "num_stages", "target", "interpret"),
-)
+@C.backend_jit(("decode", "per_word", "name", "block_m", "block_n", "block_words",
+                 "num_warps", "num_stages", "target", "interpret"))
 def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name: str,
                               block_m=None, block_n=None, block_words=None, num_warps: int = 4,
                               num_stages: int = 3, target: str = "gpu", interpret=False):

@@ -22,11 +22,14 @@ correction that depends only on the spatial shape, not on the batch).
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from extremeq.kernels import _common as C
-from extremeq.kernels.xnor_matmul import xnor_matmul
+from extremeq.kernels.xnor_matmul import _resolve_backend, _xnor_matmul_impl
 from extremeq.packing import pack_signs, unpack_signs
 
 __all__ = [
@@ -143,19 +146,33 @@ def xnor_conv(x, w_bits, alpha, *, kernel_size, strides=1, padding="SAME", backe
             f"w_bits has {w_bits.shape[1]} words per filter; C*kh*kw = {c}*{kh}*{kw} = {k} needs "
             f"{-(-k // C.WORD_BITS)}. Pack the HWIO kernel with pack_conv_weights."
         )
-    alpha = C.check_scale("alpha", alpha, o)
+    alpha = C.check_scale("alpha", alpha, o).astype(jnp.float32)
+    backend = _resolve_backend("xnor_conv", backend, b * h * w)
+    if block_kwargs and backend not in ("pallas", "interpret"):
+        raise ValueError(f"block options {sorted(block_kwargs)} apply only to Pallas backends.")
+    target = "tpu" if (backend == "pallas" and C.platform() == "tpu") else "gpu"
+    return _xnor_conv_impl(x, w_bits, alpha, kernel_size=(kh, kw), strides=strides, padding=padding,
+                           backend=backend, target=target,
+                           block_items=tuple(sorted(block_kwargs.items())))
 
+
+@C.backend_jit(("kernel_size", "strides", "padding", "backend", "target", "block_items"))
+def _xnor_conv_impl(x, w_bits, alpha, *, kernel_size, strides, padding, backend, target, block_items):
+    kh, kw = kernel_size
+    b, h, w, c = x.shape
+    k = c * kh * kw
+    o = w_bits.shape[0]
+    mm = functools.partial(_xnor_matmul_impl, k=k, backend=backend, target=target,
+                           block_items=block_items)
     sx = jnp.where(x >= 0, 1, -1).astype(jnp.bfloat16)  # +-1 exactly; padding below gives 0
     patches = lax.conv_general_dilated_patches(sx, (kh, kw), strides, padding, dimension_numbers=_DN)
     ho, wo = patches.shape[1:3]
     a_bits = pack_signs(patches.reshape(b * ho * wo, k), axis=-1)  # padded 0 -> bit 1 (+1)
     kmap = xnor_kmap(x, (kh, kw), strides, padding)  # [B, H', W']
 
-    correction = _padding_correction(h, w, w_bits, (kh, kw), c, strides, padding)
     if padding == "VALID" or (isinstance(padding, tuple) and all(p == (0, 0) for p in padding)):
-        y = xnor_matmul(a_bits, w_bits, k, alpha_x=kmap.reshape(-1), alpha_w=alpha,
-                        backend=backend, **block_kwargs)
+        y = mm(a_bits, w_bits, kmap.reshape(-1), alpha)
         return y.reshape(b, ho, wo, o)
-    counts = xnor_matmul(a_bits, w_bits, k, backend=backend, **block_kwargs).reshape(b, ho, wo, o)
-    counts = counts - correction[None]
+    correction = _padding_correction(h, w, w_bits, (kh, kw), c, strides, padding)
+    counts = mm(a_bits, w_bits, None, None).reshape(b, ho, wo, o) - correction[None]
     return counts.astype(jnp.float32) * kmap[..., None] * alpha

@@ -165,11 +165,8 @@ def _gpu_tile(requested, size, default):
     return t
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("k", "block_m", "block_n", "block_words", "num_warps", "num_stages",
-                     "slice_dtype", "target", "interpret"),
-)
+@C.backend_jit(("k", "block_m", "block_n", "block_words", "num_warps", "num_stages",
+                 "slice_dtype", "target", "interpret"))
 def xnor_matmul_pallas(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block_m=None,
                        block_n=None, block_words=None, num_warps: int = 8, num_stages: int = 3,
                        slice_dtype=None, target: str = "gpu", interpret=False):
@@ -304,22 +301,27 @@ def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: 
     if scaled:
         alpha_x = C.check_scale("alpha_x", 1.0 if alpha_x is None else alpha_x, m)
         alpha_w = C.check_scale("alpha_w", 1.0 if alpha_w is None else alpha_w, n)
-    a_bits = C.mask_padding_bits(a_bits, k)
-    b_bits = C.mask_padding_bits(b_bits, k)
-
     backend = _resolve_backend("xnor_matmul", backend, m)
     if block_kwargs and backend not in ("pallas", "interpret"):
         raise ValueError(f"block options {sorted(block_kwargs)} apply only to Pallas backends, "
                          f"not {backend!r}.")
+    target = "tpu" if (backend == "pallas" and C.platform() == "tpu") else "gpu"
+    return _xnor_matmul_impl(a_bits, b_bits, alpha_x, alpha_w, k=k, backend=backend, target=target,
+                             block_items=tuple(sorted(block_kwargs.items())))
+
+
+@C.backend_jit(("k", "backend", "target", "block_items"))
+def _xnor_matmul_impl(a_bits, b_bits, alpha_x, alpha_w, *, k, backend, target, block_items):
+    a_bits = C.mask_padding_bits(a_bits, k)
+    b_bits = C.mask_padding_bits(b_bits, k)
     if backend in ("pallas", "interpret"):
-        target = "tpu" if (backend == "pallas" and C.platform() == "tpu") else "gpu"
         return xnor_matmul_pallas(a_bits, b_bits, alpha_x, alpha_w, k=k, target=target,
-                                  interpret=backend == "interpret", **block_kwargs)
+                                  interpret=backend == "interpret", **dict(block_items))
     if backend == "xla_popcount":
         c = xnor_matmul_xla_popcount(a_bits, b_bits, k=k)
     else:
         c = xnor_matmul_dot(a_bits, b_bits, k=k)
-    if scaled:
+    if alpha_x is not None:
         return c.astype(jnp.float32) * alpha_x[:, None] * alpha_w[None, :]
     return c
 
@@ -345,9 +347,27 @@ def xnor_linear(x, w_bits, alpha, *, backend: str = "auto", **block_kwargs):
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"xnor_linear needs float inputs, got dtype {x.dtype}.")
+    C.check_words("w_bits", w_bits)
+    lead, k = x.shape[:-1], x.shape[-1]
+    if w_bits.shape[1] != num_words(k):
+        raise ValueError(f"x has K={k}, which needs ceil(K/32) = {num_words(k)} words per output "
+                         f"channel; w_bits has {w_bits.shape[1]} (use pack_binary_weights).")
+    n = w_bits.shape[0]
+    alpha = C.check_scale("alpha", alpha, n)
+    m = math.prod(lead)
+    backend = _resolve_backend("xnor_linear", backend, m)
+    if block_kwargs and backend not in ("pallas", "interpret"):
+        raise ValueError(f"block options {sorted(block_kwargs)} apply only to Pallas backends.")
+    target = "tpu" if (backend == "pallas" and C.platform() == "tpu") else "gpu"
+    return _xnor_linear_impl(x, w_bits, alpha, backend=backend, target=target,
+                             block_items=tuple(sorted(block_kwargs.items())))
+
+
+@C.backend_jit(("backend", "target", "block_items"))
+def _xnor_linear_impl(x, w_bits, alpha, *, backend, target, block_items):
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(math.prod(lead), k)
     beta = jnp.mean(jnp.abs(x2.astype(jnp.float32)), axis=-1)
-    y = xnor_matmul(pack_signs(x2, axis=-1), w_bits, k, alpha_x=beta, alpha_w=alpha,
-                    backend=backend, **block_kwargs)
+    y = _xnor_matmul_impl(pack_signs(x2, axis=-1), w_bits, beta, alpha.astype(jnp.float32), k=k,
+                          backend=backend, target=target, block_items=block_items)
     return y.reshape(*lead, -1)

@@ -1,0 +1,149 @@
+"""binary/ternary_weight_matmul equal dequantize-then-dot within float tolerance."""
+
+import os
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kernel_testing import ON_ACCELERATOR, PALLAS  # noqa: E402
+
+from extremeq.kernels import (  # noqa: E402
+    binary_weight_matmul,
+    binary_weight_matmul_reference,
+    pack_binary_weights,
+    pack_ternary_weights,
+    ternary_weight_matmul,
+    ternary_weight_matmul_reference,
+)
+from extremeq.packing import np_pack_bits_reference  # noqa: E402
+
+OPS = {
+    "binary": (binary_weight_matmul, binary_weight_matmul_reference),
+    "ternary": (ternary_weight_matmul, ternary_weight_matmul_reference),
+}
+TOL = {jnp.float32: dict(rtol=1e-5, atol=1e-4), jnp.bfloat16: dict(rtol=2e-2, atol=5e-2)}
+
+
+def np_pack_ternary(t):
+    """NumPy ternary packing along the last axis: code bits (nonzero, negative) per element."""
+    t = np.asarray(t)
+    nz, neg = (t != 0), (t < 0)
+    bits = np.stack([nz, neg], axis=-1).reshape(*t.shape[:-1], -1)  # element i -> bits 2i, 2i+1
+    return np_pack_bits_reference(bits)
+
+
+def _case(kind, seed, m, n, k, dtype):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, k)).astype(np.float32)
+    if kind == "binary":
+        q = rng.choice([-1, 1], size=(n, k))
+        words = np_pack_bits_reference(q > 0)
+    else:
+        q = rng.integers(-1, 2, size=(n, k))
+        words = np_pack_ternary(q)
+    alpha = rng.uniform(0.2, 2.0, n).astype(np.float32)
+    want = x.astype(np.float64) @ (q * alpha[:, None]).T
+    return jnp.asarray(x, dtype), words, alpha, want
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 7, 33), (5, 9, 100), (16, 3, 17), (3, 40, 1000)])
+def test_dot_backend_equals_dequantized(kind, m, n, k):
+    op, ref = OPS[kind]
+    x, w, alpha, want = _case(kind, k + n, m, n, k, jnp.float32)
+    got = op(x, w, alpha, backend="dot")
+    assert got.shape == (m, n) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, **TOL[jnp.float32])
+    np.testing.assert_allclose(np.asarray(ref(x, w, alpha)), want, **TOL[jnp.float32])
+
+
+@pytest.mark.parametrize("kind,dtype,m,n,k", [
+    ("binary", jnp.float32, 1, 5, 33), ("binary", jnp.bfloat16, 19, 20, 300),
+    ("ternary", jnp.float32, 19, 20, 300), ("ternary", jnp.bfloat16, 1, 5, 33)])
+def test_pallas_equals_dequantized(kind, dtype, m, n, k):
+    op, ref = OPS[kind]
+    x, w, alpha, _ = _case(kind, m + k, m, n, k, dtype)
+    got = op(x, w, alpha, backend=PALLAS)
+    assert got.dtype == dtype and got.shape == (m, n)
+    want = ref(x.astype(jnp.float32), w, alpha)  # the bf16-rounded x, exact weights
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), **TOL[dtype])
+
+
+@pytest.mark.skipif(ON_ACCELERATOR, reason="TPU interpret mode is a CPU simulation")
+@pytest.mark.parametrize("kind", ["ternary"])
+def test_tpu_kernel_interpreted(kind):
+    from jax.experimental.pallas import tpu as pltpu
+
+    from extremeq.kernels._weight_only import weight_only_matmul_pallas
+    from extremeq.kernels.binary_weight_matmul import decode_sign_slot
+    from extremeq.kernels.ternary_weight_matmul import decode_ternary_slot
+
+    decode, per_word = (decode_sign_slot, 32) if kind == "binary" else (decode_ternary_slot, 16)
+    m, n, k = 3, 130, per_word * 129 + 3  # 2 K steps of 128 words, 2 column tiles
+    x, w, alpha, want = _case(kind, 11, m, n, k, jnp.float32)
+    got = weight_only_matmul_pallas(x, w, jnp.asarray(alpha), decode=decode, per_word=per_word,
+                                    name=kind, target="tpu", block_n=128,
+                                    interpret=pltpu.InterpretParams())
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-3)
+
+
+def test_leading_dims_and_scalar_alpha():
+    x, w, _, _ = _case("binary", 2, 6, 4, 40, jnp.float32)
+    got = binary_weight_matmul(x.reshape(2, 3, 40), w, 0.5, backend="dot")
+    want = binary_weight_matmul_reference(x, w, jnp.full((4,), 0.5))
+    np.testing.assert_allclose(np.asarray(got).reshape(6, 4), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 200), seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["binary", "ternary"]))
+def test_property_dot(m, n, k, seed, kind):
+    op, _ = OPS[kind]
+    x, w, alpha, want = _case(kind, seed, m, n, k, jnp.float32)
+    np.testing.assert_allclose(np.asarray(op(x, w, alpha, backend="dot")), want, **TOL[jnp.float32])
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 100), seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["binary", "ternary"]))
+def test_property_pallas(m, n, k, seed, kind):
+    op, _ = OPS[kind]
+    x, w, alpha, want = _case(kind, seed, m, n, k, jnp.float32)
+    np.testing.assert_allclose(np.asarray(op(x, w, alpha, backend=PALLAS)), want, **TOL[jnp.float32])
+
+
+def test_pack_binary_weights_roundtrip():
+    rng = np.random.default_rng(3)
+    kernel = rng.normal(size=(70, 6)).astype(np.float32)
+    w, alpha = pack_binary_weights(kernel)
+    assert w.shape == (6, 3) and w.dtype == jnp.uint32
+    np.testing.assert_allclose(np.asarray(alpha), np.abs(kernel).mean(0), rtol=1e-6)
+    x = rng.normal(size=(2, 70)).astype(np.float32)
+    want = x @ (np.where(kernel >= 0, 1.0, -1.0) * np.abs(kernel).mean(0))
+    np.testing.assert_allclose(np.asarray(binary_weight_matmul(x, w, alpha, backend="dot")), want,
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_pack_ternary_weights_recovers_twn_scale():
+    rng = np.random.default_rng(4)
+    t = rng.integers(-1, 2, size=(50, 5))
+    scales = np.array([0.3, 1.0, 2.5, 0.7, 0.01], np.float32)
+    q = t * scales
+    q[:, 1] = 0.0  # an all-zero column: alpha 0, result 0
+    w, alpha = pack_ternary_weights(q)
+    np.testing.assert_allclose(np.asarray(alpha), [0.3, 0.0, 2.5, 0.7, 0.01], rtol=1e-6)
+    x = rng.normal(size=(3, 50)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(ternary_weight_matmul(x, w, alpha, backend="dot")), x @ q,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_pack_ternary_weights_rejects_ttq_and_latent():
+    with pytest.raises(ValueError, match="TTQ"):
+        pack_ternary_weights(np.array([[0.5], [-0.3], [0.0]], np.float32))
+    with pytest.raises(ValueError, match="Quantize first"):
+        pack_ternary_weights(np.array([[0.5], [0.3]], np.float32))

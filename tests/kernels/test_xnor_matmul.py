@@ -1,0 +1,136 @@
+"""xnor_matmul equals the +-1 integer product exactly, on every backend and shape."""
+
+import sys
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(__file__))
+from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_signs, pm1_product, random_pm1  # noqa: E402
+
+from extremeq.kernels import xnor_linear, xnor_linear_reference, xnor_matmul, xnor_matmul_reference  # noqa: E402
+from extremeq.kernels.xnor_matmul import xnor_matmul_pallas  # noqa: E402
+
+SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
+          (65, 20, 1000), (2, 3, 4097)]
+PALLAS_SHAPES = [(1, 1, 1), (3, 5, 33), (17, 40, 100), (33, 31, 1057)]
+
+
+def _case(seed, m, n, k):
+    rng = np.random.default_rng(seed)
+    a, b = random_pm1(rng, (m, k)), random_pm1(rng, (n, k))
+    return a, b, np_pack_signs(a), np_pack_signs(b)
+
+
+@pytest.mark.parametrize("backend", ["xla_popcount", "dot"])
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_xla_backends_exact(backend, m, n, k):
+    a, b, ab, bb = _case(m * 7 + n + k, m, n, k)
+    out = xnor_matmul(ab, bb, k, backend=backend)
+    assert out.dtype == jnp.int32 and out.shape == (m, n)
+    np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b))
+
+
+@pytest.mark.parametrize("m,n,k", PALLAS_SHAPES)
+def test_pallas_exact(m, n, k):
+    a, b, ab, bb = _case(k, m, n, k)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend=PALLAS)), pm1_product(a, b))
+
+
+def test_reference_matches_numpy():
+    a, b, ab, bb = _case(0, 5, 6, 70)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul_reference(ab, bb, 70)), pm1_product(a, b))
+
+
+def test_equals_k_minus_twice_popcount():
+    """The closed form of the docstring, computed bit by bit in NumPy."""
+    rng = np.random.default_rng(1)
+    k = 45
+    a, b, ab, bb = _case(1, 4, 3, k)
+    abits, bbits = (a > 0), (b > 0)
+    pop = (abits[:, None, :] != bbits[None, :, :]).sum(-1)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend="xla_popcount")), k - 2 * pop)
+
+
+@pytest.mark.parametrize("backend", ["xla_popcount", "dot", PALLAS])
+def test_dirty_padding_bits_never_count(backend):
+    """Words from another source may carry 1s past K; the result must ignore them."""
+    a, b, ab, bb = _case(3, 4, 5, 40)
+    ab = ab.copy()
+    ab[:, -1] |= np.uint32(0xFFFFFF00)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, 40, backend=backend)), pm1_product(a, b))
+
+
+@pytest.mark.parametrize("backend", ["dot", PALLAS])
+def test_scaled_epilogue(backend):
+    a, b, ab, bb = _case(4, 9, 6, 77)
+    rng = np.random.default_rng(5)
+    ax, aw = rng.uniform(0.1, 2, 9).astype(np.float32), rng.uniform(0.1, 2, 6).astype(np.float32)
+    out = xnor_matmul(ab, bb, 77, alpha_x=ax, alpha_w=aw, backend=backend)
+    assert out.dtype == jnp.float32
+    want = pm1_product(a, b) * ax[:, None].astype(np.float64) * aw[None, :]
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-6)
+    only_w = xnor_matmul(ab, bb, 77, alpha_w=aw, backend="xla_popcount")
+    np.testing.assert_allclose(np.asarray(only_w), pm1_product(a, b) * aw[None, :], rtol=1e-6)
+
+
+@pytest.mark.skipif(ON_ACCELERATOR, reason="TPU interpret mode is a CPU simulation")
+@pytest.mark.parametrize("scaled", [True])
+def test_tpu_kernel_interpreted(scaled):
+    """The Mosaic (TPU) kernel body, run by the TPU interpreter on CPU: multi-step K grid."""
+    from jax.experimental.pallas import tpu as pltpu
+
+    m, n, k = 9, 130, 32 * 129 + 5  # 2 K steps of 128 words, 2 column tiles
+    a, b, ab, bb = _case(6, m, n, k)
+    args = (jnp.ones(m), jnp.full((n,), 2.0)) if scaled else ()
+    out = xnor_matmul_pallas(ab, bb, *args, k=k, target="tpu", block_n=128,
+                             interpret=pltpu.InterpretParams())
+    np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b) * (2 if scaled else 1))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 300), seed=st.integers(0, 2**16),
+       backend=st.sampled_from(["xla_popcount", "dot"]))
+def test_property_xla(m, n, k, seed, backend):
+    a, b, ab, bb = _case(seed, m, n, k)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend=backend)), pm1_product(a, b))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 24), n=st.integers(1, 24), k=st.integers(1, 200), seed=st.integers(0, 2**16))
+def test_property_pallas(m, n, k, seed):
+    a, b, ab, bb = _case(seed, m, n, k)
+    np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend=PALLAS)), pm1_product(a, b))
+
+
+@settings(max_examples=4, deadline=None)
+@given(k=st.integers(1, 200), seed=st.integers(0, 2**16))
+def test_property_antisymmetry_and_self(k, seed):
+    """x . x = K and x . (-x) = -K: the extreme values of the popcount identity."""
+    rng = np.random.default_rng(seed)
+    a = random_pm1(rng, (3, k))
+    ab, nb = np_pack_signs(a), np_pack_signs(-a)
+    np.testing.assert_array_equal(np.diag(np.asarray(xnor_matmul(ab, ab, k, backend="xla_popcount"))), k)
+    np.testing.assert_array_equal(np.diag(np.asarray(xnor_matmul(ab, nb, k, backend="dot"))), -k)
+
+
+def test_xnor_linear_matches_float_layer():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, 50)).astype(np.float32)
+    kernel = rng.normal(size=(50, 11)).astype(np.float32)
+    from extremeq.kernels import pack_binary_weights
+
+    w_bits, alpha = pack_binary_weights(kernel)
+    np.testing.assert_allclose(np.asarray(alpha), np.abs(kernel).mean(0), rtol=1e-6)
+    want = xnor_linear_reference(x, kernel, alpha)
+    got = xnor_linear(x, w_bits, alpha, backend="xla_popcount")
+    assert got.shape == (2, 3, 11)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # Closed form for one entry: XNOR-Net Eq. 11 with beta = mean |x|.
+    s = (np.where(x[0, 0] >= 0, 1, -1) * np.where(kernel[:, 4] >= 0, 1, -1)).sum()
+    np.testing.assert_allclose(float(want[0, 0, 4]), s * np.abs(x[0, 0]).mean() * np.abs(kernel[:, 4]).mean(),
+                               rtol=1e-5)
