@@ -27,7 +27,7 @@ METHODS = ("fp", "bc", "bc_stochastic", "bwn", "xnor", "twn", "ttq", "bitnet", "
 # Methods whose layers binarize their inputs: the activation before them cannot be ReLU
 # (sign(relu(x)) = +1), so the models use hardtanh there (BinaryNet's htanh).
 BINARY_INPUT_METHODS = ("xnor", "bnn")
-EDGE_PRECISIONS = ("fp", "int8", "same")
+EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 ESTIMATORS = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
 QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS}
 
@@ -58,8 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.quant = ml_collections.ConfigDict()
     c.quant.method = "fp"  # one of METHODS
-    c.quant.first = "fp"  # the stem layer: fp | int8 | same (quantized like the rest)
-    c.quant.last = "fp"  # the head layer: fp | int8 | same
+    c.quant.first = "fp"  # the stem layer: fp | int8 | weights (method's weights, float inputs) | same
+    c.quant.last = "fp"  # the head layer: fp | int8 | weights | same
     c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)
     c.quant.ste_kwargs = ml_collections.ConfigDict()  # e.g. clip_value for "clipped", beta for "tanh"
     c.quant.init_from = ""  # workdir of a finished FP run to start from (TTQ fine-tuning); "" = scratch

@@ -7,9 +7,9 @@ read for this file): 3 hidden layers of 4096 units; dense -> BatchNorm (alpha 0.
 BatchNorm; every dense layer has binary weights (first and last too); deterministic sign; Adam,
 lr 3e-3 decayed exponentially per epoch to 3e-7 over 1000 epochs; batch 100; first 50000
 training images (the last 10000 are validation); inputs scaled to [-1, 1], not binarized.
-Not expressible in the schema: the squared hinge loss, Glorot-scaled learning rates of the binary
-weights, and a binary-weight first layer that keeps real-valued inputs (first = "same" here also
-binarizes the input pixels: sign((x - mean) / std); use first=fp for a float first layer).
+The first layer has binary weights and keeps real-valued inputs (quant.first = "weights").
+Not expressible in the schema: the squared hinge loss and the Glorot-scaled learning rates of the
+binary weights.
 
 Variants: bnn (the paper), fp (same network in float, ReLU), any other method.
 """
@@ -45,4 +45,4 @@ def get_config(arg=None):
     c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(3e-3, 3e-7, c.num_epochs)
     c.optimizer.weight_decay = 0.0
     c.checkpoint.every_epochs = 25
-    return base.apply_method(c, method, options, first="same", last="same")
+    return base.apply_method(c, method, options, first="weights", last="same")

@@ -65,7 +65,8 @@ def test_every_variant_has_schema_and_valid_method(name):
             missing = [k for k in keys if k not in node]
             assert not missing, f"{name}:{method} lacks config.{sec}.{missing}"
         assert c.quant.method == method
-        assert c.quant.first in ("fp", "int8", "same") and c.quant.last in ("fp", "int8", "same")
+        from extremeq.nn.policy import EDGE_PRECISIONS
+        assert c.quant.first in EDGE_PRECISIONS and c.quant.last in EDGE_PRECISIONS
         assert c.model.name in MODEL_NAMES
         assert c.dataset.name in DATA_SHAPES
         assert c.optimizer.schedule in ("constant", "step", "cosine")

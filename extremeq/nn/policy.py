@@ -39,7 +39,7 @@ METHODS = {
     "xnor": ("bwn", "xnor"),
     "bnn": ("bc", "sign"),
 }
-EDGE_PRECISIONS = ("fp", "int8", "same")
+EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 _SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value"}
 
 
@@ -155,8 +155,10 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
 def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None, **extra):
     """The rule list of a paper's method, first layer ``stem`` and last ``head``.
 
-    ``first``/``last`` in {"fp", "int8", "same"}: keep float, int8 weights and
-    inputs, or quantize like the rest. ``method`` in ``METHODS``.
+    ``first``/``last`` in {"fp", "int8", "weights", "same"}: keep float; int8
+    weights and inputs; the method's weight quantizer with float inputs
+    (BinaryNet's first layer: binary weights, real-valued pixels); or quantize
+    like the rest. ``method`` in ``METHODS``.
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}")
@@ -172,6 +174,8 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
             rules.append((pattern, None))
         elif value == "int8":
             rules.append((pattern, int8))
+        elif value == "weights" and body is not None:
+            rules.append((pattern, {**body, "input": "fp"}))
     if body is not None:
         rules.append((".*", body))
     return rules

@@ -75,3 +75,10 @@ def test_bad_rules_and_methods():
         quantize_model(Net(nnx.Rngs(0)), [(".*", {"kernal": "bwn"})])
     with pytest.raises(TypeError, match="pairs"):
         quantize_model(Net(nnx.Rngs(0)), ".*")
+
+
+def test_weights_edge_quantizes_weights_keeps_float_inputs():
+    net = Net(nnx.Rngs(0))
+    quantize_model(net, method_rules("bnn", first="weights", last="same"))
+    kinds = {p: (l.kernel_quantizer.name, l.input_quantizer.name) for p, l in quant_layers(net)}
+    assert kinds["stem"] == ("bc", "fp") and kinds["head"] == ("bc", "sign")
