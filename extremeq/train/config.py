@@ -17,7 +17,7 @@ SOURCE_NAMES = ("", "digits", "npz", "tfds")
 OPTIMIZERS = ("sgd", "adam", "bop")
 BOP_BASES = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-EDGE_PRECISIONS = ("fp", "int8", "same")
+EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 STREAMED = ("imagenet2012",)
 
 
