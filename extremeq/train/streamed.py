@@ -1,0 +1,128 @@
+"""The streamed data path (ImageNet): batches from the data helper's grain pipeline.
+
+The training stream is ``imagenet_dataset(train=True, num_epochs=None)`` (random-resized crop +
+flip on the host, shuffle reseeded each pass), a ``grain.MapDataset`` of batches whose batch ``j``
+is a pure function of ``(seed, j)``. Process ``p`` of ``P`` takes batches ``p, p + P, ...``, so
+global step ``s`` is made of local batches ``s P + p``: a resumed run restarts the iterator at its
+step and sees exactly the batches the uninterrupted run saw. On the device the images are only
+normalised (``extremeq.data.normalize``). An "epoch" is ``len(train) // batch_size`` steps.
+
+Evaluation: one ordered pass over the validation split, the last batch padded and masked. With
+several processes the batches are dealt round-robin and only whole rounds are used (up to
+``P - 1`` batches of the tail are left out; exact on one process).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from extremeq.train import config as config_lib
+from extremeq.train import train as train_lib
+
+
+class _Limited:
+    """The first ``n`` examples of a random-access source (config.dataset.limit_train)."""
+
+    def __init__(self, source, n):
+        self.source, self.n = source, min(n, len(source))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.source[i % self.n]
+
+
+def _sources(config):
+    from extremeq import data as data_lib  # pylint: disable=g-import-not-at-top
+
+    data_dir = config.dataset.data_dir or None
+    train = data_lib.imagenet_source("train", data_dir=data_dir)
+    evaluation = data_lib.imagenet_source("validation", data_dir=data_dir)
+    if config.dataset.limit_train > 0:
+        train = _Limited(train, config.dataset.limit_train)
+    return train, evaluation
+
+
+def train_and_evaluate_streamed(config, workdir: str) -> dict:
+    """``train_and_evaluate`` for data sets streamed by grain (``config.dataset.name`` imagenet2012)."""
+    from extremeq import data as data_lib  # pylint: disable=g-import-not-at-top
+    from extremeq.data.imagenet import IMAGENET_NUM_CLASSES  # pylint: disable=g-import-not-at-top
+
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        config_lib.save_config(config, workdir)
+    mesh = train_lib._make_mesh(config.num_devices)  # pylint: disable=protected-access
+    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    n_proc, proc = jax.process_count(), jax.process_index()
+    local_batch = config.batch_size // n_proc
+    local_eval_batch = config.eval_batch_size // n_proc
+
+    train_source, eval_source = _sources(config)
+    steps_per_epoch = len(train_source) // config.batch_size
+    if steps_per_epoch == 0:
+        raise config_lib.ConfigError(
+            f"config.batch_size: {config.batch_size} exceeds the {len(train_source)} training examples")
+    size = config.dataset.image_size
+    input_shape = (size, size, 3)
+    if config.dataset.normalize:
+        mean, std = data_lib.IMAGENET_MEAN, data_lib.IMAGENET_STD
+    else:
+        mean, std = (0.0,), (1.0,)
+    model = train_lib.create_model(config, IMAGENET_NUM_CLASSES, input_shape)
+    teacher_graphdef, teacher_vars = train_lib._load_teacher(  # pylint: disable=protected-access
+        config, IMAGENET_NUM_CLASSES, input_shape, replicated)
+    state, ctx = train_lib.create_train_state(config, model, steps_per_epoch, mesh, mean=mean, std=std,
+                                              teacher_graphdef=teacher_graphdef, streamed=True)
+    del model
+
+    train_ds = data_lib.imagenet_dataset(train_source, train=True, batch_size=local_batch,
+                                         image_size=size, seed=config.seed, num_epochs=None,
+                                         flip=bool(config.dataset.augment.flip))
+    if n_proc > 1:
+        train_ds = train_ds.slice(slice(proc, None, n_proc))
+
+    def global_batch(local):
+        return (jax.make_array_from_process_local_data(batch_sharding, local["image"]),
+                jax.make_array_from_process_local_data(batch_sharding, local["label"].astype("int32")),
+                jax.make_array_from_process_local_data(batch_sharding, local["mask"]))
+
+    p_step = jax.jit(functools.partial(train_lib.train_step, ctx=ctx), donate_argnums=(0,),
+                     out_shardings=replicated)
+    no_key = jax.random.key(0)
+    stream = {}
+
+    def step_fn(state, _):
+        if "it" not in stream:  # started at the (restored) step, once
+            stream["it"] = data_lib.imagenet_iterator(train_ds, worker_count=config.dataset.workers,
+                                                      start_step=int(state.step))
+        images, labels, _ = global_batch(next(stream["it"]))
+        return p_step(state, images, labels, no_key, teacher_vars)
+
+    p_eval = jax.jit(functools.partial(train_lib.eval_step, ctx=ctx))
+
+    def evaluate(state):
+        ds = data_lib.imagenet_dataset(eval_source, train=False, batch_size=local_eval_batch,
+                                       image_size=size)
+        rounds = len(ds) // n_proc
+        if n_proc > 1:
+            ds = ds.slice(slice(proc, rounds * n_proc, n_proc))
+        totals = jnp.zeros((3,), jnp.float32)
+        for batch in data_lib.imagenet_iterator(ds, worker_count=config.dataset.workers):
+            images, labels, mask = global_batch(batch)
+            totals = totals + jnp.stack(p_eval(state.model_vars(), images, labels, mask))
+        loss, correct, count = (float(v) for v in jax.device_get(totals))
+        return {"test_loss": loss / max(count, 1), "test_accuracy": correct / max(count, 1)}
+
+    p_begin = jax.jit(functools.partial(train_lib.begin_epoch, ctx=ctx), out_shardings=replicated)
+    p_stats = jax.jit(functools.partial(train_lib.quant_stats, ctx=ctx))
+    return train_lib._run_loop(  # pylint: disable=protected-access
+        config, workdir, state, ctx, steps_per_epoch, step_fn=step_fn, plan_fn=lambda epoch: None,
+        begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)
