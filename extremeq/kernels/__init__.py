@@ -38,6 +38,7 @@ arguments of the public functions.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from extremeq.kernels._common import BACKENDS, KernelFallbackWarning
@@ -83,8 +84,12 @@ def pack_binary_weights(kernel):
     kernel = jnp.asarray(kernel)
     if kernel.ndim != 2 or not jnp.issubdtype(kernel.dtype, jnp.floating):
         raise ValueError(f"pack_binary_weights needs a float [K, N] kernel, got {kernel.dtype} {kernel.shape}.")
-    alpha = jnp.mean(jnp.abs(kernel.astype(jnp.float32)), axis=0)
-    return pack_signs(kernel.T, axis=-1), alpha
+    return _binary_parts(kernel)
+
+
+@jax.jit
+def _binary_parts(kernel):
+    return pack_signs(kernel.T, axis=-1), jnp.mean(jnp.abs(kernel.astype(jnp.float32)), axis=0)
 
 
 def pack_ternary_weights(q):
@@ -97,22 +102,27 @@ def pack_ternary_weights(q):
     q = jnp.asarray(q)
     if q.ndim != 2:
         raise ValueError(f"pack_ternary_weights needs a [K, N] kernel, got shape {q.shape}.")
-    qf = q.astype(jnp.float32)
-    alpha = jnp.max(jnp.abs(qf), axis=0)
-    pos = jnp.where(qf > 0, qf, 0.0).max(axis=0)
-    neg = jnp.where(qf < 0, -qf, 0.0).max(axis=0)
-    mags = jnp.abs(qf)
-    tol = 1e-6 * jnp.maximum(alpha, 1e-30)
-    ok = jnp.all((mags == 0) | (jnp.abs(mags - alpha) <= tol))
+    words, alpha, ok, asym = _ternary_parts(q)
     try:
-        concrete_ok = bool(ok)
-    except Exception:  # traced: the check happens only on concrete values
-        concrete_ok = True
-    if not concrete_ok:
-        asym = bool(jnp.any((pos > 0) & (neg > 0) & (jnp.abs(pos - neg) > tol)))
+        ok, asym = bool(ok), bool(asym)
+    except jax.errors.ConcretizationTypeError:  # traced: the check happens only on concrete values
+        ok = True
+    if not ok:
         hint = (" Its columns have different positive and negative scales (TTQ): pack the "
                 "positive and negative parts as two ternary kernels." if asym else
                 " Quantize first (e.g. the layer's quantized_kernel()).")
         raise ValueError("pack_ternary_weights needs columns with values in {-a, 0, +a}." + hint)
-    t = jnp.sign(qf).astype(jnp.int8)
-    return pack_ternary(t.T, axis=-1), alpha
+    return words, alpha
+
+
+@jax.jit
+def _ternary_parts(q):
+    qf = q.astype(jnp.float32)
+    mags = jnp.abs(qf)
+    alpha = jnp.max(mags, axis=0)
+    tol = 1e-6 * jnp.maximum(alpha, 1e-30)
+    ok = jnp.all((mags == 0) | (jnp.abs(mags - alpha) <= tol))
+    pos = jnp.where(qf > 0, qf, 0.0).max(axis=0)
+    neg = jnp.where(qf < 0, -qf, 0.0).max(axis=0)
+    asym = jnp.any((pos > 0) & (neg > 0) & (jnp.abs(pos - neg) > tol))
+    return pack_ternary(jnp.sign(qf).astype(jnp.int8).T, axis=-1), alpha, ok, asym

@@ -3,6 +3,7 @@
 import sys
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -43,7 +44,8 @@ def test_pallas_exact(m, n, k):
 
 def test_reference_matches_numpy():
     a, b, ab, bb = _case(0, 5, 6, 70)
-    np.testing.assert_array_equal(np.asarray(xnor_matmul_reference(ab, bb, 70)), pm1_product(a, b))
+    ref = jax.jit(xnor_matmul_reference, static_argnums=2)
+    np.testing.assert_array_equal(np.asarray(ref(ab, bb, 70)), pm1_product(a, b))
 
 
 def test_equals_k_minus_twice_popcount():
@@ -126,7 +128,7 @@ def test_xnor_linear_matches_float_layer():
 
     w_bits, alpha = pack_binary_weights(kernel)
     np.testing.assert_allclose(np.asarray(alpha), np.abs(kernel).mean(0), rtol=1e-6)
-    want = xnor_linear_reference(x, kernel, alpha)
+    want = jax.jit(xnor_linear_reference)(x, kernel, alpha)
     got = xnor_linear(x, w_bits, alpha, backend="xla_popcount")
     assert got.shape == (2, 3, 11)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
