@@ -28,6 +28,15 @@ from jax.experimental import pallas as pl
 from extremeq.kernels import _common as C
 
 
+#: GPU tiles the tests check one by one and the benchmark times (first = default for small M).
+GPU_TILE_CONFIGS = (
+    dict(block_m=16, block_n=128, block_words=32, num_warps=4, num_stages=3),
+    dict(block_m=16, block_n=64, block_words=64, num_warps=4, num_stages=3),
+    dict(block_m=64, block_n=128, block_words=32, num_warps=4, num_stages=3),
+    dict(block_m=128, block_n=128, block_words=32, num_warps=8, num_stages=3),
+)
+
+
 def x_planes(x2, per_word: int, wp: int, mp: int):
     """x [M, K] -> [E, Mp, Wp] with ``out[i, m, j] = x[m, E*j + i]`` (zero padded)."""
     m, k = x2.shape

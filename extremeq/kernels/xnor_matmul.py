@@ -50,12 +50,24 @@ __all__ = [
     "xnor_matmul_xla_popcount",
     "xnor_matmul_dot",
     "xnor_matmul_pallas",
+    "GPU_TILE_CONFIGS",
 ]
 
 # CPU choice, measured with experiments/bench_kernels.py on the 2-core AVX-512 host
 # (jax 0.10.2, see BENCHMARKS.md): XLA popcount wins while few rows share the
 # unpacking cost of B; the int8 dot wins from this many rows on.
 CPU_DOT_MIN_ROWS = 64
+
+#: GPU tile configurations the tests check for exactness one by one and the benchmark times
+#: (the first is the default). An int8 dot that came out silently wrong for one tile on an
+#: H100 is why each configuration needs its own exactness check on the GPU.
+GPU_TILE_CONFIGS = (
+    dict(block_m=128, block_n=256, block_words=32, num_warps=8, num_stages=3),
+    dict(block_m=128, block_n=128, block_words=32, num_warps=4, num_stages=3),
+    dict(block_m=64, block_n=128, block_words=32, num_warps=4, num_stages=3),
+    dict(block_m=128, block_n=128, block_words=64, num_warps=8, num_stages=2),
+    dict(block_m=16, block_n=128, block_words=32, num_warps=4, num_stages=3),
+)
 
 
 # ----------------------------------------------------------------------------- references

@@ -28,3 +28,13 @@ def np_pack_signs(a):
     from extremeq.packing import np_pack_bits_reference
 
     return np_pack_bits_reference(np.asarray(a) >= 0)
+
+
+def np_pack_ternary(t):
+    """NumPy ternary packing along the last axis: code bits (nonzero, negative) per element."""
+    from extremeq.packing import np_pack_bits_reference
+
+    t = np.asarray(t)
+    nz, neg = (t != 0), (t < 0)
+    bits = np.stack([nz, neg], axis=-1).reshape(*t.shape[:-1], -1)  # element i -> bits 2i, 2i+1
+    return np_pack_bits_reference(bits)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import ON_ACCELERATOR, PALLAS  # noqa: E402
+from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_ternary  # noqa: E402
 
 from extremeq.kernels import (  # noqa: E402
     binary_weight_matmul,
@@ -28,14 +28,6 @@ OPS = {
     "ternary": (ternary_weight_matmul, ternary_weight_matmul_reference),
 }
 TOL = {jnp.float32: dict(rtol=1e-5, atol=1e-4), jnp.bfloat16: dict(rtol=2e-2, atol=5e-2)}
-
-
-def np_pack_ternary(t):
-    """NumPy ternary packing along the last axis: code bits (nonzero, negative) per element."""
-    t = np.asarray(t)
-    nz, neg = (t != 0), (t < 0)
-    bits = np.stack([nz, neg], axis=-1).reshape(*t.shape[:-1], -1)  # element i -> bits 2i, 2i+1
-    return np_pack_bits_reference(bits)
 
 
 def _case(kind, seed, m, n, k, dtype):
