@@ -24,7 +24,7 @@ Backends (chosen by ``backend=``, see :mod:`extremeq.kernels`):
 * ``pallas`` (TPU, Mosaic): the same bit-slice product on the MXU over a
   (M, N, K-steps) grid with a VMEM accumulator; bf16 slices by default (exact: the
   f32 accumulator holds integers below 2^24).
-* ``xla_popcount``: XOR + ``lax.population_count`` + sum, row blocks at a time.
+* ``xla_popcount``: XOR + ``lax.population_count`` + sum, a few words of K per step.
 * ``dot``: unpack to +-1 int8 in XLA, then one int8 ``dot_general`` into int32.
 * ``interpret``: the GPU kernel body under the Pallas interpreter (tests on CPU).
 """
@@ -55,8 +55,8 @@ __all__ = [
 
 # CPU choice, measured with experiments/bench_kernels.py on the 2-core AVX-512 host
 # (jax 0.10.2, see BENCHMARKS.md): XLA popcount wins while few rows share the
-# unpacking cost of B; the int8 dot wins from this many rows on.
-CPU_DOT_MIN_ROWS = 64
+# cost of unpacking B; the int8 dot wins from about this many rows on.
+CPU_DOT_MIN_ROWS = 256
 
 #: GPU tile configurations the tests check for exactness one by one and the benchmark times
 #: (the first is the default). An int8 dot that came out silently wrong for one tile on an
@@ -84,20 +84,29 @@ def xnor_matmul_reference(a_bits, b_bits, k: int, alpha_x=None, alpha_w=None):
 
 
 # ----------------------------------------------------------------------------- XLA paths
-@functools.partial(jax.jit, static_argnames=("k", "block_rows"))
-def xnor_matmul_xla_popcount(a_bits, b_bits, *, k: int, block_rows: int = 64):
-    """``K - 2 popcount(A ^ B)`` in plain XLA; ``block_rows`` rows of A per step bound memory."""
+@functools.partial(jax.jit, static_argnames=("k", "chunk_words"))
+def xnor_matmul_xla_popcount(a_bits, b_bits, *, k: int, chunk_words: int = 16):
+    """``K - 2 popcount(A ^ B)`` in plain XLA, ``chunk_words`` words of K per scan step.
+
+    Each step is one fused [M, N] loop that XORs and popcounts ``chunk_words`` words with the
+    word axis outermost (vectorised along N); a whole-K reduction in one fusion, or one over
+    the innermost (word) axis, measured 10-40x slower on the CPU here. Zero words padding K
+    to a multiple of ``chunk_words`` XOR to 0 and add nothing.
+    """
     m, w = a_bits.shape
+    n = b_bits.shape[0]
+    cw = min(chunk_words, w)
+    wp = C.round_up(w, cw)
+    a_t = C.pad_to(a_bits, (m, wp)).T.reshape(wp // cw, cw, m)
+    b_t = C.pad_to(b_bits, (n, wp)).T.reshape(wp // cw, cw, n)
 
-    def rows(a_blk):
-        x = lax.population_count(a_blk[:, None, :] ^ b_bits[None, :, :])
-        return jnp.int32(k) - 2 * jnp.sum(x.astype(jnp.int32), axis=-1)
+    def step(acc, ab):
+        a_c, b_c = ab
+        x = lax.population_count(a_c[:, :, None] ^ b_c[:, None, :])
+        return acc + jnp.sum(x.astype(jnp.int32), axis=0), None
 
-    if m <= block_rows:
-        return rows(a_bits)
-    mp = C.round_up(m, block_rows)
-    blocks = C.pad_to(a_bits, (mp, w)).reshape(mp // block_rows, block_rows, w)
-    return lax.map(rows, blocks).reshape(mp, -1)[:m]
+    pop, _ = lax.scan(step, jnp.zeros((m, n), jnp.int32), (a_t, b_t))
+    return jnp.int32(k) - 2 * pop
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
