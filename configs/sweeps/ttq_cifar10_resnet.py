@@ -1,0 +1,31 @@
+"""Sweep (recipe, needs CIFAR-10 from TFDS and a GPU): the TTQ paper's CIFAR-10 table (Zhu, Han,
+Mao, Dally 2017, Table 1): ResNet-20/32/44/56, FP 91.77/92.33/92.82/93.20, TTQ 91.13/92.37/92.98/
+93.56; TWN (Li et al. 2016) on the same networks as the third column (no number in ANCHORS.md).
+Recipe: configs/cifar10_resnet.py (He et al.'s FP schedule; TTQ: wd 2e-4, x0.1 at 82/123/150).
+
+    python -m extremeq.sweep --config configs/sweeps/ttq_cifar10_resnet.py --workdir runs/ttq_cifar10_resnet
+
+The TTQ paper fine-tunes TTQ from the trained FP model. A sweep applies one set of overrides to all
+rows, so here TTQ trains from scratch; for the paper's protocol run the FP row first, then
+    python -m extremeq.train --config configs/cifar10_resnet.py:resnet20:ttq \
+        --workdir runs/resnet20_ttq_ft --config.quant.init_from=runs/ttq_cifar10_resnet/resnet20_fp/seed0
+"""
+
+import ml_collections
+
+MODELS = ("resnet20", "resnet32", "resnet44", "resnet56")
+# Top-1 % from ANCHORS.md section 2; None: the paper has no number for this row.
+PAPER = {}
+for _m, _fp, _ttq in zip(MODELS, (91.77, 92.33, 92.82, 93.20), (91.13, 92.37, 92.98, 93.56)):
+    PAPER[f"{_m}:fp"], PAPER[f"{_m}:twn"], PAPER[f"{_m}:ttq"] = _fp, None, _ttq
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.title = "CIFAR-10, ResNet-20/32/44/56: FP, TWN, TTQ (TTQ paper, Table 1)"
+    c.config = "configs/cifar10_resnet.py"
+    c.methods = [f"{m}:{q}" for m in MODELS for q in ("fp", "twn", "ttq")]
+    c.seeds = [0]
+    c.overrides = ml_collections.ConfigDict({"progress_bar": False})
+    c.metric = "test_accuracy"
+    return c
