@@ -50,7 +50,7 @@ def build_step(method: str, model: str, batch: int):
     holder = [state]
 
     def run_once():
-        holder[0] = jax.block_until_ready(step(holder[0], x, y, plan, None))
+        holder[0] = jax.block_until_ready(step(holder[0], x, y, plan, ctx.aug_key, None))
 
     def check():
         if not bool(jnp.isfinite(holder[0].sums["loss"])):

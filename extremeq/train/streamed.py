@@ -94,8 +94,17 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
                 jax.make_array_from_process_local_data(batch_sharding, local["label"].astype("int32")),
                 jax.make_array_from_process_local_data(batch_sharding, local["mask"]))
 
-    p_step = jax.jit(functools.partial(train_lib.train_step, ctx=ctx), donate_argnums=(0,),
-                     out_shardings=replicated)
+    def build(c):
+        return dict(
+            step=jax.jit(functools.partial(train_lib.train_step, ctx=c), donate_argnums=(0,),
+                         out_shardings=replicated),
+            eval=jax.jit(functools.partial(train_lib.eval_step, ctx=c)),
+            begin=jax.jit(functools.partial(train_lib.begin_epoch, ctx=c), out_shardings=replicated),
+            stats=jax.jit(functools.partial(train_lib.quant_stats, ctx=c)),
+        )
+
+    fns = train_lib.compiled_functions(config, ctx, ("streamed", len(train_source), size), build)
+    p_step, p_eval, p_begin, p_stats = fns["step"], fns["eval"], fns["begin"], fns["stats"]
     no_key = jax.random.key(0)
     stream = {}
 
@@ -105,8 +114,6 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
                                                       start_step=int(state.step))
         images, labels, _ = global_batch(next(stream["it"]))
         return p_step(state, images, labels, no_key, teacher_vars)
-
-    p_eval = jax.jit(functools.partial(train_lib.eval_step, ctx=ctx))
 
     def evaluate(state):
         ds = data_lib.imagenet_dataset(eval_source, train=False, batch_size=local_eval_batch,
@@ -121,8 +128,6 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
         loss, correct, count = (float(v) for v in jax.device_get(totals))
         return {"test_loss": loss / max(count, 1), "test_accuracy": correct / max(count, 1)}
 
-    p_begin = jax.jit(functools.partial(train_lib.begin_epoch, ctx=ctx), out_shardings=replicated)
-    p_stats = jax.jit(functools.partial(train_lib.quant_stats, ctx=ctx))
     return train_lib._run_loop(  # pylint: disable=protected-access
         config, workdir, state, ctx, steps_per_epoch, step_fn=step_fn, plan_fn=lambda epoch: None,
         begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)

@@ -20,6 +20,7 @@ computes what the uninterrupted run computes, bit for bit on CPU.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -302,12 +303,15 @@ def train_step(state: TrainState, images, labels, key, teacher_vars, *, ctx: Con
                          opt_state=opt_state, sums=sums)
 
 
-def in_memory_train_step(state, x_all, y_all, plan, teacher_vars, *, ctx: Context):
+def in_memory_train_step(state, x_all, y_all, plan, aug_key, teacher_vars, *, ctx: Context):
     """Gathers step ``i = step mod steps_per_epoch`` of the epoch's ``plan`` from the device-resident
-    data set, with augmentation key ``fold_in(fold_in(k_aug, epoch), i)``, and runs ``train_step``."""
+    data set, with augmentation key ``fold_in(fold_in(aug_key, epoch), i)``, and runs ``train_step``.
+
+    (Keys are arguments, not closure constants, so the compiled step does not depend on the seed
+    and JAX's persistent compilation cache can serve every seed of a sweep.)"""
     epoch, i = jnp.divmod(state.step, ctx.steps_per_epoch)
     idx = jax.lax.dynamic_index_in_dim(plan, i, axis=0, keepdims=False)
-    key = jax.random.fold_in(jax.random.fold_in(ctx.aug_key, epoch), i)
+    key = jax.random.fold_in(jax.random.fold_in(aug_key, epoch), i)
     images = jnp.take(x_all, idx, axis=0)
     labels = jnp.take(y_all, idx, axis=0)
     return train_step(state, images, labels, key, teacher_vars, ctx=ctx)
@@ -468,21 +472,62 @@ def train_and_evaluate(config, workdir: str) -> dict:
     e_idx, e_mask = eval_indices(ds.num_test, config.eval_batch_size)
     e_idx, e_mask = jax.device_put((e_idx, e_mask), replicated)
 
-    p_step = jax.jit(functools.partial(in_memory_train_step, ctx=ctx), donate_argnums=(0,),
-                     out_shardings=replicated)
-    p_eval = jax.jit(functools.partial(evaluate_in_memory, ctx=ctx))
-    p_begin = jax.jit(functools.partial(begin_epoch, ctx=ctx), out_shardings=replicated)
-    p_stats = jax.jit(functools.partial(quant_stats, ctx=ctx))
-    p_plan = jax.jit(lambda e: epoch_indices(ctx.shuffle_key, ds.num_train, config.batch_size, e),
-                     out_shardings=replicated)
+    def build(c):
+        return dict(
+            step=jax.jit(functools.partial(in_memory_train_step, ctx=c), donate_argnums=(0,),
+                         out_shardings=replicated),
+            eval=jax.jit(functools.partial(evaluate_in_memory, ctx=c)),
+            begin=jax.jit(functools.partial(begin_epoch, ctx=c), out_shardings=replicated),
+            stats=jax.jit(functools.partial(quant_stats, ctx=c)),
+            plan=jax.jit(lambda k, e: epoch_indices(k, ds.num_train, config.batch_size, e),
+                         out_shardings=replicated),
+        )
+
+    fns = compiled_functions(config, ctx, (ds.x_train.shape, ds.x_test.shape, ds.num_classes), build)
+    p_step, p_eval, p_begin, p_stats, plan_jit = (fns[k] for k in ("step", "eval", "begin", "stats", "plan"))
+    shuffle_key, aug_key = jax.device_put((ctx.shuffle_key, ctx.aug_key), replicated)
 
     def evaluate(state):
         loss, correct, count = jax.device_get(p_eval(state.model_vars(), x_test, y_test, e_idx, e_mask))
         return {"test_loss": float(loss / count), "test_accuracy": float(correct / count)}
 
     return _run_loop(config, workdir, state, ctx, steps_per_epoch,
-                     step_fn=lambda st, plan: p_step(st, x_train, y_train, plan, teacher_vars),
-                     plan_fn=p_plan, begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)
+                     step_fn=lambda st, plan: p_step(st, x_train, y_train, plan, aug_key, teacher_vars),
+                     plan_fn=lambda epoch: plan_jit(shuffle_key, epoch), begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)
+
+
+# Jitted functions of earlier runs in this process, by what they depend on: a sweep over seeds
+# (or a resumed run in the same process) reuses the compiled step instead of compiling it again.
+_COMPILED: "collections.OrderedDict[Any, dict]" = collections.OrderedDict()
+_COMPILED_MAX = 8
+# Keys that change neither the traced computation nor its constants (PRNG keys are arguments).
+_NOT_TRACED = ("seed", "max_steps", "log_every_steps", "progress_bar", "sync_every_step", "checkpoint",
+               "distributed", "quant.init_from", "distill.teacher_workdir")
+
+
+def compiled_functions(config, ctx: Context, data_signature, build) -> dict:
+    """``build(ctx)`` (a dict of jitted functions), cached by the config (less ``_NOT_TRACED``), the
+    model's graph definition, the teacher's, the data's shapes and statistics and the devices."""
+    flat = config_lib.to_dict(config)
+    for key in _NOT_TRACED:
+        node = flat
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    key = (json.dumps(flat, sort_keys=True), ctx.graphdef, ctx.teacher_graphdef, data_signature,
+           ctx.mean, ctx.std, ctx.steps_per_epoch, tuple(d.id for d in ctx.mesh.devices.flat))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable graph definition: no caching
+        return build(ctx)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    fns = _COMPILED[key] = build(ctx)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return fns
 
 
 def _run_loop(config, workdir, state, ctx, steps_per_epoch, *, step_fn, plan_fn, begin_fn, stats_fn,

@@ -122,3 +122,19 @@ def test_init_from_and_distillation(run_a, tmp_path):
     ws = [k[p] for p in k if "['blocks']" in p and p.endswith("['kernel']")]
     zeros = sum(np.sum(np.abs(w) <= 0.7 * np.mean(np.abs(w))) for w in ws)
     assert result["ternary_sparsity"] == pytest.approx(zeros / sum(w.size for w in ws), abs=2e-3)
+
+
+def test_bop_run_keeps_binary_kernels_pm1(tmp_path):
+    """Bop on the binary kernels (no latent weights: exactly +-1 after every step), Adam on the rest."""
+    c = tiny_config("bnn", num_epochs=1)
+    c.optimizer = ml_collections.ConfigDict(dict(name="bop", bop_threshold=1e-6, bop_gamma=1e-3,
+                                                 bop_base="adam", learning_rate=3e-3))
+    c.model.activation = "hardtanh"
+    wd = str(tmp_path / "bop")
+    result = train_and_evaluate(c, wd)
+    assert result["finished"] and 0 < result["flip_ratio"] < 1
+    m, _, meta = load_raw(wd)
+    k = leaves_by_path(m, meta["model_paths"])
+    binary = [p for p in k if "['blocks']" in p and p.endswith("['kernel']")]
+    assert binary and all(set(np.unique(k[p])) <= {-1.0, 1.0} for p in binary)
+    assert not set(np.unique(k["['params']['stem']['kernel']"])) <= {-1.0, 1.0}
