@@ -53,10 +53,11 @@ __all__ = [
     "GPU_TILE_CONFIGS",
 ]
 
-# CPU choice, measured with experiments/bench_kernels.py on the 2-core AVX-512 host
-# (jax 0.10.2, see BENCHMARKS.md): XLA popcount wins while few rows share the
-# cost of unpacking B; the int8 dot wins from about this many rows on.
-CPU_DOT_MIN_ROWS = 256
+# CPU choice of backend="auto", measured with experiments/bench_kernels.py on the 2-core
+# AVX-512 host (jax 0.10.2, BENCHMARKS.md): the K-chunked XLA popcount beat the unpack + int8
+# dot at every M from 1 to 2048 with N = K = 2048 (by 10x at M = 1, where unpacking B costs
+# more than the product), so it is the CPU path for every shape.
+CPU_AUTO_BACKEND = "xla_popcount"
 
 #: GPU tile configurations the tests check for exactness one by one and the benchmark times
 #: (the first is the default). An int8 dot that came out silently wrong for one tile on an
@@ -280,7 +281,7 @@ def _resolve_backend(op: str, backend: str, m: int) -> str:
     if backend == "auto":
         if plat in ("gpu", "tpu"):
             return "pallas"
-        return "dot" if m >= CPU_DOT_MIN_ROWS else "xla_popcount"
+        return CPU_AUTO_BACKEND
     if backend == "pallas" and plat not in ("gpu", "tpu"):
         return C.fallback(op, "pallas", _resolve_backend(op, "auto", m),
                           f"Pallas compiles only for GPU/TPU, this is {plat}; "

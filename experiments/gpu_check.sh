@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# GPU check of the bit-packed kernels, in under 5 minutes, installing nothing.
+#
+#   experiments/gpu_check.sh OUTDIR
+#
+# Runs from the checkout with PYTHONPATH=. and imports only extremeq.kernels / extremeq.packing
+# (the GPU box has jax, numpy, pytest, hypothesis; no ml_collections/tfds/grain).
+#  1. tests/kernels on the GPU: every test that runs the Pallas kernel uses the compiled
+#     Triton backend there (not the interpreter), and tests/kernels/test_kernel_lowering.py
+#     checks each GPU tile configuration for exact results on its own (an int8 tile was
+#     silently wrong on an H100, /work/shared/ANCHORS.md section 1).
+#  2. experiments/bench_kernels.py at full sizes with the tile sweep; the table is rewritten
+#     after every row, so a stage cut by its timeout still leaves what it measured.
+# Writes OUTDIR/{env.txt, tests.txt, tests.xml, bench_kernels.md, bench.log, summary.txt}.
+set -u
+OUT=${1:?usage: experiments/gpu_check.sh OUTDIR}
+PY=${PYTHON:-python3}
+TEST_TIMEOUT=${TEST_TIMEOUT:-170}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-110}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+
+{
+  date -Iseconds
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  $PY -c "import jax, jaxlib, numpy, sys; print('python', sys.version.split()[0]); print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, 'numpy', numpy.__version__); print(jax.devices())"
+  git rev-parse HEAD 2>/dev/null || true
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+start=$(date +%s)
+timeout "$TEST_TIMEOUT" $PY -m pytest tests/kernels -q -p no:cacheprovider --durations=15 \
+  --junitxml="$OUT/tests.xml" > "$OUT/tests.txt" 2>&1
+test_rc=$?
+tail -n 30 "$OUT/tests.txt"
+mid=$(date +%s)
+
+timeout "$BENCH_TIMEOUT" $PY experiments/bench_kernels.py --repeats 20 --out "$OUT/bench_kernels.md" \
+  > "$OUT/bench.log" 2>&1
+bench_rc=$?
+end=$(date +%s)
+cat "$OUT/bench_kernels.md" 2>/dev/null
+
+{
+  echo "tests: rc=$test_rc ($((mid - start)) s; 124 = cut by the ${TEST_TIMEOUT}s timeout)"
+  echo "bench: rc=$bench_rc ($((end - mid)) s; 124 = cut by the ${BENCH_TIMEOUT}s timeout, table is partial)"
+  grep -c "WRONG" "$OUT/bench_kernels.md" 2>/dev/null | sed 's/^/bench rows with WRONG results: /'
+} | tee "$OUT/summary.txt"
+[ "$test_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
