@@ -1,0 +1,239 @@
+"""Reproductions of the MNIST paper tables: run them, then write results/ (tables, csv, figures).
+
+    # train (seed-major order: every method of seed 0 first, so a cut-short budget still fills each row)
+    python experiments/repro_mnist.py run lenet5 bc --workdir runs
+    # tables and figures from whatever has finished
+    python experiments/repro_mnist.py report --workdir runs
+
+Each table is a sweep config in configs/sweeps/ (``python -m extremeq.sweep --config
+configs/sweeps/<table>.py --workdir runs/<table>`` runs the same runs in method-major order and
+writes the plain sweep tables); the run directories are the same (<workdir>/<table>/<method>/seed<s>),
+so either command reuses the other's finished runs.
+
+Tables (configs/sweeps/<file>.py, paper numbers in each file's PAPER):
+  lenet5        twn_mnist_lenet5         TWN paper Table 2: FP, BWN, TWN      (3 seeds)
+  lenet5_extra  twn_mnist_lenet5_extra   additions: TTQ, XNOR-Net             (1 seed)
+  bc            binaryconnect_mnist_mlp  BinaryConnect Table 2: FP, det., stoch. (3 seeds)
+  bnn           binarynet_mnist_mlp      BinaryNet MLP 3x4096                 (1 seed)
+
+The report writes results/mnist_<table>.md and .csv (measured mean +- std over seeds, paper, gap,
+within-0.3 flag, epochs, wall time per run), results/mnist_<table>_vs_paper.png, _curves.png,
+results/mnist_weight_histograms.png (a trained LeNet-5 layer under TWN and TTQ) and
+results/mnist_flip_ratio.png.
+
+Wall time of a run = mtime(final.json) - mtime(config.json): data loading, compilation, training,
+evaluation and checkpoints, on whatever share of the shared CPU the run got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import runpy
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "results")
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+
+TABLES = {
+    "lenet5": "twn_mnist_lenet5",
+    "lenet5_extra": "twn_mnist_lenet5_extra",
+    "bc": "binaryconnect_mnist_mlp",
+    "bnn": "binarynet_mnist_mlp",
+}
+LABELS = {"fp": "FP", "bwn": "BWN", "twn": "TWN", "ttq": "TTQ", "xnor": "XNOR", "bc": "BC det.",
+          "bc_stochastic": "BC stoch.", "bnn": "BNN"}
+GOAL = 0.3  # points: the issue's "within 0.3 of the paper"
+
+
+def load_sweep(table: str):
+    """(sweep ConfigDict, PAPER dict) of configs/sweeps/<file>.py."""
+    mod = runpy.run_path(os.path.join(REPO, "configs", "sweeps", f"{TABLES[table]}.py"))
+    return mod["get_config"](), mod.get("PAPER", {})
+
+
+def run_dir(workdir: str, table: str, method: str, seed: int) -> str:
+    from extremeq.sweep import run_dir_name
+
+    return os.path.join(workdir, TABLES[table], run_dir_name(method), f"seed{seed}")
+
+
+def run_tables(tables, workdir: str, seeds=None) -> None:
+    from extremeq.sweep import run_config
+    from extremeq.train import train_and_evaluate
+
+    for table in tables:
+        sweep, _ = load_sweep(table)
+        for seed in sweep.seeds:
+            if seeds is not None and seed not in seeds:
+                continue
+            for method in sweep.methods:
+                d = run_dir(workdir, table, method, seed)
+                if os.path.isfile(os.path.join(d, "final.json")):
+                    print(f"[repro] {table} {method} seed {seed}: finished, skipped", flush=True)
+                    continue
+                print(f"[repro] {table} {method} seed {seed} -> {d}", flush=True)
+                train_and_evaluate(run_config(sweep, method, seed), d)
+
+
+def _finished(d: str):
+    from extremeq.train.metrics import read_metrics
+
+    final = os.path.join(d, "final.json")
+    if not os.path.isfile(final):
+        return None
+    rows = read_metrics(d)
+    wall = os.path.getmtime(final) - os.path.getmtime(os.path.join(d, "config.json"))
+    return dict(rows=rows, acc=100 * rows[-1]["test_accuracy"], wall=wall,
+                train_s=sum(r.get("time_s", 0.0) for r in rows))
+
+
+def report_table(table: str, workdir: str):
+    import plots
+
+    sweep, paper = load_sweep(table)
+    epochs = int(sweep.overrides.get("num_epochs", 0))
+    rows, curves, csv_rows = [], {}, []
+    for method in sweep.methods:
+        runs = [(s, _finished(run_dir(workdir, table, method, s))) for s in sweep.seeds]
+        done = [(s, r) for s, r in runs if r is not None]
+        if not done:
+            continue
+        acc = np.array([r["acc"] for _, r in done])
+        mean, std = acc.mean(), (acc.std(ddof=1) if acc.size > 1 else 0.0)
+        p = paper.get(method)
+        rows.append(dict(method=method, n=len(done), mean=mean, std=std, per_seed=acc, paper=p,
+                         walls=[r["wall"] for _, r in done], train_s=[r["train_s"] for _, r in done]))
+        curves[LABELS.get(method, method)] = [r["rows"] for _, r in done]
+        for s, r in done:
+            csv_rows.append([method, s, f"{r['acc']:.2f}", "" if p is None else p, epochs, f"{r['wall']:.0f}",
+                             f"{r['train_s']:.0f}"])
+    if not rows:
+        print(f"[repro] {table}: no finished runs under {workdir}")
+        return None
+    lines = [f"# {sweep.title}", "",
+             f"Real MNIST (10000 test images). Sweep `configs/sweeps/{TABLES[table]}.py` on `{sweep.config}`, "
+             f"{epochs} epoch(s) per run, overrides `{_json(sweep.overrides)}`. Accuracy after the last epoch, "
+             "mean +- sample std (ddof=1) over the seeds that finished. Wall time per run on the shared "
+             "2-core CPU (other workers' jobs running beside it, so it measures contention as much as the code).",
+             "", "| method | seeds | measured (%) | per seed | paper (%) | measured - paper | within 0.3 | "
+             "wall per run (s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        gap = "-" if r["paper"] is None else f"{r['mean'] - r['paper']:+.2f}"
+        ok = "-" if r["paper"] is None else ("yes" if r["mean"] >= r["paper"] - GOAL else "no")
+        lines.append(f"| {LABELS.get(r['method'], r['method'])} | {r['n']} | {r['mean']:.2f} +- {r['std']:.2f} | "
+                     f"{', '.join(f'{v:.2f}' for v in r['per_seed'])} | {r['paper'] if r['paper'] is not None else '-'} "
+                     f"| {gap} | {ok} | {', '.join(f'{w:.0f}' for w in r['walls'])} |")
+    total = sum(sum(r["walls"]) for r in rows)
+    lines += ["", f"Total wall time of these runs: {total / 60:.1f} min (sum over runs; two runs shared the CPU "
+              "at a time, beside other workers)."]
+    with open(os.path.join(RESULTS, f"mnist_{table}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(RESULTS, f"mnist_{table}.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "seed", "test_accuracy", "paper", "epochs", "wall_s", "train_s"])
+        w.writerows(csv_rows)
+    print("\n".join(lines))
+    plots.paper_bars([(LABELS.get(r["method"], r["method"]), r["mean"], r["std"], r["paper"]) for r in rows],
+                     os.path.join(RESULTS, f"mnist_{table}_vs_paper.png"), sweep.title)
+    plots.training_curves(curves, os.path.join(RESULTS, f"mnist_{table}_curves.png"), sweep.title)
+    return rows
+
+
+def _json(o) -> str:
+    import json
+
+    return json.dumps(o.to_dict() if hasattr(o, "to_dict") else dict(o))
+
+
+def weight_histograms(workdir: str) -> None:
+    """Latent weights of LeNet-5's second conv after training under TWN and TTQ, with the
+    TWN threshold Delta = 0.7 E|W| and scale alpha, and TTQ's Delta = 0.05 max|W|, W_p, -W_n."""
+    import plots
+    from extremeq import quantizers
+    from extremeq.nn import quant_layers
+    from extremeq.train.train import restore_model_vars
+
+    panels = []
+    for table, method in (("lenet5", "twn"), ("lenet5_extra", "ttq")):
+        d = run_dir(workdir, table, method, 0)
+        if _finished(d) is None:
+            continue
+        _, model, model_vars = restore_model_vars(d, 10, (28, 28, 1))
+        from extremeq.train.train import _load_vars  # the same loader the train loop uses
+
+        _load_vars(model, model_vars)
+        layers = dict(quant_layers(model))
+        path = next(p for p in layers if p != "stem" and p != "head")
+        layer = layers[path]
+        w = np.asarray(layer.kernel.value)
+        panel = dict(label=f"{method.upper()}, LeNet-5 '{path}' ({w.size} weights)", weights=w)
+        if method == "twn":
+            delta = float(quantizers.twn_threshold(w))
+            panel.update(delta=delta, alpha=float(quantizers.twn_scale(w, delta)))
+        else:
+            panel.update(delta=float(quantizers.ttq_threshold(w)), w_p=float(np.mean(layer.ttq_wp.value)),
+                         w_n=float(np.mean(layer.ttq_wn.value)))
+        panels.append(panel)
+    if panels:
+        plots.weight_histogram(panels, os.path.join(RESULTS, "mnist_weight_histograms.png"),
+                               "Trained latent weights, TWN threshold/scale and TTQ scales (seed 0)")
+
+
+def flip_ratios(workdir: str) -> None:
+    """Per-epoch flip ratio of the binary weights of every finished binary run (seed 0)."""
+    import plots
+    from extremeq.train.metrics import read_metrics
+
+    series = {}
+    for table, method in (("bc", "bc"), ("bc", "bc_stochastic"), ("lenet5", "bwn"), ("lenet5_extra", "xnor"),
+                          ("bnn", "bnn")):
+        rows = read_metrics(run_dir(workdir, table, method, 0)) if os.path.isdir(
+            run_dir(workdir, table, method, 0)) else []
+        pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+        if pts:
+            series[f"{TABLES[table].split('_')[0]} {LABELS.get(method, method)}"] = pts
+    ste_dir = os.path.join(workdir, "claims", "ste")
+    for lr in ("0.0001", "0.001", "0.01"):
+        d = os.path.join(ste_dir, f"bnn_clipped_lr{float(lr):g}")
+        if os.path.isdir(d):
+            rows = read_metrics(d)
+            pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+            if pts:
+                series[f"claims BNN MLP 3x256, Adam lr {float(lr):g}"] = pts
+    if series:
+        plots.flip_ratio(series, os.path.join(RESULTS, "mnist_flip_ratio.png"),
+                         "Flip ratio of binary weights per epoch (seed 0)")
+
+
+def report(workdir: str) -> None:
+    os.makedirs(RESULTS, exist_ok=True)
+    for table in TABLES:
+        report_table(table, workdir)
+    weight_histograms(workdir)
+    flip_ratios(workdir)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["run", "report"])
+    p.add_argument("tables", nargs="*", default=[], help=f"some of {list(TABLES)} (default: all)")
+    p.add_argument("--workdir", default="runs")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="run only these seeds of each table")
+    p.add_argument("--no-report", action="store_true", help="train only")
+    args = p.parse_args()
+    unknown = sorted(set(args.tables) - set(TABLES))
+    if unknown:
+        p.error(f"table(s) {unknown} unknown; choose from {list(TABLES)}")
+    if args.action == "run":
+        run_tables(args.tables or list(TABLES), args.workdir, args.seeds)
+    if not args.no_report:
+        report(args.workdir)
+
+
+if __name__ == "__main__":
+    main()
