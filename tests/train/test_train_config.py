@@ -79,3 +79,17 @@ def test_cli_rejects_unknown_key_before_running(tmp_path):
     assert r.returncode != 0
     assert "config.optimizer.learning_rate" in r.stderr
     assert not wd.exists()  # nothing ran
+
+
+def test_cli_overrides_of_schema_keys_the_file_lacks():
+    from extremeq.train.main import apply_overrides, split_overrides
+
+    argv = ["prog", f"--config={TINY_CONFIG}:fp", "--workdir=/tmp/x", "--config.num_epochs=3",
+            "--config.num_devices=1", "--config.optimizer.bop_base=sgd", "--config.model.width=2"]
+    kept, extra = split_overrides(argv)
+    assert kept == argv[:4]  # num_epochs is in the file: left to config_flags
+    assert extra == {"num_devices": "1", "optimizer.bop_base": "sgd", "model.width": "2"}
+    c = apply_overrides(tiny_config("fp"), extra)
+    assert c.num_devices == 1 and c.optimizer.bop_base == "sgd" and c.model.width == 2
+    with pytest.raises(ConfigError, match=r"^config\.optimizer\.lr: unknown key; known keys here: .*learning_rate"):
+        split_overrides(["prog", f"--config={TINY_CONFIG}:fp", "--config.optimizer.lr=0.1"])
