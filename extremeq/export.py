@@ -42,6 +42,12 @@ training: int8 inputs by the same fake-quant, binary inputs by sign (with XNOR-N
 binarization, as ``QuantConv`` does: for +1 the input is zero-padded explicitly and the kernel
 called with VALID padding (sign(0) = +1, and |0| = 0 keeps the K-map of the zero-padded |x|).
 
+Exactness: binary products are computed in integers, so the packed model is exact where the float
+training graph rounds. Predictions agree with the training graph's (the tests ask >= 99.9%); logits
+agree to float rounding where no activation is binary or int8. One place where they can differ: a
++-1 product that is exactly 0 and reaches the next sign() unchanged (e.g. batch norm with zero mean and
+shift, as at initialisation) is +1 here but +-rounding noise in the float graph.
+
 Float layers (``nnx.Linear``/``nnx.Conv``), batch norm and every other part of the network are
 kept as they are (float32). Batch norm is **not** folded: in the model zoo it sits where the next
 layer binarizes its input, or after a max-pool, so folding would not remove it from most places.
