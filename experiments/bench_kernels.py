@@ -177,7 +177,7 @@ class ShapeGroup:
         for v in self.variants:
             head = f"| {m} x {n} x {k} | "
             if v["note"] is not None:
-                self.table.add(head + v["note"] + " | | | | | |")
+                self.table.add(head + v["note"] + " | | | | |")
             elif "error" in v:
                 self.table.add(head + f"{v['name']} | - | - | - | - | FAILED ({v['error']}) |")
             else:
@@ -242,7 +242,7 @@ def weight_rows(g, accel, act_dtype, tiles):
         data = weight_sets(m, n, k, per_word, act_dtype, 5)
         variants = [("dot", {})] + ([("pallas", c) for c in tiles] if accel else [])
         for backend, cfg in variants:
-            fn = lambda x, w, a, be=backend, c=cfg: op(x, w, a, backend=be, **c)  # noqa: E731
+            fn = lambda x, w, a, o=op, be=backend, c=cfg: o(x, w, a, backend=be, **c)  # noqa: E731
             name = f"{kind}_weight_matmul {backend}" + (" " + tile_name(cfg) if cfg else "")
             g.add(name + f" ({jnp.dtype(act_dtype).name} x)", fn, data, weight_check(fn, ref, data))
 

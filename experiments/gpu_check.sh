@@ -17,6 +17,7 @@ OUT=${1:?usage: experiments/gpu_check.sh OUTDIR}
 PY=${PYTHON:-python3}
 TEST_TIMEOUT=${TEST_TIMEOUT:-170}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-110}
+BENCH_ARGS=${BENCH_ARGS:-}   # e.g. --quick for a dry run on a CPU host
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
@@ -36,7 +37,7 @@ test_rc=$?
 tail -n 30 "$OUT/tests.txt"
 mid=$(date +%s)
 
-timeout "$BENCH_TIMEOUT" $PY experiments/bench_kernels.py --repeats 20 --out "$OUT/bench_kernels.md" \
+timeout "$BENCH_TIMEOUT" $PY experiments/bench_kernels.py --repeats 20 $BENCH_ARGS --out "$OUT/bench_kernels.md" \
   > "$OUT/bench.log" 2>&1
 bench_rc=$?
 end=$(date +%s)
