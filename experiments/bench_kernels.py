@@ -184,7 +184,7 @@ class ShapeGroup:
                 ms = v["ms"]
                 vs = [f"{base[key] / ms:.2f}x" if key in base else "-" for key in ("bf16", "f32")]
                 check = v["check"]() if v["check"] else "-"
-                self.table.add(head + f"{v['name']} (n={v['n']}) | {ms:.3f} | {flops / ms / 1e9:.3g} | "
+                self.table.add(head + f"{v['name']} (n={v['n']}) | {ms:.3f} | {flops / (ms * 1e-3) / 1e9:.3g} | "
                                f"{vs[0]} | {vs[1]} | {check} |")
 
 
@@ -277,9 +277,10 @@ def main(argv=None):
         f"- load average at start (other jobs share this host): {', '.join(f'{v:.1f}' for v in os.getloadavg())}",
         f"- command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
         f"- median of up to {args.repeats} timed calls (n per row) after {args.warmup} warm-up calls, "
-        "jax.block_until_ready, two random data sets alternated; 'vs' columns = baseline ms / row ms "
-        "(> 1: faster than the dense dot of the same shape).",
-        "- TOP/s counts 2*M*N*K operations (multiply + add) for every row, packed or not.",
+        "each call timed alone with jax.block_until_ready; the variants of one shape run "
+        "round-robin (call r of each before call r+1 of any), on two random data sets alternated. "
+        "'vs' columns = baseline ms / row ms (> 1: faster than the dense dot of the same shape).",
+        "- GOP/s counts 2*M*N*K operations (multiply + add) for every row, packed or not.",
     ]
     table = Table(args.out, preamble)
 
@@ -314,6 +315,9 @@ def main(argv=None):
                   base_key="f32")
             xnor_rows(g, False, ())
             g.run()
+    table.preamble.append(
+        f"- load average at end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    table.flush()
     print(f"\nwrote {args.out}")
 
 
