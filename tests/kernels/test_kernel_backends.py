@@ -13,7 +13,6 @@ from kernel_testing import ON_ACCELERATOR, np_pack_signs, pm1_product, random_pm
 
 from extremeq import kernels  # noqa: E402
 from extremeq.kernels import KernelFallbackWarning, binary_weight_matmul, ternary_weight_matmul, xnor_matmul  # noqa: E402
-from extremeq.kernels import xnor_matmul as xm_module  # noqa: E402, F401
 from extremeq.kernels.xnor_matmul import _resolve_backend  # noqa: E402
 
 cpu_only = pytest.mark.skipif(ON_ACCELERATOR, reason="checks the CPU choice")
@@ -117,3 +116,22 @@ def test_public_api_is_documented():
             assert obj.__doc__ and len(obj.__doc__) > 40, name
         assert name in kernels.__doc__ or name in ("BACKENDS", "KernelFallbackWarning") or name.endswith(
             ("_reference", "kmap")), name
+
+
+def test_kernels_import_without_training_stack():
+    """The GPU box has no ml_collections / tfds / grain: extremeq.kernels must not need them."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('ml_collections', 'tensorflow_datasets', 'grain'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import extremeq.kernels, extremeq.packing\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 0, res.stderr[-2000:]
