@@ -100,7 +100,7 @@ from extremeq import quantizers as Q
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized, quantize_input
 from extremeq.nn.policy import path_string
 from extremeq.nn.specs import BINARY, TERNARY, as_spec
-from extremeq.packing import TERNARY_PER_WORD, np_pack_bits_reference, pack_signs
+from extremeq.packing import TERNARY_PER_WORD, np_pack_bits_reference, pack_signs, unpack_signs, unpack_ternary
 
 __all__ = [
     "FORMAT",
@@ -241,6 +241,26 @@ def _packed_weight_matmul(kind, x, w, alpha, wp, wn, bias_dtype=jnp.float32):
     raise AssertionError(kind)
 
 
+# On the CPU, packed convolutions decode their weights and call XLA's float convolution (faster there
+# than the patch-based kernels, see BENCHMARKS.md); set False to run the kernels on the CPU too.
+CPU_CONV_VIA_FLOAT = True
+
+
+def _decode_conv_kernel(kind, w, alpha, wp, wn, shape):
+    """Packed rows [O, ceil(C kh kw / per_word)] -> the float HWIO kernel of the training forward."""
+    kh, kw, c, o = shape
+    n = c * kh * kw
+    if kind == "binary":
+        rows = unpack_signs(w, n, axis=-1)
+    else:
+        rows = unpack_ternary(w, n, axis=-1, dtype=jnp.float32)
+        if kind == "ttq":
+            rows = jnp.where(rows > 0, wp, jnp.where(rows < 0, -wn, 0.0))
+    if kind != "ttq" and alpha is not None:
+        rows = rows * (jnp.reshape(alpha, (-1, 1)) if jnp.ndim(alpha) == 1 else alpha)
+    return rows.reshape(o, c, kh, kw).transpose(2, 3, 1, 0)
+
+
 def _val(v):
     return None if v is None else v[...]
 
@@ -344,7 +364,8 @@ class PackedConv(nnx.Module):
         w, alpha = self.w[...], _val(self.alpha)
         nhwc_pads = [(0, 0), *pads, (0, 0)]
         binary_in = self.inputs in ("sign", "xnor")
-        if binary_in and self.kind == "binary":
+        on_cpu = CPU_CONV_VIA_FLOAT and jax.default_backend() == "cpu"
+        if binary_in and self.kind == "binary" and not on_cpu:
             a = 1.0 if alpha is None else alpha
             if self.inputs == "xnor":
                 if self.pad_value == 1.0:  # sign(0) = +1 in the padding, |0| = 0 in the K-map
@@ -363,7 +384,15 @@ class PackedConv(nnx.Module):
             if binary_in:
                 xq = jnp.pad(xq, nhwc_pads, constant_values=self.pad_value)
                 pads = [(0, 0), (0, 0)]
-            if self.kind in ("binary", "ternary", "ttq"):
+            if self.kind in ("binary", "ternary", "ttq") and on_cpu:
+                # On the CPU, XLA's float convolution beats both the XNOR-popcount conv and patches @
+                # packed weights (BENCHMARKS.md, Inference): decode the packed weights inside the
+                # jitted call (a few thousand words), then convolve the (binarized) inputs.
+                kernel = _decode_conv_kernel(self.kind, w, alpha, _val(self.ttq_wp), _val(self.ttq_wn),
+                                             (*self.kernel_size, self.in_features, self.out_features))
+                y = lax.conv_general_dilated(xq, kernel, window_strides=self.strides, padding=pads,
+                                             dimension_numbers=_DN)
+            elif self.kind in ("binary", "ternary", "ttq"):
                 patches = lax.conv_general_dilated_patches(
                     xq, self.kernel_size, self.strides, pads, dimension_numbers=_DN,
                     precision=lax.Precision.HIGHEST)

@@ -20,6 +20,8 @@ from extremeq.nn.models import build_model
 from extremeq.packing import unpack_signs, unpack_ternary
 from extremeq.summary import summary
 
+export_module = sys.modules["extremeq.export"]
+
 LINEAR_CASES = [  # (weight quantizer, input quantizer)
     ("bwn", "fp"), ("bc", "fp"), ("bwn", "xnor"), ("bc", "sign"), ("bwn", "sign"), ("twn", "fp"),
     ("ttq", "fp"), ("bitnet", "fp"), ("int8", "int8"), ("fp", "int8"), ("twn", "sign"), ("fp", "xnor"),
@@ -99,8 +101,10 @@ CONV_CASES = [  # (weight, input, padding, strides, pad_value)
 ]
 
 
+@pytest.mark.parametrize("via_float", [True, False], ids=["cpu-float-conv", "kernels"])
 @pytest.mark.parametrize("wq,iq,padding,strides,pad_value", CONV_CASES)
-def test_packed_conv_equals_quant_conv(wq, iq, padding, strides, pad_value):
+def test_packed_conv_equals_quant_conv(wq, iq, padding, strides, pad_value, via_float, monkeypatch):
+    monkeypatch.setattr(export_module, "CPU_CONV_VIA_FLOAT", via_float)
     # Cin*kh*kw = 5*9 = 45: neither 16 nor 32 divides it, so padding bits of the words are exercised.
     layer = _layer(QuantConv, 5, 12, (3, 3), strides, padding=padding, kernel_quantizer=wq,
                    input_quantizer=iq, pad_value=pad_value)
