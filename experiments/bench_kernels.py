@@ -248,6 +248,8 @@ def weight_rows(g, accel, act_dtype, tiles):
 
 
 def tile_name(cfg):
+    if not cfg:
+        return "default tiles"
     return "{block_m}x{block_n}, {block_words} words, {num_warps} warps, {num_stages} stages".format(**cfg)
 
 
