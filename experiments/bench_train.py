@@ -83,9 +83,11 @@ def machine_info() -> str:
     import optax
 
     dev = jax.devices()[0]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{dev.platform.upper()} {getattr(dev, 'device_kind', '')}, {os.cpu_count()} CPU cores visible "
-            f"({platform.processor() or platform.machine()}); Python {platform.python_version()}, "
-            f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}")
+            f"({platform.processor() or platform.machine()}), load average {load} at the end (other "
+            f"processes share the machine: compare ratios, not absolute times); Python "
+            f"{platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}")
 
 
 def write_section(path: str, text: str) -> None:
