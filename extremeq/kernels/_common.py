@@ -121,3 +121,21 @@ def backend_jit(static_argnames):
         return run
 
     return wrap
+
+
+def gpu_split_k(split_k, programs: int, num_steps: int, target_programs: int = 256) -> int:
+    """K splits for a GPU grid of ``programs`` output tiles with ``num_steps`` K steps each.
+
+    Small-M shapes (decoding, batch-1 inference) give too few output tiles to fill a GPU
+    (an H100 has 132 SMs), so the K loop is split over extra programs whose partial sums
+    are added afterwards. ``split_k=None`` picks the largest power of two that brings the
+    grid to about ``target_programs`` without exceeding ``num_steps``.
+    """
+    if split_k is not None:
+        if int(split_k) < 1:
+            raise ValueError(f"split_k must be >= 1, got {split_k}.")
+        return min(int(split_k), num_steps)
+    s = 1
+    while programs * s * 2 <= target_programs and s * 2 <= num_steps:
+        s *= 2
+    return s

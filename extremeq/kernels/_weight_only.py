@@ -54,16 +54,20 @@ def _accumulate(x_plane_ref, w, decode, per_word, acc, compute_dtype, s_slice):
 
 
 def _kernel_gpu(xp_ref, w_ref, s_ref, o_ref, *, decode, per_word, block_words, num_steps,
-                compute_dtype):
+                compute_dtype, split):
     bm, bn = xp_ref.shape[1], w_ref.shape[0]
+    first = pl.program_id(2) * num_steps if split else 0
 
     def step(s, acc):
-        start = pl.multiple_of(s * block_words, block_words)
+        start = pl.multiple_of((first + s) * block_words, block_words)
         sl = pl.ds(start, block_words)
         return _accumulate(xp_ref, w_ref[:, sl], decode, per_word, acc, compute_dtype, sl)
 
     acc = lax.fori_loop(0, num_steps, step, jnp.zeros((bm, bn), jnp.float32))
-    o_ref[...] = (acc * s_ref[...]).astype(o_ref.dtype)
+    if split:  # float32 partial sums of this K range; the wrapper adds them and scales
+        o_ref[0] = acc
+    else:
+        o_ref[...] = (acc * s_ref[...]).astype(o_ref.dtype)
 
 
 def _kernel_tpu(xp_ref, w_ref, s_ref, o_ref, acc_ref, *, decode, per_word, compute_dtype):
@@ -91,11 +95,16 @@ def _gpu_tile(requested, size, default):
 
 
 @C.backend_jit(("decode", "per_word", "name", "block_m", "block_n", "block_words",
-                 "num_warps", "num_stages", "target", "interpret"))
+                 "num_warps", "num_stages", "split_k", "target", "interpret"))
 def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name: str,
                               block_m=None, block_n=None, block_words=None, num_warps: int = 4,
-                              num_stages: int = 3, target: str = "gpu", interpret=False):
-    """x2 [M, K] float, w_words [N, W] uint32, scale [N] -> [M, N] in x2.dtype."""
+                              num_stages: int = 3, split_k=None, target: str = "gpu",
+                              interpret=False):
+    """x2 [M, K] float, w_words [N, W] uint32, scale [N] -> [M, N] in x2.dtype.
+
+    Tile options are keyword arguments; ``split_k`` (GPU) splits the K loop over that many
+    programs whose float32 partial sums are added afterwards (None: automatic, for small M).
+    """
     m, k = x2.shape
     n, w = w_words.shape
     compute_dtype = jnp.bfloat16 if x2.dtype == jnp.bfloat16 else jnp.float32
@@ -117,7 +126,11 @@ def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name
     else:
         raise ValueError(f"target {target!r} unknown; choose 'gpu' or 'tpu'.")
 
-    mp, np_, wp = C.round_up(m, bm), C.round_up(n, bn), C.round_up(w, bw)
+    mp, np_ = C.round_up(m, bm), C.round_up(n, bn)
+    split = 1
+    if target == "gpu":
+        split = C.gpu_split_k(split_k, (mp // bm) * (np_ // bn), -(-w // bw))
+    wp = C.round_up(w, bw * split)
     xp = x_planes(x2, per_word, wp, mp)
     ww = C.pad_to(w_words, (np_, wp))  # zero words; x is zero there too, so they add nothing
     sc = C.pad_to(scale.astype(jnp.float32)[None, :], (1, np_))
@@ -126,18 +139,26 @@ def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name
     if target == "gpu":
         from jax.experimental.pallas import triton as plt
 
-        kernel = functools.partial(_kernel_gpu, decode=decode, per_word=per_word,
-                                   block_words=bw, num_steps=wp // bw, compute_dtype=compute_dtype)
+        kernel = functools.partial(_kernel_gpu, decode=decode, per_word=per_word, block_words=bw,
+                                   num_steps=wp // bw // split, compute_dtype=compute_dtype,
+                                   split=split > 1)
+        if split > 1:
+            out_shape = jax.ShapeDtypeStruct((split, mp, np_), jnp.float32)
+            out_specs = pl.BlockSpec((1, bm, bn), lambda i, j, s: (s, i, j))
+        else:
+            out_specs = pl.BlockSpec((bm, bn), lambda i, j, s: (i, j))
         out = pl.pallas_call(
-            kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn),
-            in_specs=[pl.BlockSpec((per_word, bm, wp), lambda i, j: (0, i, 0)),
-                      pl.BlockSpec((bn, wp), lambda i, j: (j, 0)),
-                      pl.BlockSpec((1, bn), lambda i, j: (0, j))],
-            out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+            kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn, split),
+            in_specs=[pl.BlockSpec((per_word, bm, wp), lambda i, j, s: (0, i, 0)),
+                      pl.BlockSpec((bn, wp), lambda i, j, s: (j, 0)),
+                      pl.BlockSpec((1, bn), lambda i, j, s: (0, j))],
+            out_specs=out_specs,
             compiler_params=None if interpret else plt.CompilerParams(num_warps=num_warps,
                                                                       num_stages=num_stages),
             interpret=interpret, name=name,
         )(xp, ww, sc)
+        if split > 1:
+            out = (jnp.sum(out, axis=0) * sc).astype(x2.dtype)
     else:
         from jax.experimental.pallas import tpu as pltpu
 

@@ -148,18 +148,23 @@ def _epilogue(acc, pad_bits, scale_refs, o_ref):
         o_ref[...] = c
 
 
-def _xnor_kernel_gpu(a_ref, b_ref, *refs, block_words, num_steps, pad_bits, slice_dtype, acc_dtype):
+def _xnor_kernel_gpu(a_ref, b_ref, *refs, block_words, num_steps, pad_bits, slice_dtype, acc_dtype,
+                     split):
     *scale_refs, o_ref = refs
     bm, bn = a_ref.shape[0], b_ref.shape[0]
+    first = pl.program_id(2) * num_steps if split else 0
 
     def step(s, acc):
-        start = pl.multiple_of(s * block_words, block_words)
+        start = pl.multiple_of((first + s) * block_words, block_words)
         a = a_ref[:, pl.ds(start, block_words)]
         b = b_ref[:, pl.ds(start, block_words)]
         return acc + _bit_slice_product(a, b, slice_dtype, acc_dtype)
 
     acc = lax.fori_loop(0, num_steps, step, jnp.zeros((bm, bn), acc_dtype))
-    _epilogue(acc, pad_bits, scale_refs, o_ref)
+    if split:  # partial sums of this K range; the wrapper adds them and applies the epilogue
+        o_ref[0] = acc.astype(jnp.int32)
+    else:
+        _epilogue(acc, pad_bits, scale_refs, o_ref)
 
 
 def _xnor_kernel_tpu(a_ref, b_ref, *refs, pad_bits, slice_dtype, acc_dtype):
@@ -188,14 +193,16 @@ def _gpu_tile(requested, size, default):
 
 
 @C.backend_jit(("k", "block_m", "block_n", "block_words", "num_warps", "num_stages",
-                 "slice_dtype", "target", "interpret"))
+                 "slice_dtype", "split_k", "target", "interpret"))
 def xnor_matmul_pallas(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block_m=None,
                        block_n=None, block_words=None, num_warps: int = 8, num_stages: int = 3,
-                       slice_dtype=None, target: str = "gpu", interpret=False):
+                       slice_dtype=None, split_k=None, target: str = "gpu", interpret=False):
     """Bit-slice tensor-core XNOR kernel. ``target`` "gpu" (Triton) or "tpu" (Mosaic).
 
     Block sizes are keyword arguments: ``block_m x block_n`` output tile, ``block_words``
     packed words of K per step (the K of each int8 dot on GPU; keep it >= 32).
+    ``split_k`` (GPU): split the K loop over that many programs and add their int32 partial
+    sums afterwards (None: automatic, more splits when few output tiles, i.e. small M).
     With ``alpha_x`` [M] and ``alpha_w`` [N] the epilogue returns float32
     ``C * alpha_x[:, None] * alpha_w[None, :]``; without them int32 ``C``.
     """
@@ -226,33 +233,50 @@ def xnor_matmul_pallas(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, bl
     slice_dtype = jnp.dtype(slice_dtype)
     acc_dtype = jnp.int32 if jnp.issubdtype(slice_dtype, jnp.integer) else jnp.float32
 
-    mp, np_, wp = C.round_up(m, bm), C.round_up(n, bn), C.round_up(w, bw)
+    mp, np_ = C.round_up(m, bm), C.round_up(n, bn)
+    split = 1
+    if target == "gpu":
+        split = C.gpu_split_k(split_k, (mp // bm) * (np_ // bn), -(-w // bw))
+    wp = C.round_up(w, bw * split)
     a = C.pad_to(a_bits, (mp, wp))
     b = C.pad_to(b_bits, (np_, wp))
     pad_bits = C.WORD_BITS * wp - k  # equal (zero) bits in A and B: +1 each in the +-1 sum
     operands = [a, b]
     if scaled:
-        operands += [C.pad_to(alpha_x.astype(jnp.float32)[:, None], (mp, 1)),
-                     C.pad_to(alpha_w.astype(jnp.float32)[None, :], (1, np_))]
+        alpha_x = C.pad_to(alpha_x.astype(jnp.float32)[:, None], (mp, 1))
+        alpha_w = C.pad_to(alpha_w.astype(jnp.float32)[None, :], (1, np_))
+        if split == 1:
+            operands += [alpha_x, alpha_w]
     out_shape = jax.ShapeDtypeStruct((mp, np_), jnp.float32 if scaled else jnp.int32)
 
     if target == "gpu":
         from jax.experimental.pallas import triton as plt
 
-        kernel = functools.partial(_xnor_kernel_gpu, block_words=bw, num_steps=wp // bw,
-                                   pad_bits=pad_bits, slice_dtype=slice_dtype, acc_dtype=acc_dtype)
-        in_specs = [pl.BlockSpec((bm, wp), lambda i, j: (i, 0)),
-                    pl.BlockSpec((bn, wp), lambda i, j: (j, 0))]
-        if scaled:
-            in_specs += [pl.BlockSpec((bm, 1), lambda i, j: (i, 0)),
-                         pl.BlockSpec((1, bn), lambda i, j: (0, j))]
+        steps = wp // bw // split
+        kernel = functools.partial(_xnor_kernel_gpu, block_words=bw, num_steps=steps,
+                                   pad_bits=pad_bits, slice_dtype=slice_dtype, acc_dtype=acc_dtype,
+                                   split=split > 1)
+        in_specs = [pl.BlockSpec((bm, wp), lambda i, j, s: (i, 0)),
+                    pl.BlockSpec((bn, wp), lambda i, j, s: (j, 0))]
+        if split == 1:
+            if scaled:
+                in_specs += [pl.BlockSpec((bm, 1), lambda i, j, s: (i, 0)),
+                             pl.BlockSpec((1, bn), lambda i, j, s: (0, j))]
+            out_specs = pl.BlockSpec((bm, bn), lambda i, j, s: (i, j))
+        else:
+            out_shape = jax.ShapeDtypeStruct((split, mp, np_), jnp.int32)
+            out_specs = pl.BlockSpec((1, bm, bn), lambda i, j, s: (s, i, j))
         out = pl.pallas_call(
-            kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn), in_specs=in_specs,
-            out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+            kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn, split), in_specs=in_specs,
+            out_specs=out_specs,
             compiler_params=None if interpret else plt.CompilerParams(num_warps=num_warps,
                                                                       num_stages=num_stages),
             interpret=interpret, name="xnor_matmul",
         )(*operands)
+        if split > 1:
+            out = jnp.sum(out, axis=0) - jnp.int32(pad_bits)
+            if scaled:
+                out = out.astype(jnp.float32) * alpha_x * alpha_w
     else:
         from jax.experimental.pallas import tpu as pltpu
 

@@ -45,6 +45,16 @@ def test_xnor_tiles_lower_to_triton(cfg):
     assert "triton" in text
 
 
+def test_split_k_lowers_to_triton():
+    a, b = S((1, 256), jnp.uint32), S((8192, 256), jnp.uint32)  # M = 1: auto split of K
+    assert "triton" in _lowers(functools.partial(xnor_matmul_pallas, k=8192, target="gpu"), "cuda", a, b,
+                               S((1,), jnp.float32), S((8192,), jnp.float32))
+    fn = functools.partial(weight_only_matmul_pallas, decode=decode_sign_slot, per_word=32, name="wo",
+                           target="gpu", split_k=4)
+    assert "triton" in _lowers(fn, "cuda", S((1, 8192), jnp.bfloat16), S((8192, 256), jnp.uint32),
+                               S((8192,), jnp.float32))
+
+
 @pytest.mark.parametrize("cfg", WO_CONFIGS[:2], ids=_names(WO_CONFIGS[:2]))
 @pytest.mark.parametrize("decode,per_word", [(decode_sign_slot, 32), (decode_ternary_slot, 16)])
 def test_weight_only_tiles_lower_to_triton(cfg, decode, per_word):
@@ -71,11 +81,12 @@ gpu_only = pytest.mark.skipif(not ON_GPU, reason="needs a GPU (compiled Triton k
 
 @gpu_only
 @pytest.mark.parametrize("cfg", GPU_TILE_CONFIGS, ids=_names(GPU_TILE_CONFIGS))
-@pytest.mark.parametrize("m,n,k", [(300, 520, 32 * 32 * 3 + 7), (1, 17, 1), (129, 257, 64 * 32)])
-def test_xnor_tile_exact_on_gpu(cfg, m, n, k):
+@pytest.mark.parametrize("m,n,k,split_k", [(300, 520, 32 * 32 * 3 + 7, None), (1, 17, 1, None),
+                                           (129, 257, 64 * 32, None), (2, 300, 32 * 32 * 5 + 3, 3)])
+def test_xnor_tile_exact_on_gpu(cfg, m, n, k, split_k):
     rng = np.random.default_rng(k + m)
     a, b = random_pm1(rng, (m, k)), random_pm1(rng, (n, k))
-    got = xnor_matmul(np_pack_signs(a), np_pack_signs(b), k, backend="pallas", **cfg)
+    got = xnor_matmul(np_pack_signs(a), np_pack_signs(b), k, backend="pallas", split_k=split_k, **cfg)
     np.testing.assert_array_equal(np.asarray(got), pm1_product(a, b))
 
 

@@ -68,6 +68,13 @@ def test_pallas_equals_dequantized(kind, dtype, m, n, k):
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), **TOL[dtype])
 
 
+def test_split_k_partial_sums():
+    """K split over 2 programs (the small-M GPU grid): float32 partials added, then scaled."""
+    x, w, alpha, want = _case("ternary", 9, 3, 20, 16 * 32 * 3 + 5, jnp.float32)
+    got = ternary_weight_matmul(x, w, alpha, backend=PALLAS, split_k=2)
+    np.testing.assert_allclose(np.asarray(got), want, **TOL[jnp.float32])
+
+
 @pytest.mark.skipif(ON_ACCELERATOR, reason="TPU interpret mode is a CPU simulation")
 @pytest.mark.parametrize("kind", ["ternary"])
 def test_tpu_kernel_interpreted(kind):

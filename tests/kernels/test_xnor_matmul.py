@@ -80,6 +80,16 @@ def test_scaled_epilogue(backend):
     np.testing.assert_allclose(np.asarray(only_w), pm1_product(a, b) * aw[None, :], rtol=1e-6)
 
 
+@pytest.mark.parametrize("split_k", [3])
+def test_split_k_partial_sums(split_k):
+    """The K loop split over programs (small-M GPU grids): int32 partial sums, then epilogue."""
+    m, n, k = 5, 7, 32 * 32 * 5 + 9  # 6 K steps of 32 words, split 3 ways
+    a, b, ab, bb = _case(8, m, n, k)
+    ax, aw = np.linspace(0.5, 1.5, m).astype(np.float32), np.linspace(1, 2, n).astype(np.float32)
+    out = xnor_matmul(ab, bb, k, alpha_x=ax, alpha_w=aw, backend=PALLAS, split_k=split_k)
+    np.testing.assert_allclose(np.asarray(out), pm1_product(a, b) * ax[:, None] * aw[None, :], rtol=1e-6)
+
+
 @pytest.mark.skipif(ON_ACCELERATOR, reason="TPU interpret mode is a CPU simulation")
 @pytest.mark.parametrize("scaled", [True])
 def test_tpu_kernel_interpreted(scaled):
