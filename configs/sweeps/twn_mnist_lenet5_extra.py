@@ -21,7 +21,8 @@ def get_config():
         "num_epochs": 1,
         "batch_size": 100,
         "progress_bar": False,
-        "optimizer": {"learning_rate": 0.02, "schedule": "cosine", "decay_epochs": []},
+        "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 1e-5, "schedule": "cosine",
+                      "decay_epochs": []},
         "checkpoint": {"every_epochs": 1},
     })
     c.metric = "test_accuracy"
