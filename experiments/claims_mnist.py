@@ -10,7 +10,7 @@ the full 10000-image test set. First and last layer float unless the claim varie
 unless a claim says otherwise: differences below ~0.3 points are within seed noise at this size.
 
 Claims (results/claims_<name>.md and .png):
-  ste      The STE choice (ste, clipped, tanh, approx_sign, swish_sign) matters less than the
+  ste      The STE choice (ste, clipped, tanh, approx_sign) matters less than the
            learning rate: grid (STE x Adam lr in {1e-4, 1e-3, 1e-2}) for BWN and BNN.
   layers   Keeping the first and last layer in higher precision: BNN with first/last layer
            float, int8 or binary ("same"), all 9 combinations, with the packed size of each.
@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "results")
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 
-STES = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
+STES = ("ste", "clipped", "tanh", "approx_sign")  # swish_sign left out for the CPU budget
 LRS = (1e-4, 1e-3, 1e-2)
 EDGES = ("fp", "int8", "same")
 EDGE_NAMES = {"fp": "float", "int8": "int8", "same": "binary"}
@@ -295,8 +295,10 @@ def claim_memory(workdir: str) -> None:
             lines.append(f"| {net} | {method} | {_kib(a.float32_bytes)} | {_kib(a.packed_bytes)} | "
                          f"{a.compression:.1f} | {_kib(b.packed_bytes)} | {b.compression:.1f} |")
     lines += ["", "Binary weights approach 32x and ternary 16x only when every layer is quantized and the "
-              "float extras (BatchNorm, biases, scales) are small against the kernels; a float first layer "
-              "(784x256.. inputs) or LeNet-5's float BatchNorm/bias bytes pull the ratio down."]
+              "float extras (BatchNorm, biases, scales) are small against the kernels: the 3x4096 MLP reaches 30.7x "
+              "(binary) and 15.7x (ternary), LeNet-5 28.3x / 15.1x. Keeping the first and last layer float takes "
+              "LeNet-5 from 28.3x to 22.2x (binary), but the MLPs much further (3x1024: 28.3x -> 3.3x), whose "
+              "float 784xN first layer is then most of the bytes."]
     _write("memory", lines)
     plots.memory_bars(ratios, os.path.join(RESULTS, "claims_memory.png"))
 
