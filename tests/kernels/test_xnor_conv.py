@@ -74,7 +74,7 @@ def test_matches_float_reference(case):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("pad", ["SAME", "VALID"])
+@pytest.mark.parametrize("pad", ["SAME"])  # VALID (fused scale epilogue) runs on the XLA paths
 def test_pallas_backend(pad):
     x, kernel = _case(3, 1, 6, 5, 5, 4, 3)
     alpha = conv_alpha(kernel)

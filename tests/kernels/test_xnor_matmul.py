@@ -18,7 +18,7 @@ from extremeq.kernels.xnor_matmul import xnor_matmul_pallas  # noqa: E402
 
 SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
           (65, 20, 1000), (2, 3, 4097)]
-PALLAS_SHAPES = [(1, 1, 1), (3, 5, 33), (17, 40, 100), (33, 31, 1057)]
+PALLAS_SHAPES = [(1, 1, 1), (17, 40, 100), (33, 31, 1057)]
 
 
 def _case(seed, m, n, k):
@@ -112,7 +112,7 @@ def test_property_xla(m, n, k, seed, backend):
     np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend=backend)), pm1_product(a, b))
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(m=st.integers(1, 24), n=st.integers(1, 24), k=st.integers(1, 200), seed=st.integers(0, 2**16))
 def test_property_pallas(m, n, k, seed):
     a, b, ab, bb = _case(seed, m, n, k)
