@@ -32,8 +32,13 @@ kernel; CPU: XLA, see BENCHMARKS.md); ``"pallas"`` the fused kernel (Triton on G
 on TPU; on CPU it warns with :class:`KernelFallbackWarning` and uses the CPU path);
 ``"interpret"`` the Pallas kernel body under the interpreter (CPU tests); ``"xla_popcount"``
 (XNOR kernels only) and ``"dot"`` (unpack in XLA, then one dot). Pallas tile options
-(``block_m``, ``block_n``, ``block_words``, ``num_warps``, ``num_stages``) are keyword
-arguments of the public functions.
+(``block_m``, ``block_n``, ``block_words``, ``num_warps``, ``num_stages``, ``split_k``; XNOR
+also ``slice_dtype``) are keyword arguments of the public functions; the GPU tiles checked for
+exactness are ``xnor_matmul.GPU_TILE_CONFIGS`` and ``_weight_only.GPU_TILE_CONFIGS``.
+
+On a GPU, ``"auto"`` means the Pallas kernel for every shape until a GPU benchmark says
+otherwise: the H100 anchors suggest XLA's int8 dot (``"dot"``) may win the compute-bound
+square shapes, where unpacking costs little next to the product.
 """
 
 from __future__ import annotations
