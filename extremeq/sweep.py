@@ -10,7 +10,11 @@ A sweep config (``configs/sweeps/<table>.py``, ``get_config()``) has:
   seeds      e.g. [0, 1, 2];
   overrides  applied to every run, sections nested (``{"num_epochs": 5, "optimizer": {"learning_rate": 1e-3}}``);
   metric     the metrics.jsonl key summarised from each run's last epoch (``test_accuracy``);
-  title      the table's heading.
+  title      the table's heading;
+  method_overrides  (optional) per-method overrides, applied after ``overrides``. A string
+             ``"@<method>"`` as ``quant.init_from`` or ``distill.teacher_workdir`` names the run of
+             that method with the same seed, which then runs first: TTQ fine-tuned from the FP
+             row is ``{"resnet20:ttq": {"quant": {"init_from": "@resnet20:fp"}}}``.
 
 Run ``(m, s)`` lives in ``<workdir>/<m>/seed<s>``; a run whose ``final.json`` exists is skipped
 (an interrupted run resumes from its checkpoint). Then ``results.csv`` and ``results.md`` hold, per
@@ -30,7 +34,8 @@ import traceback
 import numpy as np
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SWEEP_KEYS = ("config", "methods", "seeds", "overrides", "metric", "title")
+SWEEP_KEYS = ("config", "methods", "seeds", "overrides", "metric", "title", "method_overrides")
+REFERENCE_KEYS = (("quant", "init_from"), ("distill", "teacher_workdir"))
 
 
 def _resolve(path: str) -> str:
@@ -52,6 +57,10 @@ def check_sweep_config(sweep) -> None:
             raise ValueError(f"sweep config: '{key}' is required and must not be empty")
     if len(set(sweep.methods)) != len(sweep.methods) or len(set(sweep.seeds)) != len(sweep.seeds):
         raise ValueError("sweep config: 'methods' and 'seeds' must not repeat")
+    extra = sorted(set((sweep.get("method_overrides") or {}).keys()) - set(sweep.methods))
+    if extra:
+        raise ValueError(f"sweep config: method_overrides for {extra}, which are not in 'methods'")
+    run_order(sweep)
 
 
 def run_dir_name(method: str) -> str:
@@ -68,13 +77,56 @@ def apply_overrides(config, overrides) -> None:
             config[key] = value
 
 
-def run_config(sweep, method: str, seed: int):
-    """The training config of run (method, seed)."""
+def run_path(workdir: str, method: str, seed: int) -> str:
+    return os.path.join(workdir, run_dir_name(method), f"seed{seed}")
+
+
+def _references(sweep, method: str) -> list[str]:
+    """The methods whose runs ``method`` starts from (``"@<method>"`` values)."""
+    own = (sweep.get("method_overrides") or {}).get(method) or {}
+    refs = []
+    for section, key in REFERENCE_KEYS:
+        value = (own.get(section) or {}).get(key, "") if hasattr(own.get(section), "get") else ""
+        if isinstance(value, str) and value.startswith("@"):
+            if value[1:] not in sweep.methods:
+                raise ValueError(f"sweep config: method_overrides[{method!r}].{section}.{key} = {value!r} "
+                                 f"names no method of the sweep; methods: {list(sweep.methods)}")
+            refs.append(value[1:])
+    return refs
+
+
+def run_order(sweep) -> list[str]:
+    """The methods, each after the ones it references (otherwise in the given order)."""
+    order, visiting = [], set()
+
+    def visit(m):
+        if m in order:
+            return
+        if m in visiting:
+            raise ValueError(f"sweep config: method_overrides reference each other in a cycle at {m!r}")
+        visiting.add(m)
+        for r in _references(sweep, m):
+            visit(r)
+        visiting.discard(m)
+        order.append(m)
+
+    for m in sweep.methods:
+        visit(m)
+    return order
+
+
+def run_config(sweep, method: str, seed: int, workdir: str = ""):
+    """The training config of run (method, seed); ``"@<method>"`` references resolved in ``workdir``."""
     from extremeq.train.config import load_config_file  # pylint: disable=g-import-not-at-top
 
     config = load_config_file(_resolve(f"{sweep.config}:{method}"))
     config.seed = int(seed)
     apply_overrides(config, sweep.get("overrides") or {})
+    apply_overrides(config, (sweep.get("method_overrides") or {}).get(method) or {})
+    for section, key in REFERENCE_KEYS:
+        value = config[section][key] if section in config and key in config[section] else ""
+        if isinstance(value, str) and value.startswith("@"):
+            config[section][key] = run_path(workdir, value[1:], seed)
     return config
 
 
@@ -105,15 +157,21 @@ def run_sweep(sweep, workdir: str, *, train_fn=None) -> list[dict]:
     os.makedirs(workdir, exist_ok=True)
     metric = sweep.get("metric", "test_accuracy")
     failures = {}
-    for method in sweep.methods:
+    for method in run_order(sweep):
         for seed in sweep.seeds:
-            run_dir = os.path.join(workdir, run_dir_name(method), f"seed{seed}")
+            run_dir = run_path(workdir, method, seed)
             if os.path.isfile(os.path.join(run_dir, "final.json")):
                 print(f"[sweep] {method} seed {seed}: finished, skipped", flush=True)
                 continue
+            missing = [r for r in _references(sweep, method)
+                       if not os.path.isfile(os.path.join(run_path(workdir, r, seed), "final.json"))]
+            if missing:
+                failures[(method, seed)] = f"needs the finished run(s) {missing} of seed {seed}"
+                print(f"[sweep] {method} seed {seed} SKIPPED: {failures[(method, seed)]}", flush=True)
+                continue
             print(f"[sweep] {method} seed {seed} -> {run_dir}", flush=True)
             try:
-                train_fn(run_config(sweep, method, seed), run_dir)
+                train_fn(run_config(sweep, method, seed, workdir), run_dir)
             except Exception as e:  # one failed run must not lose the others
                 failures[(method, seed)] = f"{type(e).__name__}: {e}"
                 print(f"[sweep] {method} seed {seed} FAILED: {failures[(method, seed)]}", flush=True)
@@ -122,7 +180,7 @@ def run_sweep(sweep, workdir: str, *, train_fn=None) -> list[dict]:
     for method in sweep.methods:
         values, failed = [], []
         for seed in sweep.seeds:
-            run_dir = os.path.join(workdir, run_dir_name(method), f"seed{seed}")
+            run_dir = run_path(workdir, method, seed)
             row = _last_row(run_dir) if os.path.isfile(os.path.join(run_dir, "final.json")) else None
             if row is None or row.get(metric) is None:
                 failed.append(seed)

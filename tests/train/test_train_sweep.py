@@ -65,3 +65,22 @@ def test_summarize_and_bad_sweep_config():
     with pytest.raises(ValueError, match="unknown key"):
         sweep_lib.check_sweep_config(s)
     assert sweep_lib.run_dir_name("resnet20:ttq,ste=clipped") == "resnet20_ttq_ste-clipped"
+
+
+def test_method_overrides_reference_other_rows(tmp_path):
+    s = _small_sweep()
+    s.methods = ["ttq", "fp", "twn"]
+    s.method_overrides = ml_collections.ConfigDict(
+        {"ttq": {"quant": {"init_from": "@fp"}, "distill": {"teacher_workdir": "@twn"}}})
+    assert sweep_lib.run_order(s) == ["fp", "twn", "ttq"]
+    c = sweep_lib.run_config(s, "ttq", 1, str(tmp_path))
+    assert c.quant.init_from == os.path.join(str(tmp_path), "fp", "seed1")
+    assert c.distill.teacher_workdir == os.path.join(str(tmp_path), "twn", "seed1")
+    assert c.quant.method == "ttq" and c.seed == 1 and c.num_epochs == 1
+    s.method_overrides = ml_collections.ConfigDict({"ttq": {"quant": {"init_from": "@bwn"}}})
+    with pytest.raises(ValueError, match="names no method"):
+        sweep_lib.check_sweep_config(s)
+    s.method_overrides = ml_collections.ConfigDict({"ttq": {"quant": {"init_from": "@fp"}},
+                                                    "fp": {"quant": {"init_from": "@ttq"}}})
+    with pytest.raises(ValueError, match="cycle"):
+        sweep_lib.check_sweep_config(s)
