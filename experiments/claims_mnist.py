@@ -10,7 +10,7 @@ the full 10000-image test set. First and last layer float unless the claim varie
 unless a claim says otherwise: differences below ~0.3 points are within seed noise at this size.
 
 Claims (results/claims_<name>.md and .png):
-  ste      The STE choice (ste, clipped, tanh, approx_sign) matters less than the
+  ste      The STE choice (ste, clipped, tanh, approx_sign, swish_sign) matters less than the
            learning rate: grid (STE x Adam lr in {1e-4, 1e-3, 1e-2}) for BWN and BNN.
   layers   Keeping the first and last layer in higher precision: BNN with first/last layer
            float, int8 or binary ("same"), all 9 combinations, with the packed size of each.
@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "results")
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 
-STES = ("ste", "clipped", "tanh", "approx_sign")  # swish_sign left out for the CPU budget
+STES = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
 LRS = (1e-4, 1e-3, 1e-2)
 EDGES = ("fp", "int8", "same")
 EDGE_NAMES = {"fp": "float", "int8": "int8", "same": "binary"}
@@ -116,56 +116,72 @@ def _total_wall(results) -> str:
 
 
 # ---------------------------------------------------------------- claim 1: STE vs learning rate
-def claim_ste(workdir: str) -> None:
+def claim_ste(workdir: str, seeds=(0, 1, 2)) -> None:
     import plots
 
-    grid, results = {}, []
+    grid, sd, results = {}, {}, []
     for method in ("bwn", "bnn"):
         for ste in STES:
             for lr in LRS:
-                r = run(small_config(f"{method},ste={ste}", lr=lr),
-                        os.path.join(workdir, "ste", f"{method}_{ste}_lr{lr:g}"))
-                grid[method, ste, lr] = 100 * r["test_accuracy"]
-                results.append(r)
+                accs = []
+                for seed in seeds:
+                    r = run(small_config(f"{method},ste={ste}", lr=lr, seed=seed),
+                            os.path.join(workdir, "ste", f"{method}_{ste}_lr{lr:g}" + _seed_suffix(seed)))
+                    accs.append(100 * r["test_accuracy"])
+                    results.append(r)
+                grid[method, ste, lr] = float(np.mean(accs))
+                sd[method, ste, lr] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
     lines = ["# Claim 1: does the STE choice matter less than the learning rate?", "", _setup_line(),
-             "BWN: alpha*sign(W) weights, float inputs; BNN: sign weights and sign inputs (hardtanh). "
-             "One seed per cell.", ""]
+             "BWN: alpha*sign(W) weights, float inputs; BNN: sign weights and sign inputs (hardtanh before the "
+             f"sign). Each cell: mean +- std (ddof=1) over seeds {list(seeds)}.", ""]
     for method in ("bwn", "bnn"):
         lines += [f"## {method.upper()}", "", "| STE | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " | range over lr |",
                   "| --- |" + " --- |" * (len(LRS) + 1)]
         for ste in STES:
             vals = [grid[method, ste, lr] for lr in LRS]
-            lines.append(f"| {ste} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {max(vals) - min(vals):.2f} |")
+            lines.append(f"| {ste} | " + " | ".join(f"{grid[method, ste, lr]:.2f} +- {sd[method, ste, lr]:.2f}"
+                                                    for lr in LRS) + f" | {max(vals) - min(vals):.2f} |")
         spread_ste = [max(grid[method, s, lr] for s in STES) - min(grid[method, s, lr] for s in STES) for lr in LRS]
         spread_lr = [max(grid[method, s, lr] for lr in LRS) - min(grid[method, s, lr] for lr in LRS) for s in STES]
         lines.append("| range over STE | " + " | ".join(f"{v:.2f}" for v in spread_ste) + " | |")
         lines += ["", f"{method.upper()}: mean range over the STE at a fixed lr {np.mean(spread_ste):.2f} points; "
-                  f"mean range over the lr at a fixed STE {np.mean(spread_lr):.2f} points.", ""]
+                  f"mean range over the lr at a fixed STE {np.mean(spread_lr):.2f} points; typical seed std "
+                  f"{np.median([sd[method, s, lr] for s in STES for lr in LRS]):.2f} points.", ""]
     lines.append(_total_wall(results))
     _write("ste", lines)
     plots.ste_grid(grid, STES, LRS, os.path.join(RESULTS, "claims_ste.png"))
 
 
+def _seed_suffix(seed: int) -> str:
+    return "" if seed == 0 else f"_seed{seed}"
+
+
 # ---------------------------------------------------------------- claim 2: first/last precision
-def claim_layers(workdir: str) -> None:
+def claim_layers(workdir: str, seeds=(0, 1, 2)) -> None:
     import plots
 
     table, results = {}, []
     for first in EDGES:
         for last in EDGES:
             c = small_config("bnn", first=first, last=last)
-            r = run(c, os.path.join(workdir, "layers", f"bnn_first-{first}_last-{last}"))
-            table[first, last] = (100 * r["test_accuracy"], _packed(c))
-            results.append(r)
+            accs = []
+            for seed in seeds:
+                r = run(small_config("bnn", first=first, last=last, seed=seed),
+                        os.path.join(workdir, "layers", f"bnn_first-{first}_last-{last}" + _seed_suffix(seed)))
+                accs.append(100 * r["test_accuracy"])
+                results.append(r)
+            table[first, last] = (float(np.mean(accs)), _packed(c), float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0)
     fp_bytes = _packed(small_config("fp"))
     lines = ["# Claim 2: first and last layer precision (BNN)", "", _setup_line(),
              "BNN hidden layers (sign weights, sign inputs) in every row; the first layer (784->256) and the "
              "last (256->10) are float, int8 (weights and inputs) or binary like the rest. Packed size from "
-             f"extremeq.summary (float32 model: {fp_bytes / 1024:.0f} KiB). One seed per cell.", "",
+             f"extremeq.summary (float32 model: {fp_bytes / 1024:.0f} KiB). Mean +- std (ddof=1) over seeds "
+             f"{list(seeds)}.", "",
              "| first \\ last | " + " | ".join(EDGE_NAMES[e] for e in EDGES) + " |", "| --- |" + " --- |" * len(EDGES)]
     for first in EDGES:
         lines.append(f"| {EDGE_NAMES[first]} | " + " | ".join(
-            f"{table[first, last][0]:.2f} ({table[first, last][1] / 1024:.0f} KiB)" for last in EDGES) + " |")
+            f"{table[first, last][0]:.2f} +- {table[first, last][2]:.2f} ({table[first, last][1] / 1024:.0f} KiB)"
+            for last in EDGES) + " |")
     lines += ["", _total_wall(results)]
     _write("layers", lines)
     plots.layer_grid({k: v[0] for k, v in table.items()}, EDGES, EDGE_NAMES,
@@ -191,24 +207,24 @@ def _summary(model_cfg, quant, shape):
 
 
 # ---------------------------------------------------------------- claim 3: distillation
-def claim_distill(workdir: str, seeds=(0, 1), alpha=1.0, temperature=4.0) -> None:
+def claim_distill(workdir: str, seeds=(0, 1, 2), alpha=1.0, temperature=4.0, teacher_epochs=15) -> None:
     import plots
 
-    teacher_dir = os.path.join(workdir, "distill", "teacher_fp")
-    teacher = run(small_config("fp"), teacher_dir)
+    teacher_dir = os.path.join(workdir, "distill", f"teacher_fp_{teacher_epochs}ep")
+    teacher = run(small_config("fp", num_epochs=teacher_epochs, checkpoint__every_epochs=teacher_epochs), teacher_dir)
     table, results = {}, [teacher]
     for method in ("bnn", "bwn"):
         for kd in (False, True):
             for seed in seeds:
                 extra = dict(distill__teacher_workdir=teacher_dir, distill__alpha=alpha,
                              distill__temperature=temperature) if kd else {}
-                name = f"{method}_{'kd' if kd else 'ce'}_seed{seed}"
+                name = f"{method}_{f'kd-teacher{teacher_epochs}ep' if kd else 'ce'}_seed{seed}"
                 r = run(small_config(method, seed=seed, **extra), os.path.join(workdir, "distill", name))
                 table.setdefault((method, kd), []).append(100 * r["test_accuracy"])
                 results.append(r)
     t = 100 * teacher["test_accuracy"]
     lines = ["# Claim 3: knowledge distillation from a float teacher", "", _setup_line(),
-             f"Teacher: the same MLP in float, {t:.2f}. Students: BNN / BWN of the same shape, first and last layer "
+             f"Teacher: the same MLP in float trained {teacher_epochs} epochs, {t:.2f}. Students: BNN / BWN of the same shape, first and last layer "
              f"float; loss CE(z_s, y) + lambda T^2 KL(softmax(z_t/T) || softmax(z_s/T)), lambda = {alpha:g}, "
              f"T = {temperature:g} (extremeq.train.distill). Seeds {list(seeds)}, mean +- std (ddof=1).", "",
              "| student | CE only | CE + KD | gain | gap to teacher closed |", "| --- | --- | --- | --- | --- |"]

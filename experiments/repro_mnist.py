@@ -50,10 +50,11 @@ LABELS = {"fp": "FP", "bwn": "BWN", "twn": "TWN", "ttq": "TTQ", "xnor": "XNOR", 
 GOAL = 0.3  # points: the issue's "within 0.3 of the paper"
 
 
-def load_sweep(table: str):
-    """(sweep ConfigDict, PAPER dict) of configs/sweeps/<file>.py."""
+def load_sweep(table: str, with_notes: bool = False):
+    """(sweep ConfigDict, PAPER dict[, NOTES str]) of configs/sweeps/<file>.py."""
     mod = runpy.run_path(os.path.join(REPO, "configs", "sweeps", f"{TABLES[table]}.py"))
-    return mod["get_config"](), mod.get("PAPER", {})
+    out = (mod["get_config"](), mod.get("PAPER", {}))
+    return out + (mod.get("NOTES", ""),) if with_notes else out
 
 
 def run_dir(workdir: str, table: str, method: str, seed: int) -> str:
@@ -62,7 +63,7 @@ def run_dir(workdir: str, table: str, method: str, seed: int) -> str:
     return os.path.join(workdir, TABLES[table], run_dir_name(method), f"seed{seed}")
 
 
-def run_tables(tables, workdir: str, seeds=None) -> None:
+def run_tables(tables, workdir: str, seeds=None, methods=None) -> None:
     from extremeq.sweep import run_config
     from extremeq.train import train_and_evaluate
 
@@ -72,6 +73,8 @@ def run_tables(tables, workdir: str, seeds=None) -> None:
             if seeds is not None and seed not in seeds:
                 continue
             for method in sweep.methods:
+                if methods is not None and method not in methods:
+                    continue
                 d = run_dir(workdir, table, method, seed)
                 if os.path.isfile(os.path.join(d, "final.json")):
                     print(f"[repro] {table} {method} seed {seed}: finished, skipped", flush=True)
@@ -95,7 +98,7 @@ def _finished(d: str):
 def report_table(table: str, workdir: str):
     import plots
 
-    sweep, paper = load_sweep(table)
+    sweep, paper, notes = load_sweep(table, with_notes=True)
     epochs = int(sweep.overrides.get("num_epochs", 0))
     rows, curves, csv_rows = [], {}, []
     for method in sweep.methods:
@@ -131,6 +134,8 @@ def report_table(table: str, workdir: str):
     total = sum(sum(r["walls"]) for r in rows)
     lines += ["", f"Total wall time of these runs: {total / 60:.1f} min (sum over runs; two runs shared the CPU "
               "at a time, beside other workers)."]
+    if notes:
+        lines += ["", " ".join(notes.split())]
     with open(os.path.join(RESULTS, f"mnist_{table}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(RESULTS, f"mnist_{table}.csv"), "w", newline="") as f:
@@ -224,13 +229,14 @@ def main():
     p.add_argument("tables", nargs="*", default=[], help=f"some of {list(TABLES)} (default: all)")
     p.add_argument("--workdir", default="runs")
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="run only these seeds of each table")
+    p.add_argument("--methods", nargs="*", default=None, help="run only these methods of each table")
     p.add_argument("--no-report", action="store_true", help="train only")
     args = p.parse_args()
     unknown = sorted(set(args.tables) - set(TABLES))
     if unknown:
         p.error(f"table(s) {unknown} unknown; choose from {list(TABLES)}")
     if args.action == "run":
-        run_tables(args.tables or list(TABLES), args.workdir, args.seeds)
+        run_tables(args.tables or list(TABLES), args.workdir, args.seeds, args.methods)
     if not args.no_report:
         report(args.workdir)
 
