@@ -38,7 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0  # init, data order, augmentation and dropout all derive from it
     c.num_epochs = 30  # passes over the training split
     c.batch_size = 128  # global training batch
-    c.eval_batch_size = 500  # evaluation batch (the last one is padded and masked)
+    c.eval_batch_size = 512  # evaluation batch (the last one is padded and masked)
     c.max_steps = -1  # stop after this many steps; -1: num_epochs * steps_per_epoch
 
     c.dataset = ml_collections.ConfigDict()
