@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from extremeq import packing
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(rows=st.integers(1, 5), length=st.integers(1, 130), seed=st.integers(0, 2**16))
 def test_pack_bits_matches_numpy_packbits_little_endian(rows, length, seed):
     bits = np.random.default_rng(seed).integers(0, 2, (rows, length)).astype(np.uint8)
@@ -38,7 +38,7 @@ def test_sign_bit_layout_by_hand():
     np.testing.assert_array_equal(np.asarray(packing.pack_signs(x)), np.array([1, 2], np.uint32))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(rows=st.integers(1, 4), length=st.integers(1, 100), seed=st.integers(0, 2**16))
 def test_ternary_roundtrip(rows, length, seed):
     t = np.random.default_rng(seed).integers(-1, 2, (rows, length)).astype(np.int8)
