@@ -268,12 +268,10 @@ def _val(v):
 # ------------------------------------------------------------------------------------------------
 # Packed inference layers
 # ------------------------------------------------------------------------------------------------
-class PackedLinear(nnx.Module):
-    """Inference dense layer from packed weights: y = (Q_in(x) . W_q) * K + b (see module doc)."""
+class _PackedLayer(nnx.Module):
+    """Shared state of the packed layers: the quantizer names, the words and their scales."""
 
-    def __init__(self, config: Mapping, arrays: Mapping):
-        self.in_features = int(config["in_features"])
-        self.out_features = int(config["out_features"])
+    def _set_packed(self, config: Mapping, arrays: Mapping):
         self.weight = str(config["weight"])  # the training weight quantizer name
         self.kind = _weight_kind(self.weight)
         self.inputs = str(config["inputs"])  # input quantizer name
@@ -282,6 +280,15 @@ class PackedLinear(nnx.Module):
         self.ttq_wp = _opt(arrays.get("ttq_wp"))
         self.ttq_wn = _opt(arrays.get("ttq_wn"))
         self.bias = _opt(arrays.get("bias"))
+
+
+class PackedLinear(_PackedLayer):
+    """Inference dense layer from packed weights: y = (Q_in(x) . W_q) * K + b (see module doc)."""
+
+    def __init__(self, config: Mapping, arrays: Mapping):
+        self.in_features = int(config["in_features"])
+        self.out_features = int(config["out_features"])
+        self._set_packed(config, arrays)
 
     @property
     def config(self) -> dict:
@@ -322,7 +329,7 @@ def _padding_config(padding):
     return padding if isinstance(padding, str) else [list(map(int, p)) for p in padding]
 
 
-class PackedConv(nnx.Module):
+class PackedConv(_PackedLayer):
     """Inference 2-D convolution (NHWC) from packed weights (see module doc)."""
 
     def __init__(self, config: Mapping, arrays: Mapping):
@@ -334,14 +341,7 @@ class PackedConv(nnx.Module):
         self.padding = p if isinstance(p, str) else tuple(tuple(int(v) for v in pp) for pp in p)
         self.feature_group_count = int(config.get("feature_group_count", 1))
         self.pad_value = float(config.get("pad_value", 1.0))
-        self.weight = str(config["weight"])
-        self.kind = _weight_kind(self.weight)
-        self.inputs = str(config["inputs"])
-        self.w = Packed(jnp.asarray(arrays["w"]))
-        self.alpha = _opt(arrays.get("alpha"))
-        self.ttq_wp = _opt(arrays.get("ttq_wp"))
-        self.ttq_wn = _opt(arrays.get("ttq_wn"))
-        self.bias = _opt(arrays.get("bias"))
+        self._set_packed(config, arrays)
 
     @property
     def config(self) -> dict:
