@@ -98,12 +98,11 @@ def xnor_activation_scale(x, kernel_size=None, strides=1, padding="SAME"):
     if kernel_size is None:
         return a
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
-    box = jnp.full((kh, kw, 1, 1), 1.0 / (kh * kw), dtype=x.dtype)
-    return jax.lax.conv_general_dilated(
-        a, box, window_strides=strides, padding=padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    sh, sw = (strides, strides) if isinstance(strides, int) else tuple(strides)
+    pads = padding if isinstance(padding, str) else ((0, 0), *(tuple(p) for p in padding), (0, 0))
+    # A box filter is a windowed sum; reduce_window is cheaper than a 1-channel convolution.
+    window_sum = jax.lax.reduce_window(a, 0.0, jax.lax.add, (1, kh, kw, 1), (1, sh, sw, 1), pads)
+    return window_sum / (kh * kw)
 
 
 def xnor_activation(x, estimator: EstimatorLike = "ste", kernel_size=None, strides=1, padding="SAME"):
