@@ -102,7 +102,7 @@ def weight_histogram(panels, path, title):
 def flip_ratio(series, path, title):
     """series: {label: list of (epoch, flip ratio)}."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     for label, pts in series.items():
         if pts:
             e, f = zip(*pts)
@@ -111,7 +111,7 @@ def flip_ratio(series, path, title):
     ax.set_xlabel("epoch")
     ax.set_ylabel("weights whose sign flipped in the epoch (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 
 
@@ -125,7 +125,8 @@ def ste_grid(grid, stes, lrs, path):
         im = ax.imshow(a, cmap="viridis", aspect="auto")
         for i in range(len(stes)):
             for j in range(len(lrs)):
-                ax.text(j, i, f"{a[i, j]:.1f}", ha="center", va="center", color="w", fontsize=8)
+                ax.text(j, i, f"{a[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                        color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w")
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_yticks(range(len(stes)), stes)
         ax.set_xlabel("Adam learning rate")
@@ -142,7 +143,8 @@ def layer_grid(table, edges, names, path):
     im = ax.imshow(a, cmap="viridis")
     for i in range(len(edges)):
         for j in range(len(edges)):
-            ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+            ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w")
     ax.set_xticks(range(len(edges)), [names[e] for e in edges])
     ax.set_yticks(range(len(edges)), [names[e] for e in edges])
     ax.set_xlabel("last layer")

@@ -47,6 +47,7 @@ TABLES = {
 }
 LABELS = {"fp": "FP", "bwn": "BWN", "twn": "TWN", "ttq": "TTQ", "xnor": "XNOR", "bc": "BC det.",
           "bc_stochastic": "BC stoch.", "bnn": "BNN"}
+NETS = {"lenet5": "LeNet-5", "lenet5_extra": "LeNet-5", "bc": "MLP 3x1024", "bnn": "MLP 3x4096"}
 GOAL = 0.3  # points: the "within 0.3 of the paper"
 
 
@@ -175,14 +176,14 @@ def weight_histograms(workdir: str) -> None:
         layers = dict(quant_layers(model))
         path = next(p for p in layers if p != "stem" and p != "head")
         layer = layers[path]
-        w = np.asarray(layer.kernel.value)
+        w = np.asarray(layer.kernel[...])
         panel = dict(label=f"{method.upper()}, LeNet-5 '{path}' ({w.size} weights)", weights=w)
         if method == "twn":
             delta = float(quantizers.twn_threshold(w))
             panel.update(delta=delta, alpha=float(quantizers.twn_scale(w, delta)))
         else:
-            panel.update(delta=float(quantizers.ttq_threshold(w)), w_p=float(np.mean(layer.ttq_wp.value)),
-                         w_n=float(np.mean(layer.ttq_wn.value)))
+            panel.update(delta=float(quantizers.ttq_threshold(w)), w_p=float(np.mean(layer.ttq_wp[...])),
+                         w_n=float(np.mean(layer.ttq_wn[...])))
         panels.append(panel)
     if panels:
         plots.weight_histogram(panels, os.path.join(RESULTS, "mnist_weight_histograms.png"),
@@ -201,7 +202,8 @@ def flip_ratios(workdir: str) -> None:
             run_dir(workdir, table, method, 0)) else []
         pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
         if pts:
-            series[f"{TABLES[table].split('_')[0]} {LABELS.get(method, method)}"] = pts
+            series[f"{NETS[table]} {LABELS.get(method, method)} (1 epoch)" if len(pts) == 1
+                   else f"{NETS[table]} {LABELS.get(method, method)}"] = pts
     ste_dir = os.path.join(workdir, "claims", "ste")
     for lr in ("0.0001", "0.001", "0.01"):
         d = os.path.join(ste_dir, f"bnn_clipped_lr{float(lr):g}")

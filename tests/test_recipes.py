@@ -135,7 +135,7 @@ def test_recipe_trains_on_mock_data(name, tmp_path):
     for path, layer in layers.items():
         w = np.asarray(layer.quantized_kernel())
         if q == "ttq":  # {-W_n, 0, W_p} per layer
-            allowed = {0.0, float(np.ravel(layer.ttq_wp.value)[0]), -float(np.ravel(layer.ttq_wn.value)[0])}
+            allowed = {0.0, float(np.ravel(layer.ttq_wp[...])[0]), -float(np.ravel(layer.ttq_wn[...])[0])}
             assert set(np.unique(w).tolist()) <= allowed, path
         elif q == "twn":  # {-alpha, 0, alpha}
             nonzero = np.abs(w[w != 0])
