@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.quant = ml_collections.ConfigDict()
     c.quant.method = "fp"  # one of METHODS
+    c.quant.latent_init = "keep"  # keep | uniform: BinaryConnect's U(-1, 1) latent start (bc_stochastic)
     c.quant.first = "fp"  # the stem layer: fp | int8 | weights (method's weights, float inputs) | same
     c.quant.last = "fp"  # the head layer: fp | int8 | weights | same
     c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)

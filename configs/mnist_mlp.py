@@ -49,4 +49,13 @@ def get_config(arg=None):
     c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(1e-3, 3e-6, c.num_epochs)
     c.optimizer.weight_decay = 0.0
     c.checkpoint.every_epochs = 10
-    return base.apply_method(c, method, options, first="same", last="same")
+    c = base.apply_method(c, method, options, first="same", last="same")
+    if c.quant.method == "bc_stochastic":
+        # BinaryConnect's code starts the latent weights U(-H, H) with H = 1; from a small lecun init
+        # the stochastic sign is a coin flip (P(+1) = hard_sigmoid(w) ~ 1/2) and nothing trains.
+        # Its code also scales the binary layers' learning rate by 1/H_Glorot (~30 for these
+        # layers); here the whole learning rate is scaled by 30 (an approximation of that rule).
+        c.quant.latent_init = "uniform"
+        c.optimizer.learning_rate = 3e-2
+        c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(3e-2, 9e-5, c.num_epochs)
+    return c

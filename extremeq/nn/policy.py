@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -40,7 +41,8 @@ METHODS = {
     "bnn": ("bc", "sign"),
 }
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
-_SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value"}
+_SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init"}
+LATENT_INITS = (None, "keep", "uniform")
 
 
 def path_string(path) -> str:
@@ -72,6 +74,11 @@ def _check_rules(rules):
         if spec is not None:
             if not isinstance(spec, Mapping):
                 raise TypeError(f"rule {i} ({pattern!r}): spec must be None or a dict, got {spec!r}")
+            if spec.get("latent_init") not in LATENT_INITS:
+                raise ValueError(
+                    f"rule {i} ({pattern!r}): latent_init={spec['latent_init']!r} unknown; choose one of "
+                    f"{LATENT_INITS}"
+                )
             unknown = set(spec) - _SPEC_KEYS
             if unknown:
                 raise ValueError(
@@ -109,6 +116,10 @@ def _converted(layer, spec: Mapping, rngs: nnx.Rngs):
             pad_value=spec.get("pad_value", 1.0), **kwargs,
         )
     new.kernel[...] = layer.kernel[...]
+    if spec.get("latent_init") == "uniform":
+        # BinaryConnect (H = 1): latent weights start U(-1, 1), so that the stochastic sign's
+        # P(+1) = hard_sigmoid(w) spans [0, 1] instead of sitting at 1/2 for a small lecun init.
+        new.kernel[...] = jax.random.uniform(rngs.params(), new.kernel.shape, jnp.float32, -1.0, 1.0)
     if layer.bias is not None:
         new.bias[...] = layer.bias[...]
     if new.kernel_quantizer.name == "ttq":  # scales from the kept weights, not the fresh init

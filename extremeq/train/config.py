@@ -61,6 +61,7 @@ def default_config():
     c.quant.ste = "ste"
     c.quant.ste_kwargs = ml_collections.ConfigDict()
     c.quant.init_from = ""  # workdir of a finished FP run to start from
+    c.quant.latent_init = "keep"  # keep | uniform (BinaryConnect: quantized layers' latent W ~ U(-1, 1))
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "sgd"
@@ -209,6 +210,7 @@ def validate_config(config, num_devices: int | None = None):
     from extremeq.ste import ESTIMATORS  # pylint: disable=g-import-not-at-top
 
     _choice(c.quant.ste, "quant.ste", ESTIMATORS)
+    _choice(c.quant.latent_init, "quant.latent_init", ("keep", "uniform"))
     if c.quant.init_from:
         _check_workdir(c.quant.init_from, "quant.init_from")
 

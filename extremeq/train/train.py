@@ -139,7 +139,7 @@ def build_quantized_model(config, num_classes: int, input_shape, init_vars=None)
         _load_vars(model, init_vars)
     q = config.quant
     rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste,
-                         ste_kwargs=dict(q.ste_kwargs) or None)
+                         ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
     quantize_model(model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return model
 
@@ -207,7 +207,7 @@ def create_model(config, num_classes: int, input_shape):
 
     q = config.quant
     rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste,
-                         ste_kwargs=dict(q.ste_kwargs) or None)
+                         ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
     quantize_model(src_model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return src_model
 

@@ -82,3 +82,13 @@ def test_weights_edge_quantizes_weights_keeps_float_inputs():
     quantize_model(net, method_rules("bnn", first="weights", last="same"))
     kinds = {p: (l.kernel_quantizer.name, l.input_quantizer.name) for p, l in quant_layers(net)}
     assert kinds["stem"] == ("bc", "fp") and kinds["head"] == ("bc", "sign")
+
+
+def test_latent_init_uniform_restarts_binaryconnect_weights_in_pm1():
+    net = Net(nnx.Rngs(0))
+    quantize_model(net, method_rules("bc_stochastic", latent_init="uniform"), rngs=nnx.Rngs(0, quant=1))
+    w = np.asarray(net.blocks[1].kernel[...])  # 128 x 16 latent weights
+    assert w.min() >= -1.0 and w.max() <= 1.0
+    assert abs(w.std() - 1 / np.sqrt(3)) < 0.03  # std of U(-1, 1)
+    with pytest.raises(ValueError, match="latent_init"):
+        quantize_model(Net(nnx.Rngs(0)), [(".*", {"kernel": "bc", "latent_init": "normal"})])
