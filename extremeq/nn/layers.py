@@ -176,6 +176,19 @@ class QuantConv(_Quantized):
         self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), jnp.float32)) if use_bias else None
         self._setup_quantizers(kernel_quantizer, input_quantizer, ste, ste_kwargs, rngs)
 
+    def _border_term(self, spatial_shape, kernel, pads):
+        """conv(B, W) for B = 1 on the padded border, 0 inside: what padding with 1 instead of 0 adds.
+
+        Padding the binarized input explicitly costs a copy of every activation (and its gradient);
+        this 1-channel convolution of the border mask with sum_c W is the same sum, far cheaper.
+        """
+        inside = jnp.ones((1, *spatial_shape, 1), kernel.dtype)
+        border = 1.0 - jnp.pad(inside, [(0, 0), *pads, (0, 0)])
+        return jax.lax.conv_general_dilated(
+            border, jnp.sum(kernel, axis=2, keepdims=True), window_strides=self.strides,
+            padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
     def explicit_padding(self, spatial_shape):
         """[(lo, hi), (lo, hi)] for the H and W axes."""
         if isinstance(self.padding, str):
@@ -191,13 +204,17 @@ class QuantConv(_Quantized):
         xq, k = quantize_input(
             self.input_quantizer, x, kernel_size=self.kernel_size, strides=self.strides, padding=pads
         )
-        if self.input_quantizer.is_binary:
+        kernel = self.quantized_kernel()
+        pad_border = self.input_quantizer.is_binary and self.pad_value != 0 and any(map(any, pads))
+        if pad_border and self.feature_group_count != 1:
             xq = jnp.pad(xq, [(0, 0), *pads, (0, 0)], constant_values=self.pad_value)
-            pads = [(0, 0), (0, 0)]
+            pads, pad_border = [(0, 0), (0, 0)], False
         y = jax.lax.conv_general_dilated(
-            xq, self.quantized_kernel(), window_strides=self.strides, padding=pads,
+            xq, kernel, window_strides=self.strides, padding=pads,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.feature_group_count,
         )
+        if pad_border:
+            y = y + self.pad_value * self._border_term(x.shape[1:3], kernel, pads)
         if k is not None:
             y = y * k
         if self.bias is not None:
