@@ -100,7 +100,7 @@ from extremeq import quantizers as Q
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized, quantize_input
 from extremeq.nn.policy import path_string
 from extremeq.nn.specs import BINARY, TERNARY, as_spec
-from extremeq.packing import TERNARY_PER_WORD, np_pack_bits_reference, pack_signs, unpack_signs, unpack_ternary
+from extremeq.packing import np_pack_bits_reference, pack_signs, pack_ternary, unpack_signs, unpack_ternary
 
 __all__ = [
     "FORMAT",
@@ -161,17 +161,6 @@ def _np_pack_signs(rows: np.ndarray) -> np.ndarray:
     return np_pack_bits_reference(np.ascontiguousarray(rows >= 0)).astype(np.uint32)
 
 
-def _np_pack_ternary(t: np.ndarray) -> np.ndarray:
-    """``extremeq.packing.pack_ternary(t, axis=-1)`` in NumPy: codes 00 = 0, 01 = +1, 11 = -1."""
-    codes = (t.astype(np.int64) & 3).astype(np.uint32)
-    n = codes.shape[-1]
-    pad = -(-n // TERNARY_PER_WORD) * TERNARY_PER_WORD - n
-    codes = np.pad(codes, [(0, 0)] * (codes.ndim - 1) + [(0, pad)])
-    codes = codes.reshape(*codes.shape[:-1], -1, TERNARY_PER_WORD)
-    shifts = (2 * np.arange(TERNARY_PER_WORD)).astype(np.uint32)
-    return np.bitwise_or.reduce(codes << shifts, axis=-1).astype(np.uint32)
-
-
 def _scale_from(q, per_channel: bool):
     """alpha of a kernel whose entries are in {-alpha, 0, +alpha} (per output channel or tensor)."""
     q = np.abs(np.asarray(q, np.float32))
@@ -199,12 +188,12 @@ def pack_layer_arrays(layer: _Quantized) -> tuple[str, dict]:
             arrays["alpha"] = _scale_from(q, spec.option("per_channel", True))
     elif kind == "ternary":
         q = np.asarray(layer.quantized_kernel(), np.float32)
-        arrays["w"] = _np_pack_ternary(np.sign(_rows(q, is_conv)).astype(np.int8))
+        arrays["w"] = np.asarray(pack_ternary(np.sign(_rows(q, is_conv)).astype(np.int8)))
         arrays["alpha"] = _scale_from(q, spec.name == "twn" and spec.option("per_channel", False))
     elif kind == "ttq":
         delta = np.float32(spec.option("t", Q.TTQ_THRESHOLD_FACTOR)) * np.abs(w).max()
         t = (w > delta).astype(np.int8) - (w < -delta).astype(np.int8)
-        arrays["w"] = _np_pack_ternary(_rows(t, is_conv))
+        arrays["w"] = np.asarray(pack_ternary(_rows(t, is_conv)))
         arrays["ttq_wp"] = np.asarray(layer.ttq_wp[...], np.float32)
         arrays["ttq_wn"] = np.asarray(layer.ttq_wn[...], np.float32)
     elif kind == "int8":
