@@ -8,8 +8,10 @@ BatchNorm; every dense layer has binary weights (first and last too); determinis
 lr 3e-3 decayed exponentially per epoch to 3e-7 over 1000 epochs; batch 100; first 50000
 training images (the last 10000 are validation); inputs scaled to [-1, 1], not binarized.
 The first layer has binary weights and keeps real-valued inputs (quant.first = "weights").
-Not expressible in the schema: the squared hinge loss and the Glorot-scaled learning rates of the
-binary weights.
+The code's squared hinge loss (L2-SVM output, ``loss = "squared_hinge"``) and its per-layer
+learning-rate scale 1/H_Glorot on the binary weights (``optimizer.binary_lr_scale = "glorot"``,
+W_LR_scale = "Glorot", H = 1) and its U(-1, 1) start of the binary layers' latent weights
+(``quant.latent_init = "uniform"``) are set too. The fp variant keeps the hinge loss, without the scale.
 
 Variants: bnn (the paper), fp (same network in float, ReLU), any other method.
 """
@@ -45,4 +47,9 @@ def get_config(arg=None):
     c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(3e-3, 3e-7, c.num_epochs)
     c.optimizer.weight_decay = 0.0
     c.checkpoint.every_epochs = 25
-    return base.apply_method(c, method, options, first="weights", last="same")
+    c.loss = "squared_hinge"
+    c = base.apply_method(c, method, options, first="weights", last="same")
+    if c.quant.method != "fp":
+        c.optimizer.binary_lr_scale = "glorot"
+        c.quant.latent_init = "uniform"  # the code's binary layers start U(-H, H), H = 1
+    return c

@@ -157,6 +157,38 @@ def clip_latent(params, mask, bound: float = 1.0):
     )
 
 
+def glorot_lr_scale(shape) -> float:
+    """BinaryConnect's per-layer learning-rate scale 1/H for a kernel of ``shape`` (..., in, out):
+
+        H = sqrt(1.5 / (fan_in + fan_out)),  fan_in = in * r,  fan_out = out * r,
+
+    r the receptive field (product of the spatial dims; 1 for a dense kernel). H is the bound of
+    Glorot's uniform init; with binary weights +-1 and latent weights in [-1, 1] the scale lets
+    Adam's steps (~lr) move the latent weights as far as the float net's would relative to its
+    weights' size (Courbariaux et al. 2015/2016, released code: ``W_LR_scale``)."""
+    if len(shape) < 2:
+        raise ValueError(f"glorot_lr_scale needs a kernel (ndim >= 2), got shape {tuple(shape)}")
+    r = 1
+    for d in shape[:-2]:
+        r *= int(d)
+    fan_in, fan_out = int(shape[-2]) * r, int(shape[-1]) * r
+    return float((1.5 / (fan_in + fan_out)) ** -0.5)
+
+
+def scale_leaves(scales) -> optax.GradientTransformation:
+    """updates <- updates * scales, leaf by leaf (``scales`` a pytree of floats like the params)."""
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda u, s: u if s == 1.0 else u * s, updates, scales), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def path_mask(params, paths: Iterable[str]):
     """True at the leaves whose path string is in ``paths``."""
     wanted = set(paths)
@@ -183,6 +215,7 @@ def create_optimizer(
     num_epochs: int,
     params,
     bop_paths: Iterable[str] = (),
+    binary_paths: Iterable[str] = (),
 ) -> tuple[optax.GradientTransformation, Any]:
     """Builds the optax transformation from ``config.optimizer``.
 
@@ -206,6 +239,17 @@ def create_optimizer(
     decay_mask = weight_decay_mask
     if opt.name != "bop":
         tx = _base_optimizer(opt.name, lr, opt.momentum, opt.nesterov, opt.weight_decay, decay_mask)
+        lr_scale = opt.get("binary_lr_scale", "none")
+        if lr_scale == "glorot":
+            wanted = set(binary_paths)
+            if not wanted:
+                raise ValueError("optimizer.binary_lr_scale='glorot' but the model has no binary kernels; "
+                                 "use a binary quant.method (bc, bc_stochastic, bwn, xnor, bnn) or 'none'")
+            scales = jax.tree_util.tree_map(
+                lambda p, x: glorot_lr_scale(jnp.shape(x)) if p in wanted else 1.0, tree_paths(params), params)
+            tx = optax.chain(tx, scale_leaves(scales))
+        elif lr_scale != "none":
+            raise ValueError(f"optimizer.binary_lr_scale {lr_scale!r} unknown; choose 'none' or 'glorot'")
         return tx, jax.tree_util.tree_map(lambda _: "base", params)
     bop_set = set(bop_paths)
     if not bop_set:

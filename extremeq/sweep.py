@@ -1,7 +1,7 @@
 """Run a results table: every (method, seed) of a sweep config, one after another.
 
     python -m extremeq.sweep --config configs/sweeps/digits_mlp.py --workdir runs/digits_table
-    python -m extremeq.sweep --config configs/sweeps/digits_mlp.py --workdir ... --config.seeds=[0]
+    python -m extremeq.sweep --config configs/sweeps/digits_mlp.py --workdir ... --seeds 0 --methods fp,bwn
 
 A sweep config (``configs/sweeps/<table>.py``, ``get_config()``) has:
   config     the training config file (``configs/digits_mlp.py``), relative to the repository root
@@ -267,12 +267,29 @@ def plot_results(sweep, workdir, results) -> None:
     plt.close(fig)
 
 
+def select(sweep, seeds=None, methods=None):
+    """The sweep restricted to ``seeds`` (ints or their strings) and ``methods`` (its own names), so
+    that parallel processes can each run a part into the same workdir."""
+    if seeds:
+        try:
+            sweep.seeds = [int(x) for x in seeds]
+        except ValueError as e:
+            raise ValueError(f"--seeds takes integers separated by commas, got {list(seeds)}") from e
+    if methods:
+        unknown = sorted(set(methods) - set(sweep.methods))
+        if unknown:
+            raise ValueError(f"--methods {unknown} not in this sweep's methods {list(sweep.methods)}")
+        sweep.methods = [m for m in sweep.methods if m in methods]
+    return sweep
+
+
 def main(argv):
     from absl import flags  # pylint: disable=g-import-not-at-top
 
     del argv
     FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-    results = run_sweep(FLAGS.config, FLAGS.workdir)
+    sweep = select(FLAGS.config, FLAGS.seeds, FLAGS.methods)
+    results = run_sweep(sweep, FLAGS.workdir)
     with open(os.path.join(FLAGS.workdir, "results.md")) as f:
         print(f.read())
     if any(r["failed"] for r in results):
@@ -286,6 +303,8 @@ def run():
     flags.DEFINE_string("workdir", None, "Directory of the sweep (one sub-directory per run).")
     config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/<table>.py).",
                                     lock_config=False)
+    flags.DEFINE_list("seeds", None, "Run only these seeds (comma-separated), e.g. --seeds 0,1.")
+    flags.DEFINE_list("methods", None, "Run only these methods of the sweep (comma-separated).")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
 

@@ -19,6 +19,8 @@ BOP_BASES = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 STREAMED = ("imagenet2012",)
+LOSS_NAMES = ("cross_entropy", "squared_hinge")
+LR_SCALES = ("none", "glorot")
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,7 @@ def default_config():
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
     c.progress_bar = True  # tqdm over the steps of each epoch
     c.sync_every_step = False  # block_until_ready after each step (multi-device CPU tests, debugging)
+    c.loss = "cross_entropy"  # or "squared_hinge" (BinaryConnect / BinaryNet's L2-SVM output)
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"
@@ -73,6 +76,9 @@ def default_config():
     c.optimizer.decay_epochs = []
     c.optimizer.decay_factor = 0.1
     c.optimizer.warmup_epochs = 0.0
+    # "glorot": the updates of binary kernels are multiplied by 1/H, H = sqrt(1.5/(fan_in + fan_out))
+    # (BinaryConnect / BinaryNet's per-layer learning-rate scale, "W_LR_scale"); "none": not scaled.
+    c.optimizer.binary_lr_scale = "none"
     c.optimizer.bop_threshold = 1e-8  # tau (Helwegen et al. 2019)
     c.optimizer.bop_gamma = 1e-4  # gamma
     c.optimizer.bop_base = "adam"  # optimizer of the non-binary parameters under Bop
@@ -232,6 +238,13 @@ def validate_config(config, num_devices: int | None = None):
             _fail(f"optimizer.decay_epochs[{i}]", f"must be an epoch in [0, {c.num_epochs}], got {e!r}")
     if o.schedule == "step" and not o.decay_epochs:
         _fail("optimizer.decay_epochs", "schedule 'step' needs at least one decay epoch")
+
+    _choice(o.binary_lr_scale, "optimizer.binary_lr_scale", LR_SCALES)
+    if o.binary_lr_scale != "none" and o.name == "bop":
+        _fail("optimizer.binary_lr_scale", "Bop has no learning rate for the binary kernels; use 'none' with bop")
+    _choice(c.loss, "loss", LOSS_NAMES)
+    if c.loss != "cross_entropy" and c.distill.teacher_workdir:
+        _fail("loss", "distillation (distill.teacher_workdir) uses the cross-entropy loss; set loss = 'cross_entropy'")
 
     _num(c, "distill.alpha", lo=0.0)
     _num(c, "distill.temperature", lo=0.0, lo_open=True)

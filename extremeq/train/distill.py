@@ -22,6 +22,17 @@ def cross_entropy(logits, labels):
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
 
 
+def squared_hinge(outputs, labels):
+    """BinaryConnect / BinaryNet's L2-SVM loss: mean_{i,k} max(0, 1 - t_ik z_ik)^2 with targets
+    t_ik = +1 for k = y_i and -1 otherwise (Courbariaux et al. 2015, Sec. 3.1; Tang 2013)."""
+    z = outputs.astype(jnp.float32)
+    t = 2.0 * jax.nn.one_hot(labels, z.shape[-1], dtype=jnp.float32) - 1.0
+    return jnp.mean(jnp.square(jnp.maximum(0.0, 1.0 - t * z)))
+
+
+LOSSES = {"cross_entropy": cross_entropy, "squared_hinge": squared_hinge}
+
+
 def kl_divergence_soft(student_logits, teacher_logits, temperature):
     """mean_i KL(softmax(z_t,i / T) || softmax(z_s,i / T))."""
     log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)

@@ -42,7 +42,7 @@ from extremeq import optim
 from extremeq.train import checkpoint as ckpt_lib
 from extremeq.train import config as config_lib
 from extremeq.train import metrics as metrics_lib
-from extremeq.train.distill import cross_entropy, distillation_loss
+from extremeq.train.distill import LOSSES, distillation_loss
 
 
 # ------------------------------------------------------------------ state
@@ -93,6 +93,7 @@ class Context:
     distill_alpha: float = 0.0
     distill_temperature: float = 1.0
     streamed: bool = False
+    loss: str = "cross_entropy"  # a key of extremeq.train.distill.LOSSES
 
     @property
     def replicated(self):
@@ -220,7 +221,7 @@ def create_train_state(config, model, steps_per_epoch: int, mesh: Mesh, *, mean=
     binary, ternary, ttq, clipped = layer_groups(model)
     o = config.optimizer
     tx, labels = optim.create_optimizer(o, steps_per_epoch, config.num_epochs, params,
-                                        bop_paths=binary if o.name == "bop" else ())
+                                        bop_paths=binary if o.name == "bop" else (), binary_paths=binary)
     if o.name == "bop":
         params = optim.binarize_for_bop(params, labels)
     bop_set = {p for p, l in _flat(labels).items() if l == "bop"}
@@ -235,7 +236,7 @@ def create_train_state(config, model, steps_per_epoch: int, mesh: Mesh, *, mean=
                      flip=bool(config.dataset.augment.flip)),
         mean=tuple(mean), std=tuple(std), shuffle_key=shuffle_key, aug_key=aug_key,
         teacher_graphdef=teacher_graphdef, distill_alpha=float(config.distill.alpha),
-        distill_temperature=float(config.distill.temperature), streamed=streamed,
+        distill_temperature=float(config.distill.temperature), streamed=streamed, loss=config.loss,
     )
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                        opt_state=tx.init(params), epoch_signs=_signs(params, binary), sums=_zero_sums())
@@ -280,7 +281,7 @@ def train_step(state: TrainState, images, labels, key, teacher_vars, *, ctx: Con
         model.train()
         logits = model(x, train=True)
         if teacher_logits is None:
-            loss = cross_entropy(logits, labels)
+            loss = LOSSES[ctx.loss](logits, labels)
         else:
             loss = distillation_loss(logits, teacher_logits, labels, alpha=ctx.distill_alpha,
                                      temperature=ctx.distill_temperature)

@@ -29,7 +29,13 @@ def _lowers(fn, plat, *args):
     from jax import export
 
     checks = [export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-    exp = export.export(jax.jit(fn), platforms=[plat], disabled_checks=checks)(*args)
+    try:
+        exp = export.export(jax.jit(fn), platforms=[plat], disabled_checks=checks)(*args)
+    except RuntimeError as e:
+        # Newer JAX (seen with 0.11.2) asks for a GPU (or an abstract one) to lower Triton kernels.
+        if plat == "cuda" and not ON_GPU and "No supported GPU devices" in str(e):
+            pytest.skip(f"this JAX ({jax.__version__}) lowers Triton kernels only with a GPU present")
+        raise
     return exp.mlir_module()
 
 

@@ -44,6 +44,9 @@ def test_defaults_filled_and_given_values_kept():
         (dict(quant=dict(init_from="/nonexistent")), "config.quant.init_from"),
         (dict(seed="zero"), "config.seed"),
         (dict(dataset=dict(augment=3)), "config.dataset.augment"),
+        (dict(loss="hinge"), "config.loss"),
+        (dict(optimizer=dict(binary_lr_scale="he")), "config.optimizer.binary_lr_scale"),
+        (dict(optimizer=dict(name="bop", binary_lr_scale="glorot")), "config.optimizer.binary_lr_scale"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):

@@ -44,3 +44,22 @@ def test_soft_term_gradient_and_teacher_is_constant():
     ps, pt = jax.nn.softmax(zs / T), jax.nn.softmax(zt / T)
     want = (jax.nn.softmax(zs) - jax.nn.one_hot(y, 5)) / 4 + lam * T * (ps - pt) / 4
     np.testing.assert_allclose(np.asarray(gs), np.asarray(want), rtol=1e-4, atol=1e-6)
+
+
+def test_squared_hinge_matches_numpy_and_its_gradient():
+    """mean_{i,k} max(0, 1 - t_ik z_ik)^2, t = 2 onehot(y) - 1; d/dz = -2 t max(0, 1 - t z) / (N K)."""
+    from extremeq.train.distill import squared_hinge
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1.5, (7, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 7)
+    t = 2.0 * np.eye(10)[y] - 1.0
+    margin = np.maximum(0.0, 1.0 - t * z)
+    np.testing.assert_allclose(float(squared_hinge(jnp.asarray(z), jnp.asarray(y))), np.mean(margin**2),
+                               rtol=1e-6)
+    g = jax.grad(squared_hinge)(jnp.asarray(z), jnp.asarray(y))
+    np.testing.assert_allclose(np.asarray(g), -2.0 * t * margin / z.size, rtol=1e-5, atol=1e-8)
+    # A confident correct output (z_y >= 1, others <= -1) costs nothing.
+    perfect = -2.0 * np.ones((1, 10), np.float32)
+    perfect[0, 4] = 2.0
+    assert float(squared_hinge(jnp.asarray(perfect), jnp.asarray([4]))) == 0.0

@@ -156,3 +156,34 @@ def test_clip_latent_only_where_masked():
     out = optim.clip_latent(params, mask)
     np.testing.assert_array_equal(out["a"]["kernel"], [-1.0, 0.5, 1.0])
     np.testing.assert_array_equal(out["b"]["kernel"], [-3.0, 2.0])
+
+
+def test_glorot_lr_scale_closed_form():
+    """1/H with H = sqrt(1.5 / (fan_in + fan_out)), fans times the receptive field for convs."""
+    assert math.isclose(optim.glorot_lr_scale((784, 1024)), 1.0 / math.sqrt(1.5 / (784 + 1024)))
+    assert math.isclose(optim.glorot_lr_scale((3, 3, 16, 32)), 1.0 / math.sqrt(1.5 / (9 * 16 + 9 * 32)))
+    with pytest.raises(ValueError, match="kernel"):
+        optim.glorot_lr_scale((10,))
+
+
+def test_binary_lr_scale_glorot_scales_only_binary_kernels():
+    """Adam's update times 1/H on the listed binary kernels, unchanged elsewhere."""
+    rng = np.random.default_rng(1)
+    params = {"a": {"kernel": jnp.asarray(rng.normal(size=(20, 30)), jnp.float32),
+                    "bias": jnp.zeros((30,), jnp.float32)},
+              "b": {"kernel": jnp.asarray(rng.normal(size=(30, 5)), jnp.float32)}}
+    grads = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+    base = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
+                                          weight_decay=0.0, schedule="constant", decay_epochs=[],
+                                          decay_factor=0.1, warmup_epochs=0.0, binary_lr_scale="none"))
+    scaled = ml_collections.ConfigDict(dict(base.to_dict(), binary_lr_scale="glorot"))
+    u_ref = optim.create_optimizer(base, 10, 1, params)[0]
+    u_ref = u_ref.update(grads, u_ref.init(params), params)[0]
+    tx = optim.create_optimizer(scaled, 10, 1, params, binary_paths=["a/kernel"])[0]
+    u = tx.update(grads, tx.init(params), params)[0]
+    s = 1.0 / math.sqrt(1.5 / 50)
+    np.testing.assert_allclose(np.asarray(u["a"]["kernel"]), s * np.asarray(u_ref["a"]["kernel"]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(u["a"]["bias"]), np.asarray(u_ref["a"]["bias"]))
+    np.testing.assert_array_equal(np.asarray(u["b"]["kernel"]), np.asarray(u_ref["b"]["kernel"]))
+    with pytest.raises(ValueError, match="no binary kernels"):
+        optim.create_optimizer(scaled, 10, 1, params, binary_paths=[])

@@ -84,3 +84,12 @@ def test_method_overrides_reference_other_rows(tmp_path):
                                                     "fp": {"quant": {"init_from": "@ttq"}}})
     with pytest.raises(ValueError, match="cycle"):
         sweep_lib.check_sweep_config(s)
+
+
+def test_select_restricts_seeds_and_methods():
+    s = sweep_lib.select(_small_sweep(), ["1"], ["twn"])
+    assert list(s.seeds) == [1] and list(s.methods) == ["twn"]
+    with pytest.raises(ValueError, match="integers"):
+        sweep_lib.select(_small_sweep(), ["one"])
+    with pytest.raises(ValueError, match=r"\['bnn'\] not in this sweep"):
+        sweep_lib.select(_small_sweep(), None, ["bnn"])
