@@ -57,4 +57,7 @@ def get_config(arg=None):
         # BinaryConnect's code starts the latent weights U(-H, H) with H = 1; from a small lecun init
         # the stochastic sign is a coin flip (P(+1) = hard_sigmoid(w) ~ 1/2) and nothing trains.
         c.quant.latent_init = "uniform"
+    if c.quant.method == "bc_stochastic":
+        # The paper tests its stochastic rows with the real-valued weights (Sec. 2.6): E[w_b] = clip(W).
+        c.quant.stochastic_eval = "mean"
     return c

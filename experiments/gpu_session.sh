@@ -26,6 +26,11 @@ EPOCH_ARGS=${EPOCH_ARGS:-"--epoch --epochs 3 --methods fp,xnor,ttq,bwn,twn"}
 BENCH_ARGS=${BENCH_ARGS:-}
 SWEEP_ARGS=${SWEEP_ARGS:-}   # e.g. a shorter run for a dry run on a CPU host
 RUNS=${RUNS:-/tmp/extremeq_gpu_runs}
+BNN_SWEEPS=${BNN_SWEEPS-binarynet_mnist_mlp_gpu}   # one lane per sweep and seed
+BC_METHODS=${BC_METHODS-fp,bc,bc_stochastic}       # empty: no BinaryConnect runs
+LENET=${LENET:-1}
+EPOCH=${EPOCH:-1}
+PYTEST_ARGS=${PYTEST_ARGS:-"-q -n 4 --durations=15"}
 LOGS=${LOGS:-/tmp/extremeq_gpu_logs}
 mkdir -p "$OUT" "$RUNS" "$LOGS"
 cd "$(dirname "$0")/.."
@@ -44,20 +49,23 @@ t0=$(date +%s)
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-sweep() {  # sweep <name> <seed>
-  $PY -m extremeq.sweep --config "configs/sweeps/$1.py" --workdir "$RUNS/$1" --seeds "$2" $SWEEP_ARGS \
+sweep() {  # sweep <name> <seed> [more extremeq.sweep flags]
+  $PY -m extremeq.sweep --config "configs/sweeps/$1.py" --workdir "$RUNS/$1" --seeds "$2" "${@:3}" $SWEEP_ARGS \
     > "$LOGS/$1_seed$2.log" 2>&1
   echo "$1 seed $2: rc=$? at $(( $(date +%s) - t0 )) s" >> "$LOGS/lanes.txt"
 }
 pids=()
 for s in 0 1 2; do
-  ( sweep binarynet_mnist_mlp_gpu $s ) &
-  pids+=($!)
-  ( sweep binaryconnect_mnist_mlp_gpu $s; sweep twn_mnist_lenet5_gpu $s ) &
+  for b in $BNN_SWEEPS; do
+    ( sweep "$b" $s ) &
+    pids+=($!)
+  done
+  ( [ -n "$BC_METHODS" ] && sweep binaryconnect_mnist_mlp_gpu $s --methods "$BC_METHODS"
+    [ "$LENET" = 1 ] && sweep twn_mnist_lenet5_gpu $s ) &
   pids+=($!)
 done
 
-timeout "$T_TESTS" $PY -m pytest tests/kernels -q -p no:cacheprovider -n 4 --durations=15 \
+timeout "$T_TESTS" $PY -m pytest tests/kernels -p no:cacheprovider $PYTEST_ARGS --junitxml="$OUT/tests.xml" \
   > "$OUT/tests.txt" 2>&1
 test_rc=$?
 tail -n 15 "$OUT/tests.txt"
@@ -70,9 +78,12 @@ sleep 3
 pkill -KILL -f "extremeq.sweep" 2>/dev/null
 t1=$(date +%s)
 
-timeout "$T_EPOCH" $PY experiments/bench_train.py $EPOCH_ARGS --out "$OUT/bench_train.md" \
-  > "$LOGS/bench_train.log" 2>&1
-epoch_rc=$?
+epoch_rc=skipped
+if [ "$EPOCH" = 1 ]; then
+  timeout "$T_EPOCH" $PY experiments/bench_train.py $EPOCH_ARGS --out "$OUT/bench_train.md" \
+    > "$LOGS/bench_train.log" 2>&1
+  epoch_rc=$?
+fi
 t2=$(date +%s)
 timeout "$T_BENCH" $PY experiments/bench_kernels.py --repeats 20 $BENCH_ARGS --out "$OUT/bench_kernels.md" \
   > "$LOGS/bench_kernels.log" 2>&1
@@ -89,6 +100,7 @@ tar -czf "$OUT/logs.tar.gz" -C "$LOGS" . 2>/dev/null
   echo "bench_train --epoch: rc=$epoch_rc ($((t2 - t1)) s)"
   echo "bench_kernels: rc=$bench_rc ($((t3 - t2)) s)"
   grep -c "WRONG" "$OUT/bench_kernels.md" 2>/dev/null | sed 's/^/bench rows with WRONG results: /'
+  tail -n 25 "$OUT/tests.txt"
   for f in "$RUNS"/*/*/seed*/metrics.jsonl; do
     [ -f "$f" ] && echo "$f: $(wc -l < "$f") epochs, last: $(tail -n 1 "$f" | cut -c1-200)"
   done

@@ -182,7 +182,15 @@ def pack_layer_arrays(layer: _Quantized) -> tuple[str, dict]:
     w = np.asarray(layer.kernel[...], np.float32)
     arrays: dict[str, Any] = {}
     if kind == "binary":
-        q = np.asarray(layer.quantized_kernel(), np.float32)  # the exact values of the training forward
+        if spec.option("eval", "sign") == "mean":
+            import warnings  # pylint: disable=g-import-not-at-top
+
+            warnings.warn("export: a bc_stochastic layer evaluated with stochastic_eval='mean' (real-valued "
+                          "weights) is packed as its deterministic sign, the 1-bit net; its predictions follow "
+                          "that net, not the 'mean' evaluation", stacklevel=3)
+            q = np.where(np.asarray(layer.kernel[...]) >= 0, 1.0, -1.0).astype(np.float32)
+        else:
+            q = np.asarray(layer.quantized_kernel(), np.float32)  # the exact values of the training forward
         arrays["w"] = _np_pack_signs(_rows(q, is_conv))
         if spec.name == "bwn":
             arrays["alpha"] = _scale_from(q, spec.option("per_channel", True))

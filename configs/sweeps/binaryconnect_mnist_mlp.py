@@ -37,7 +37,8 @@ def get_config():
     })
     # The bc_stochastic row ran with the whole learning rate scaled by 30 (the 1/H_Glorot rule
     # approximated globally); configs/mnist_mlp.py now applies 1/H per layer instead.
-    c.method_overrides = ml_collections.ConfigDict({"bc_stochastic": {"optimizer": {"learning_rate": 3e-2}},
+    c.method_overrides = ml_collections.ConfigDict({"bc_stochastic": {"optimizer": {"learning_rate": 3e-2},
+                                                                      "quant": {"stochastic_eval": "sign"}},
                                                     "bc": {"quant": {"latent_init": "keep"}}})
     c.metric = "test_accuracy"
     return c

@@ -43,8 +43,12 @@ def quantize_weight(spec: QuantizerSpec, w, *, w_p=None, w_n=None, key=None):
     if name == "bc":
         return Q.binary_connect(w, est)
     if name == "bc_stochastic":
-        if key is None:  # evaluation: deterministic sign
-            return Q.binary_connect(w, est)
+        if key is None:  # evaluation
+            if spec.option("eval", "sign") == "mean":
+                # E[w_b] = 2 hard_sigmoid(w) - 1 = clip(w, -1, 1): BinaryConnect's test-time use of
+                # the real-valued weights for the stochastic variant (Courbariaux et al. 2015, Sec. 2.6).
+                return jnp.clip(w, -1.0, 1.0)
+            return Q.binary_connect(w, est)  # the deployable net: deterministic sign
         return Q.binary_connect_stochastic(w, key, est)
     if name == "bwn":
         return Q.bwn(w, est, per_channel=spec.option("per_channel", True))

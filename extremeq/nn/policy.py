@@ -163,8 +163,14 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
     return [path_string(p) for p, _, _ in targets]
 
 
-def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None, **extra):
+def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None,
+                 stochastic_eval: str = "sign", **extra):
     """The rule list of a paper's method, first layer ``stem`` and last ``head``.
+
+    ``stochastic_eval`` (``bc_stochastic`` only): what the layers compute after ``model.eval()``:
+    "sign", the deterministic sign (the 1-bit net that export packs), or "mean", the expected
+    binary weight E[w_b] = clip(w, -1, 1), i.e. the real-valued weights BinaryConnect's paper
+    tests its stochastic rows with (Sec. 2.6).
 
     ``first``/``last`` in {"fp", "int8", "weights", "same"}: keep float; int8
     weights and inputs; the method's weight quantizer with float inputs
@@ -177,6 +183,10 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
         if value not in EDGE_PRECISIONS:
             raise ValueError(f"{name}={value!r} unknown; choose one of {', '.join(EDGE_PRECISIONS)}")
     kernel, inp = METHODS[method]
+    if stochastic_eval not in ("sign", "mean"):
+        raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose 'sign' or 'mean'")
+    if kernel == "bc_stochastic" and stochastic_eval != "sign":
+        kernel = {"name": kernel, "eval": stochastic_eval}
     body = None if method == "fp" else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
     int8 = dict(kernel="int8", input="int8")
     rules = []

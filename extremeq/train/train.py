@@ -139,7 +139,7 @@ def build_quantized_model(config, num_classes: int, input_shape, init_vars=None)
     if init_vars is not None:
         _load_vars(model, init_vars)
     q = config.quant
-    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste,
+    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
                          ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
     quantize_model(model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return model
@@ -207,7 +207,7 @@ def create_model(config, num_classes: int, input_shape):
     from extremeq.nn import method_rules, quantize_model  # pylint: disable=g-import-not-at-top
 
     q = config.quant
-    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste,
+    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
                          ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
     quantize_model(src_model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return src_model

@@ -108,3 +108,21 @@ def test_spec_bits_and_estimator_params():
     assert as_spec("bwn").bits == 1 and as_spec("twn").bits == 2 and as_spec("int8").bits == 8
     spec = as_spec({"name": "bwn", "ste": "tanh", "ste_kwargs": {"beta": 2.0}})
     assert spec.estimator.beta == 2.0 and spec.estimator.name == "tanh"
+
+
+def test_stochastic_bc_eval_mean_is_the_expected_binary_weight():
+    """eval='mean': after model.eval() the kernel is E[w_b] = P(+1) - P(-1) = 2 hard_sigmoid(w) - 1
+    (BinaryConnect's test-time real-valued weights); the empirical mean of many training draws
+    converges to it."""
+    spec = {"name": "bc_stochastic", "eval": "mean"}
+    layer = QuantLinear(6, 50, kernel_quantizer=spec, rngs=nnx.Rngs(0, quant=5))
+    layer.kernel[...] = jnp.linspace(-1.5, 1.5, 300).reshape(6, 50)
+    draws = np.mean([np.asarray(layer.quantized_kernel()) for _ in range(400)], axis=0)
+    w = np.asarray(layer.kernel[...])
+    expected = 2 * np.clip((w + 1) / 2, 0, 1) - 1
+    assert np.max(np.abs(draws - expected)) < 0.2  # 400 draws: std of the mean <= 0.05
+    layer.eval()
+    np.testing.assert_allclose(np.asarray(layer.quantized_kernel()), expected, atol=1e-7)
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), x @ expected + np.asarray(layer.bias[...]),
+                               rtol=1e-5, atol=1e-5)

@@ -92,3 +92,13 @@ def test_latent_init_uniform_restarts_binaryconnect_weights_in_pm1():
     assert abs(w.std() - 1 / np.sqrt(3)) < 0.03  # std of U(-1, 1)
     with pytest.raises(ValueError, match="latent_init"):
         quantize_model(Net(nnx.Rngs(0)), [(".*", {"kernel": "bc", "latent_init": "normal"})])
+
+
+def test_stochastic_eval_mean_reaches_the_layers():
+    net = Net(nnx.Rngs(0))
+    quantize_model(net, method_rules("bc_stochastic", stochastic_eval="mean"), rngs=nnx.Rngs(0, quant=1))
+    layers = [l for _, l in quant_layers(net)]
+    assert layers and all(l.kernel_quantizer.option("eval") == "mean" for l in layers)
+    assert all(l.kernel_quantizer.bits == 1 for l in layers)
+    with pytest.raises(ValueError, match="stochastic_eval"):
+        method_rules("bc_stochastic", stochastic_eval="median")

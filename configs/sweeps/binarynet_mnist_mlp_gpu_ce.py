@@ -1,0 +1,36 @@
+"""Sweep: BinaryNet / BNN, MNIST MLP 784-4096-4096-4096-10 (99.04, ANCHORS.md section 2), three
+seeds, real MNIST (first 50000 training images): the recipe of the CPU runs
+(configs/sweeps/binarynet_mnist_mlp_3ep.py) for 40 epochs on a GPU.
+
+    python -m extremeq.sweep --config configs/sweeps/binarynet_mnist_mlp_gpu_ce.py --workdir runs/binarynet_mnist_mlp_gpu_ce
+
+configs/mnist_bnn.py (Adam, batch 100, BN, htanh, dropout 0.2/0.5, every dense layer binary, first
+layer real-valued inputs) with softmax cross-entropy instead of the squared hinge loss, no per-layer
+1/H_Glorot learning-rate scale (lr 3e-3 on latent weights in [-1, 1]), the zoo's lecun-normal latent
+start, and a cosine decay of lr 3e-3 over the 40 epochs. It stands beside
+binarynet_mnist_mlp_gpu.py (the authors' loss and scale, their decay taken from its midpoint) with
+the same epoch budget.
+"""
+
+import ml_collections
+
+PAPER = {"bnn": 99.04}
+EPOCHS = 40
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.title = f"MNIST, MLP 3x4096, binary weights and activations (BinaryNet): {EPOCHS} epochs, CE, cosine"
+    c.config = "configs/mnist_bnn.py"
+    c.methods = ["bnn"]
+    c.seeds = [0, 1, 2]
+    c.overrides = ml_collections.ConfigDict({
+        "num_epochs": EPOCHS,
+        "progress_bar": False,
+        "loss": "cross_entropy",
+        "quant": {"latent_init": "keep"},
+        "optimizer": {"schedule": "cosine", "decay_epochs": [], "binary_lr_scale": "none"},
+        "checkpoint": {"every_epochs": EPOCHS},
+    })
+    c.metric = "test_accuracy"
+    return c
