@@ -48,8 +48,11 @@ def _accumulate(x_plane_ref, w, decode, per_word, acc, compute_dtype, s_slice):
     for i in range(per_word):
         xi = x_plane_ref[i, :, s_slice] if s_slice is not None else x_plane_ref[i]
         qi = decode(w, i).astype(compute_dtype)
+        # float32 operands: full-precision products (a GPU's default f32 dot rounds inputs to TF32,
+        # which failed the float32 tests on an H100).
+        precision = lax.Precision.HIGHEST if compute_dtype == jnp.float32 else None
         acc = acc + lax.dot_general(xi.astype(compute_dtype), qi, (((1,), (1,)), ((), ())),
-                                    preferred_element_type=jnp.float32)
+                                    precision=precision, preferred_element_type=jnp.float32)
     return acc
 
 
@@ -109,7 +112,9 @@ def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name
     n, w = w_words.shape
     compute_dtype = jnp.bfloat16 if x2.dtype == jnp.bfloat16 else jnp.float32
     if target == "gpu":
-        bm = _gpu_tile(block_m, m, 64)
+        # block_m never exceeds the padded M: at M = 1, block_m 64 and 128 gave wrong ternary results
+        # on an H100 (jax 0.11.2, K = 1285) while 16 was exact; a larger block adds only padding rows.
+        bm = min(_gpu_tile(block_m, m, 64), max(16, pl.next_power_of_2(m)))
         bn = _gpu_tile(block_n, n, 128)
         bw = 32 if block_words is None else block_words
         if bw < 32 or not C.is_power_of_2(bw):
@@ -219,5 +224,7 @@ def weight_only_matmul(op, x, w_words, scale, *, per_word, decode, unpack, backe
 @functools.partial(jax.jit, static_argnames=("unpack", "k"))
 def _dot_path(x2, w_words, scale, *, unpack, k):
     q = unpack(w_words, k, x2.dtype)
-    y = lax.dot_general(x2, q, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    precision = lax.Precision.HIGHEST if x2.dtype == jnp.float32 else None  # no TF32 rounding on GPUs
+    y = lax.dot_general(x2, q, (((1,), (1,)), ((), ())), precision=precision,
+                        preferred_element_type=jnp.float32)
     return (y * scale.astype(jnp.float32)).astype(x2.dtype)

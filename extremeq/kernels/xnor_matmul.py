@@ -112,7 +112,16 @@ def xnor_matmul_xla_popcount(a_bits, b_bits, *, k: int, chunk_words: int = 16):
 
 @functools.partial(jax.jit, static_argnames=("k",))
 def xnor_matmul_dot(a_bits, b_bits, *, k: int):
-    """Unpack both operands to +-1 int8 in XLA and take one int8 x int8 -> int32 dot."""
+    """Unpack both operands to +-1 in XLA and take one dot: int8 x int8 -> int32, or on a GPU
+    bfloat16 x bfloat16 -> float32 (exact: +-1 products, integer sums below 2^24), because XLA's
+    int8 dot gave wrong sums on an H100 (jax 0.11.2) for small odd shapes such as 3 x 5 x 33."""
+    if C.platform() == "gpu":
+        if k >= 2**24:
+            raise ValueError(f"xnor_matmul 'dot' on a GPU sums in float32, exact for K < 2^24; got K = {k}")
+        a = unpack_signs(a_bits, k, axis=-1, dtype=jnp.bfloat16)
+        b = unpack_signs(b_bits, k, axis=-1, dtype=jnp.bfloat16)
+        out = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+        return out.astype(jnp.int32)
     a = unpack_signs(a_bits, k, axis=-1, dtype=jnp.int8)
     b = unpack_signs(b_bits, k, axis=-1, dtype=jnp.int8)
     return lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)

@@ -146,3 +146,17 @@ def test_xnor_linear_matches_float_layer():
     s = (np.where(x[0, 0] >= 0, 1, -1) * np.where(kernel[:, 4] >= 0, 1, -1)).sum()
     np.testing.assert_allclose(float(want[0, 0, 4]), s * np.abs(x[0, 0]).mean() * np.abs(kernel[:, 4]).mean(),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("m,n,k", [(3, 5, 33), (7, 9, 63), (2, 3, 4097)])
+def test_dot_backend_gpu_formulation_exact(monkeypatch, m, n, k):
+    """The GPU form of the 'dot' backend (bfloat16 +-1 operands, float32 sums) is exact; run here by
+    pretending to be on a GPU. The shapes are those where XLA's int8 dot was wrong on an H100."""
+    from extremeq.kernels import _common
+    from extremeq.kernels.xnor_matmul import xnor_matmul_dot
+
+    monkeypatch.setattr(_common, "platform", lambda: "gpu")
+    a, b, ab, bb = _case(m + n + k, m, n, k)
+    out = xnor_matmul_dot(ab, bb, k=k)
+    assert out.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b))
