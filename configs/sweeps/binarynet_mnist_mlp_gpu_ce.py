@@ -15,6 +15,9 @@ the same epoch budget.
 import ml_collections
 
 PAPER = {"bnn": 99.04}
+NOTES = """Short by 1.07 points after 40 epochs (the paper: 1000); training accuracy 98.9-99.1% with
+dropout on, test 97.68-98.17: the gap to the paper is the epoch budget and the protocol (the paper
+reports the test error at the best validation epoch; this is the last epoch)."""
 EPOCHS = 40
 
 
