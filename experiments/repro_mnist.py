@@ -235,6 +235,27 @@ def flip_ratios(workdir: str) -> None:
                          "Flip ratio of binary weights per epoch (seed 0)")
 
 
+def flip_ratios_gpu(workdir: str) -> None:
+    """Per-epoch flip ratio of the GPU tables' binary runs (seed 0), and of ``<workdir>/first_run``
+    (the first H100 run's BNN and BC stoch., kept there by hand) where present."""
+    import plots
+    from extremeq.train.metrics import read_metrics
+
+    runs = [("bc_gpu", "bc", workdir, ""), ("bc_gpu", "bc_stochastic", workdir, ""),
+            ("bnn_gpu_ce", "bnn", workdir, " CE + cosine"), ("bnn_gpu", "bnn", workdir, " authors', from midpoint"),
+            ("bnn_gpu", "bnn", os.path.join(workdir, "first_run"), " authors', compressed decay")]
+    series = {}
+    for table, method, root, what in runs:
+        d = run_dir(root, table, method, 0)
+        rows = read_metrics(d) if os.path.isdir(d) else []
+        pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+        if pts:
+            series[f"{NETS[table]} {LABELS.get(method, method)}{what}"] = pts
+    if series:
+        plots.flip_ratio(series, os.path.join(RESULTS, "mnist_flip_ratio_gpu.png"),
+                         "Flip ratio of binary weights per epoch, H100 runs (seed 0)")
+
+
 def report(workdir: str, tables=None) -> None:
     """Tables and figures of ``tables`` (default: all, plus the weight histograms and flip ratios)."""
     os.makedirs(RESULTS, exist_ok=True)
@@ -243,6 +264,8 @@ def report(workdir: str, tables=None) -> None:
     if not tables:
         weight_histograms(workdir)
         flip_ratios(workdir)
+    if any(t.endswith(("_gpu", "_gpu_ce")) for t in (tables or ())):
+        flip_ratios_gpu(workdir)
 
 
 def main():
