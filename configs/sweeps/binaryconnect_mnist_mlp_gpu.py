@@ -6,10 +6,11 @@ ANCHORS.md section 2), three seeds, real MNIST (first 50000 training images, as 
 
 The GPU version: configs/mnist_mlp.py's recipe as the authors' code has it (Adam, batch 200, BN on
 every layer, every dense layer binary, latent weights clipped to [-1, 1], squared hinge loss,
-per-layer learning-rate scale 1/H_Glorot on the binary weights, U(-1, 1) latent start for the
-stochastic variant, tested with the real-valued weights as the paper does: quant.stochastic_eval =
-"mean") for 100 epochs instead of 250, with the code's per-epoch exponential decay
-1e-3 -> 3e-6 compressed into those 100 epochs. About 10-30 s of H100 time per run.
+per-layer learning-rate scale 1/H_Glorot on the binary weights, U(-1, 1) latent start of the
+binary variants, the stochastic one tested with the real-valued weights as the paper does:
+quant.stochastic_eval = "mean") for 100 epochs instead of 250, with the code's per-epoch exponential decay
+1e-3 -> 3e-6 compressed into those 100 epochs. 57-138 s per run on an H100 shared by 6-9 runs
+(results/mnist_bc_gpu.md).
 """
 
 import pathlib
