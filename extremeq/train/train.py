@@ -319,7 +319,8 @@ def in_memory_train_step(state, x_all, y_all, plan, aug_key, teacher_vars, *, ct
 
 
 def eval_step(model_vars, images, labels, mask, *, ctx: Context):
-    """(sum of per-example CE, number correct, number of examples) over the unmasked batch rows."""
+    """(sum of per-example losses, number correct, number of examples) over the unmasked batch rows;
+    the loss is the run's ``config.loss`` (cross-entropy, or the squared hinge averaged over classes)."""
     images = jax.lax.with_sharding_constraint(images, ctx.batch_sharding)
     from extremeq.data import normalize  # pylint: disable=g-import-not-at-top
 
@@ -327,8 +328,12 @@ def eval_step(model_vars, images, labels, mask, *, ctx: Context):
     model = _merge(ctx.graphdef, model_vars["params"], model_vars["model_state"])
     model.eval()
     logits = model(x, train=False).astype(jnp.float32)
-    logp = jax.nn.log_softmax(logits, -1)
-    nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), -1)[:, 0]
+    if ctx.loss == "squared_hinge":
+        t = 2.0 * jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) - 1.0
+        nll = jnp.mean(jnp.square(jnp.maximum(0.0, 1.0 - t * logits)), axis=-1)
+    else:
+        logp = jax.nn.log_softmax(logits, -1)
+        nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), -1)[:, 0]
     m = mask.astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * m
     return jnp.sum(nll * m), jnp.sum(correct), jnp.sum(m)

@@ -149,8 +149,22 @@ def test_squared_hinge_with_glorot_lr_scale_learns(tmp_path):
     c.dataset.augment = dict(crop_padding=0, flip=False)
     c.model.dropout = 0.0
     c.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-2, binary_lr_scale="glorot"))
-    result = train_and_evaluate(c, str(tmp_path / "hinge"))
+    wd = str(tmp_path / "hinge")
+    result = train_and_evaluate(c, wd)
     assert result["finished"] and result["test_accuracy"] > 0.85, result
+    # test_loss is the run's loss: the squared hinge of the final model on the test split, recomputed.
+    import jax.numpy as jnp
+
+    from extremeq.data import load_from_config, normalize
+    from extremeq.train.distill import squared_hinge
+    from extremeq.train.train import _load_vars, restore_model_vars
+
+    config, model, model_vars = restore_model_vars(wd, 10, (8, 8, 1))
+    _load_vars(model, model_vars)
+    model.eval()
+    ds = load_from_config(config.dataset)
+    z = model(normalize(jnp.asarray(ds.x_test), ds.mean, ds.std), train=False)
+    assert result["test_loss"] == pytest.approx(float(squared_hinge(z, jnp.asarray(ds.y_test))), rel=1e-4)
 
 
 def test_glorot_lr_scale_reaches_the_train_step():
