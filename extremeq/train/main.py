@@ -1,6 +1,7 @@
 """Command line: ``python -m extremeq.train --config configs/<file>.py:<variant> --workdir <dir>``.
 
 Any config key can be overridden: ``--config.optimizer.learning_rate=0.01 --config.num_epochs=2``,
+lists as Python literals (``--config.model.hidden=[512,512] --config.optimizer.decay_epochs=[30,60]``),
 also keys of the training schema (extremeq/train/config.py) that the config file does not set
 (``--config.num_devices=1``). The config is validated (unknown keys, unknown method/dataset,
 impossible values) before anything runs; the run resumes from ``<workdir>/checkpoints`` if there
@@ -42,8 +43,16 @@ def _has_path(cfg, path) -> bool:
     return True
 
 
+def _get(cfg, path):
+    node = cfg
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
 def split_overrides(argv):
-    """Takes the ``--config.a.b=v`` overrides of keys the config file lacks out of ``argv``.
+    """Takes the ``--config.a.b=v`` overrides of keys the config file lacks out of ``argv``, and
+    those of list-valued keys (``--config.model.hidden=[512,512]``, which config_flags cannot parse).
 
     config_flags can only override keys that the loaded file has; schema keys the file leaves to
     their defaults are applied after parsing instead. A key in neither stops here, named.
@@ -65,6 +74,9 @@ def split_overrides(argv):
     for arg in argv:
         if arg.startswith("--config.") and "=" in arg:
             path, raw = arg[len("--config."):].split("=", 1)
+            if _has_path(file_config, path) and isinstance(_get(file_config, path), (list, tuple)):
+                extra[path] = raw  # a Python literal, e.g. [512,512]
+                continue
             if not _has_path(file_config, path):
                 if _has_path(defaults, path) or path.startswith("model."):
                     extra[path] = raw

@@ -96,3 +96,16 @@ def test_cli_overrides_of_schema_keys_the_file_lacks():
     assert c.num_devices == 1 and c.optimizer.bop_base == "sgd" and c.model.width == 2
     with pytest.raises(ConfigError, match=r"^config\.optimizer\.lr: unknown key; known keys here: .*learning_rate"):
         split_overrides(["prog", f"--config={TINY_CONFIG}:fp", "--config.optimizer.lr=0.1"])
+
+
+def test_cli_overrides_list_valued_keys():
+    """config_flags cannot parse lists; they are applied after parsing, as Python literals."""
+    from extremeq.train.main import apply_overrides, split_overrides
+
+    argv = ["prog", f"--config={TINY_CONFIG}:fp", "--workdir=/tmp/x", "--config.model.hidden=[16, 8]",
+            "--config.optimizer.decay_epochs=[1]"]
+    kept, extra = split_overrides(argv)
+    assert kept == argv[:3]
+    assert extra == {"model.hidden": "[16, 8]", "optimizer.decay_epochs": "[1]"}
+    c = apply_overrides(tiny_config("fp"), extra)
+    assert list(c.model.hidden) == [16, 8] and list(c.optimizer.decay_epochs) == [1]
