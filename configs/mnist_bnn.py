@@ -30,6 +30,7 @@ def get_config(arg=None):
     c.dataset.source = "npz"
     c.dataset.path = base.mnist_path()
     c.dataset.limit_train = 50000
+    c.dataset.validation = True  # the last 10000: val_accuracy per epoch, test at best val in final.json
     c.model.name = "mlp"
     c.model.hidden = [4096, 4096, 4096]
     c.model.activation = "relu"  # "hardtanh" for bnn/xnor (apply_method)

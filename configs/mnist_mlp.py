@@ -35,6 +35,7 @@ def get_config(arg=None):
     c.dataset.source = "npz"
     c.dataset.path = base.mnist_path()
     c.dataset.limit_train = 50000  # paper: last 10000 training images held out for validation
+    c.dataset.validation = True  # the last 10000: val_accuracy per epoch, test at best val in final.json
     c.model.name = "mlp"
     c.model.hidden = [1024, 1024, 1024]
     c.model.activation = "relu"

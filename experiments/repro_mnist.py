@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import runpy
 import sys
@@ -110,8 +111,11 @@ def _finished(d: str):
         return None
     rows = read_metrics(d)
     wall = os.path.getmtime(final) - os.path.getmtime(os.path.join(d, "config.json"))
+    with open(final) as f:
+        at_best_val = json.load(f).get("test_accuracy_at_best_val")
     return dict(rows=rows, acc=100 * rows[-1]["test_accuracy"], wall=wall,
-                train_s=sum(r.get("time_s", 0.0) for r in rows))
+                train_s=sum(r.get("time_s", 0.0) for r in rows),
+                at_best_val=None if at_best_val is None else 100 * at_best_val)
 
 
 def report_table(table: str, workdir: str):
@@ -129,8 +133,10 @@ def report_table(table: str, workdir: str):
         acc = np.array([r["acc"] for _, r in done])
         mean, std = acc.mean(), (acc.std(ddof=1) if acc.size > 1 else 0.0)
         p = paper.get(method)
+        best = [r["at_best_val"] for _, r in done if r["at_best_val"] is not None]
         rows.append(dict(method=method, n=len(done), mean=mean, std=std, per_seed=acc, paper=p,
-                         walls=[r["wall"] for _, r in done], train_s=[r["train_s"] for _, r in done]))
+                         walls=[r["wall"] for _, r in done], train_s=[r["train_s"] for _, r in done],
+                         at_best_val=np.array(best) if len(best) == len(done) else None))
         curves[LABELS.get(method, method)] = [r["rows"] for _, r in done]
         for s, r in done:
             csv_rows.append([method, s, f"{r['acc']:.2f}", "" if p is None else p, epochs, f"{r['wall']:.0f}",
@@ -150,6 +156,11 @@ def report_table(table: str, workdir: str):
         lines.append(f"| {LABELS.get(r['method'], r['method'])} | {r['n']} | {r['mean']:.2f} +- {r['std']:.2f} | "
                      f"{', '.join(f'{v:.2f}' for v in r['per_seed'])} | {r['paper'] if r['paper'] is not None else '-'} "
                      f"| {gap} | {ok} | {', '.join(f'{w:.0f}' for w in r['walls'])} |")
+    if any(r["at_best_val"] is not None for r in rows):
+        lines += ["", "Test accuracy at the epoch of the best validation accuracy (the papers' protocol; "
+                  "validation = the training images past limit_train): " + "; ".join(
+                      f"{LABELS.get(r['method'], r['method'])} {_mean_std(r['at_best_val'])}"
+                      for r in rows if r["at_best_val"] is not None) + "."]
     total = sum(sum(r["walls"]) for r in rows)
     lines += ["", f"Total wall time of these runs: {total / 60:.1f} min (sum over runs; " +
               ("they shared the GPU, see above)." if gpu else "two runs shared the CPU at a time, beside other workers).")]
@@ -166,6 +177,10 @@ def report_table(table: str, workdir: str):
                      os.path.join(RESULTS, f"mnist_{table}_vs_paper.png"), sweep.title)
     plots.training_curves(curves, os.path.join(RESULTS, f"mnist_{table}_curves.png"), sweep.title)
     return rows
+
+
+def _mean_std(v) -> str:
+    return f"{v.mean():.2f} +- {(v.std(ddof=1) if v.size > 1 else 0.0):.2f}"
 
 
 def _json(o) -> str:

@@ -49,6 +49,8 @@ class ArrayDataset:
     num_classes: number of classes.
     mean, std: per-channel mean and standard deviation of the full training split's pixels divided
       by 255 (computed before ``limit`` is applied), one float per channel.
+    x_val, y_val: the training examples past ``limit`` (BinaryConnect/BinaryNet's validation set:
+      MNIST's last 10000 training images when ``limit = 50000``); ``None`` without a limit.
   """
 
   name: str
@@ -59,6 +61,8 @@ class ArrayDataset:
   num_classes: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  x_val: np.ndarray | None = None
+  y_val: np.ndarray | None = None
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -134,7 +138,10 @@ def _as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
 
 def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit) -> ArrayDataset:
   mean, std = channel_stats(x_train)
+  x_val = y_val = None
   if limit is not None and limit >= 0:
+    if limit < len(x_train):
+      x_val, y_val = np.ascontiguousarray(x_train[limit:]), np.ascontiguousarray(y_train[limit:])
     x_train, y_train = x_train[:limit], y_train[:limit]
   return ArrayDataset(
       name=name,
@@ -145,6 +152,8 @@ def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit) -> Array
       num_classes=int(num_classes),
       mean=mean,
       std=std,
+      x_val=x_val,
+      y_val=y_val,
   )
 
 

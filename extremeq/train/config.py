@@ -53,6 +53,9 @@ def default_config():
     c.dataset.normalize = True  # (x/255 - mean)/std with the train split's statistics
     c.dataset.image_size = 224  # imagenet only
     c.dataset.limit_train = -1
+    # Evaluate the training examples past limit_train every epoch (val_loss, val_accuracy), and report
+    # the test accuracy at the best validation epoch in final.json (BinaryConnect/BinaryNet's protocol).
+    c.dataset.validation = False
     c.dataset.workers = 0  # imagenet only: grain worker processes
 
     c.model = ml_collections.ConfigDict(dict(name="mlp"))  # + model kwargs
@@ -207,6 +210,14 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "dataset.augment.crop_padding", int, lo=0)
     _num(c, "dataset.image_size", int, lo=1)
     _num(c, "dataset.limit_train", int, lo=-1)
+    if not isinstance(c.dataset.validation, bool):
+        _fail("dataset.validation", f"must be True or False, got {c.dataset.validation!r}")
+    if c.dataset.validation and c.dataset.limit_train < 0:
+        _fail("dataset.validation", "needs a held-out part of the training split: set "
+              "dataset.limit_train (MNIST: 50000 keeps the last 10000 training images for validation)")
+    if c.dataset.validation and c.dataset.name in STREAMED:
+        _fail("dataset.validation", f"not supported for the streamed data set {c.dataset.name!r}; "
+              "set it to False")
     _num(c, "dataset.workers", int, lo=0)
 
     if not isinstance(c.model.get("name"), str):

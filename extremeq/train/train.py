@@ -477,6 +477,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     e_idx, e_mask = eval_indices(ds.num_test, config.eval_batch_size)
     e_idx, e_mask = jax.device_put((e_idx, e_mask), replicated)
+    val = None
+    if config.dataset.validation:
+        if ds.x_val is None:
+            raise config_lib.ConfigError(
+                f"config.dataset.validation: limit_train = {config.dataset.limit_train} leaves no training "
+                f"examples for validation (the split has {ds.num_train}); lower limit_train")
+        v_idx, v_mask = eval_indices(len(ds.x_val), config.eval_batch_size)
+        val = jax.device_put((ds.x_val, ds.y_val, v_idx, v_mask), replicated)
 
     def build(c):
         return dict(
@@ -489,13 +497,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
                          out_shardings=replicated),
         )
 
-    fns = compiled_functions(config, ctx, (ds.x_train.shape, ds.x_test.shape, ds.num_classes), build)
+    fns = compiled_functions(config, ctx, (ds.x_train.shape, ds.x_test.shape, ds.num_classes,
+                                           None if val is None else val[0].shape), build)
     p_step, p_eval, p_begin, p_stats, plan_jit = (fns[k] for k in ("step", "eval", "begin", "stats", "plan"))
     shuffle_key, aug_key = jax.device_put((ctx.shuffle_key, ctx.aug_key), replicated)
 
     def evaluate(state):
         loss, correct, count = jax.device_get(p_eval(state.model_vars(), x_test, y_test, e_idx, e_mask))
-        return {"test_loss": float(loss / count), "test_accuracy": float(correct / count)}
+        out = {"test_loss": float(loss / count), "test_accuracy": float(correct / count)}
+        if val is not None:
+            loss, correct, count = jax.device_get(p_eval(state.model_vars(), *val))
+            out.update(val_loss=float(loss / count), val_accuracy=float(correct / count))
+        return out
 
     return _run_loop(config, workdir, state, ctx, steps_per_epoch,
                      step_fn=lambda st, plan: p_step(st, x_train, y_train, plan, aug_key, teacher_vars),
@@ -604,10 +617,24 @@ def _run_loop(config, workdir, state, ctx, steps_per_epoch, *, step_fn, plan_fn,
     writer.close()
     finished = step >= stop_at and not preempted
     result = dict(row, step=step, finished=finished, preempted=preempted, num_devices=ctx.mesh.size)
+    if finished and "val_accuracy" in row:
+        result.update(best_validation(metrics_lib.read_metrics(workdir)))
     if finished and is_main:
         with open(os.path.join(workdir, "final.json"), "w") as f:
             json.dump(result, f, indent=1)
     return result
+
+
+def best_validation(rows) -> dict:
+    """The epoch of the highest val_accuracy (the first, on ties) and its test accuracy: the number
+    BinaryConnect and BinaryNet report ("the test error rate associated with the best validation
+    error rate")."""
+    rows = [r for r in rows if "val_accuracy" in r]
+    if not rows:  # e.g. a process other than the one writing metrics.jsonl
+        return {}
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    return {"best_val_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+            "test_accuracy_at_best_val": best["test_accuracy"]}
 
 
 def _epoch_metrics(state, ctx, epoch, step, evaluate, stats_fn):

@@ -200,3 +200,31 @@ def test_glorot_lr_scale_reaches_the_train_step():
                                       jax.tree_util.tree_leaves(moved["glorot"])):
         s = glorot_lr_scale(d_none.shape) if path in binary else 1.0
         np.testing.assert_allclose(d_glorot, s * d_none, rtol=1e-3, atol=1e-7, err_msg=path)
+
+
+def test_validation_split_and_test_at_best_validation(tmp_path):
+    """dataset.validation evaluates the training examples past limit_train every epoch, and final.json
+    reports the test accuracy of the epoch with the best val_accuracy (BinaryConnect's protocol)."""
+    from extremeq.data import load_digits
+
+    c = tiny_config("fp", num_epochs=3)
+    c.dataset.limit_train = 1000
+    c.dataset.validation = True
+    wd = str(tmp_path / "val")
+    result = train_and_evaluate(c, wd)
+    rows = read_rows(wd)
+    assert [("val_accuracy" in r, "val_loss" in r) for r in rows] == [(True, True)] * 3
+    # 437 held-out digits: accuracies are multiples of 1/437
+    assert all(abs(r["val_accuracy"] * 437 - round(r["val_accuracy"] * 437)) < 1e-3 for r in rows)
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    assert result["best_val_epoch"] == best["epoch"]
+    assert result["test_accuracy_at_best_val"] == best["test_accuracy"]
+    ds = load_digits(limit=1000)
+    full = load_digits()
+    np.testing.assert_array_equal(ds.x_val, full.x_train[1000:])
+    np.testing.assert_array_equal(ds.y_val, full.y_train[1000:])
+    assert load_digits().x_val is None
+    bad = tiny_config("fp", num_epochs=1)
+    bad.dataset.validation = True
+    with pytest.raises(Exception, match="dataset.validation: needs a held-out part"):
+        train_and_evaluate(bad, str(tmp_path / "bad"))
