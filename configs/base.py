@@ -32,11 +32,15 @@ ESTIMATORS = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
 QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS}
 
 
+# Methods whose kernels are 1-bit (the ones BinaryConnect's per-layer learning-rate scale applies to).
+BINARY_METHODS = ("bc", "bc_stochastic", "bwn", "xnor", "bnn")
+
 def base_config() -> ml_collections.ConfigDict:
     """Every schema key (see /work/contract.md) with a default that runs on CPU in seconds."""
     c = ml_collections.ConfigDict()
     c.seed = 0  # init, data order, augmentation and dropout all derive from it
     c.num_epochs = 30  # passes over the training split
+    c.loss = "cross_entropy"  # cross_entropy | squared_hinge (BinaryConnect / BinaryNet's L2-SVM output)
     c.batch_size = 128  # global training batch
     c.eval_batch_size = 512  # evaluation batch (the last one is padded and masked)
     c.max_steps = -1  # stop after this many steps; -1: num_epochs * steps_per_epoch
@@ -52,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.normalize = True  # per-channel (x - mean) / std with the training split's statistics
     c.dataset.image_size = 224  # ImageNet crop size
     c.dataset.limit_train = -1  # use only the first N training examples (-1: all)
+    c.dataset.validation = False  # evaluate the examples past limit_train per epoch (val_accuracy)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "mlp"  # a name of extremeq.nn.models.MODEL_NAMES; files add the constructor's kwargs
@@ -59,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.quant = ml_collections.ConfigDict()
     c.quant.method = "fp"  # one of METHODS
     c.quant.latent_init = "keep"  # keep | uniform: BinaryConnect's U(-1, 1) latent start (bc_stochastic)
+    c.quant.stochastic_eval = "sign"  # bc_stochastic at test time: sign | mean (E[w_b] = clip(W), the paper's)
     c.quant.first = "fp"  # the stem layer: fp | int8 | weights (method's weights, float inputs) | same
     c.quant.last = "fp"  # the head layer: fp | int8 | weights | same
     c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)
@@ -77,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.warmup_epochs = 0.0  # linear warm-up from 0 over this many epochs
     c.optimizer.bop_threshold = 1e-8  # Bop tau (Helwegen et al. 2019)
     c.optimizer.bop_gamma = 1e-4  # Bop gamma (adaptivity rate of the gradient moving average)
+    c.optimizer.binary_lr_scale = "none"  # none | glorot: binary kernels' updates times 1/H_Glorot
 
     c.distill = ml_collections.ConfigDict()
     c.distill.teacher_workdir = ""  # workdir of a trained teacher; "" = no distillation

@@ -50,7 +50,7 @@ def get_config(arg=None):
     c.checkpoint.every_epochs = 25
     c.loss = "squared_hinge"
     c = base.apply_method(c, method, options, first="weights", last="same")
-    if c.quant.method != "fp":
+    if c.quant.method in base.BINARY_METHODS:
         c.optimizer.binary_lr_scale = "glorot"
         c.quant.latent_init = "uniform"  # the code's binary layers start U(-H, H), H = 1
     return c

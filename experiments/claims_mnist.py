@@ -64,6 +64,12 @@ def small_config(variant: str, *, seed=0, lr=1e-3, first="fp", last="fp", **extr
     c.checkpoint.keep = 1
     c.quant.first = first
     c.quant.last = last
+    # What the claims ran with (results/claims_*.md), not the BinaryConnect recipe mnist_mlp.py now has:
+    c.loss = "cross_entropy"
+    c.optimizer.binary_lr_scale = "none"
+    c.quant.latent_init = "keep"
+    c.quant.stochastic_eval = "sign"
+    c.dataset.validation = False
     c.progress_bar = False
     for key, value in extra.items():
         section, _, name = key.partition("__")

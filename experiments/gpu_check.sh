@@ -14,6 +14,7 @@
 # Writes OUTDIR/{env.txt, tests.txt, tests.xml, bench_kernels.md, bench.log, summary.txt}.
 set -u
 OUT=${1:?usage: experiments/gpu_check.sh OUTDIR}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: the script changes directory below
 PY=${PYTHON:-python3}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}   # 129 tests took over 240 s with 8 workers on an H100 host (2026-11-27)
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-110}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything this project measures on a GPU, in one call of about 8 minutes, installing nothing but
-# ml_collections (a pure-Python wheel; the GPU box has jax, flax, optax, orbax, pytest, matplotlib).
+# Everything this project measures on a GPU, in one call of about 8 minutes. It installs nothing: the
+# caller puts ml_collections on PYTHONPATH first where it is missing (the lent GPU box has jax, flax,
+# optax, orbax, pytest, matplotlib; the device tool's README says how to carry a wheel).
 #
 #   EXTREMEQ_MNIST=path/to/mnist.npz experiments/gpu_session.sh OUTDIR
 #
@@ -14,9 +15,11 @@
 # (experiments/bench_train.py --epoch), then experiments/bench_kernels.py.
 # Writes OUTDIR/{env.txt, summary.txt, tests.txt, bench_kernels.md, bench_train.md, runs.tar.gz,
 # logs.tar.gz}; the run directories (metrics.jsonl, final.json, results.md; no checkpoints) are in
-# runs.tar.gz, so `python -m extremeq.sweep --config <sweep> --workdir <dir>` rebuilds the tables here.
+# runs.tar.gz, so `python -m extremeq.sweep --config <sweep> --workdir <dir>` rebuilds the tables here
+# (each lane writes its sweep's results.md for its own seed only; the rebuild covers all seeds).
 set -u
 OUT=${1:?usage: experiments/gpu_session.sh OUTDIR}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)   # absolute: the script changes directory below
 PY=${PYTHON:-python3}
 T_LANES=${T_LANES:-280}      # phase 1 budget (s); lanes are killed after it, their finished epochs stay
 T_TESTS=${T_TESTS:-200}
@@ -73,9 +76,12 @@ tail -n 15 "$OUT/tests.txt"
 # Wait for the lanes until the phase-1 budget is spent, then stop what is left.
 while [ $(( $(date +%s) - t0 )) -lt "$T_LANES" ] && jobs -r | grep -q .; do sleep 2; done
 lanes_left=$(jobs -r | wc -l)
-for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+kids=""   # the lanes' training processes (only this script's); SIGTERM saves a checkpoint and exits
+for p in "${pids[@]}"; do kids="$kids $(pgrep -P "$p" | tr '\n' ' ')"; done
+[ -n "${kids// /}" ] && kill -TERM $kids 2>/dev/null
+kill "${pids[@]}" 2>/dev/null
 sleep 3
-pkill -KILL -f "extremeq.sweep" 2>/dev/null
+[ -n "${kids// /}" ] && kill -KILL $kids 2>/dev/null
 t1=$(date +%s)
 
 epoch_rc=skipped

@@ -279,7 +279,16 @@ def select(sweep, seeds=None, methods=None):
         unknown = sorted(set(methods) - set(sweep.methods))
         if unknown:
             raise ValueError(f"--methods {unknown} not in this sweep's methods {list(sweep.methods)}")
-        sweep.methods = [m for m in sweep.methods if m in methods]
+        kept = [m for m in sweep.methods if m in methods]
+        overrides = sweep.get("method_overrides") or {}
+        for m in kept:  # a kept method that starts from a dropped one's run: say so
+            missing = [r for r in _references(sweep, m) if r not in kept]
+            if missing:
+                raise ValueError(f"--methods keeps {m!r} but drops {missing}, whose run {m!r} starts from "
+                                 f"(method_overrides); add {', '.join(missing)} to --methods")
+        sweep.methods = kept
+        if overrides:
+            sweep.method_overrides = {m: v for m, v in overrides.items() if m in kept}
     return sweep
 
 

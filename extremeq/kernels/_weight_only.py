@@ -106,7 +106,8 @@ def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name
     """x2 [M, K] float, w_words [N, W] uint32, scale [N] -> [M, N] in x2.dtype.
 
     Tile options are keyword arguments; ``split_k`` (GPU) splits the K loop over that many
-    programs whose float32 partial sums are added afterwards (None: automatic, for small M).
+    programs whose float32 partial sums are added afterwards (None: automatic, for small M). On a
+    GPU ``block_m`` is clamped to max(16, next power of two >= M).
     """
     m, k = x2.shape
     n, w = w_words.shape

@@ -164,6 +164,16 @@ def _known_methods():
         return ("fp", "bc", "bc_stochastic", "bwn", "twn", "ttq", "bitnet", "xnor", "bnn")
 
 
+def _has_binary_kernels(method) -> bool:
+    try:
+        from extremeq.nn import METHODS  # pylint: disable=g-import-not-at-top
+        from extremeq.nn.specs import WEIGHT_QUANTIZERS  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        return method in ("bc", "bc_stochastic", "bwn", "xnor", "bnn")
+    kernel = METHODS[method][0] if method in METHODS else None
+    return kernel in WEIGHT_QUANTIZERS and WEIGHT_QUANTIZERS[kernel][0] == 1
+
+
 def _check_model(model_cfg):
     """The name against the zoo; the other keys are checked by ``build_model`` when it builds."""
     try:
@@ -255,6 +265,9 @@ def validate_config(config, num_devices: int | None = None):
         _fail("optimizer.decay_epochs", "schedule 'step' needs at least one decay epoch")
 
     _choice(o.binary_lr_scale, "optimizer.binary_lr_scale", LR_SCALES)
+    if o.binary_lr_scale != "none" and not _has_binary_kernels(c.quant.method):
+        _fail("optimizer.binary_lr_scale", f"quant.method {c.quant.method!r} has no 1-bit kernels to scale; "
+              "use 'none', or a binary method (bc, bc_stochastic, bwn, xnor, bnn)")
     if o.binary_lr_scale != "none" and o.name == "bop":
         _fail("optimizer.binary_lr_scale", "Bop has no learning rate for the binary kernels; use 'none' with bop")
     _choice(c.loss, "loss", LOSS_NAMES)

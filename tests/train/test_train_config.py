@@ -46,6 +46,7 @@ def test_defaults_filled_and_given_values_kept():
         (dict(dataset=dict(augment=3)), "config.dataset.augment"),
         (dict(loss="hinge"), "config.loss"),
         (dict(dataset=dict(validation="yes")), "config.dataset.validation"),
+        (dict(quant=dict(method="twn"), optimizer=dict(binary_lr_scale="glorot")), "config.optimizer.binary_lr_scale"),
         (dict(dataset=dict(validation=True)), "config.dataset.validation"),  # no limit_train
         (dict(optimizer=dict(binary_lr_scale="he")), "config.optimizer.binary_lr_scale"),
         (dict(optimizer=dict(name="bop", binary_lr_scale="glorot")), "config.optimizer.binary_lr_scale"),

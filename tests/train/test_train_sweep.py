@@ -93,3 +93,15 @@ def test_select_restricts_seeds_and_methods():
         sweep_lib.select(_small_sweep(), ["one"])
     with pytest.raises(ValueError, match=r"\['bnn'\] not in this sweep"):
         sweep_lib.select(_small_sweep(), None, ["bnn"])
+
+
+def test_select_trims_method_overrides_and_keeps_references():
+    s = _small_sweep()
+    s.method_overrides = ml_collections.ConfigDict({"twn": {"quant": {"init_from": "@fp"}}})
+    only_fp = sweep_lib.select(s, None, ["fp"])
+    sweep_lib.check_sweep_config(only_fp)  # the dropped method's overrides are gone
+    assert list(only_fp.methods) == ["fp"] and not dict(only_fp.method_overrides)
+    s = _small_sweep()
+    s.method_overrides = ml_collections.ConfigDict({"twn": {"quant": {"init_from": "@fp"}}})
+    with pytest.raises(ValueError, match=r"drops \['fp'\]"):
+        sweep_lib.select(s, None, ["twn"])
