@@ -34,20 +34,21 @@ def _define_flags():
 _SCHEMA_OVERRIDES: dict[str, str] = {}
 
 
-def _has_path(cfg, path) -> bool:
+_MISSING = object()
+
+
+def _get(cfg, path, default=_MISSING):
+    """The value at dotted ``path`` of nested sections, or ``default`` where the path does not exist."""
     node = cfg
     for part in path.split("."):
         if not hasattr(node, "keys") or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _get(cfg, path):
-    node = cfg
-    for part in path.split("."):
+            return default
         node = node[part]
     return node
+
+
+def _has_path(cfg, path) -> bool:
+    return _get(cfg, path) is not _MISSING
 
 
 def split_overrides(argv):
@@ -74,7 +75,7 @@ def split_overrides(argv):
     for arg in argv:
         if arg.startswith("--config.") and "=" in arg:
             path, raw = arg[len("--config."):].split("=", 1)
-            if _has_path(file_config, path) and isinstance(_get(file_config, path), (list, tuple)):
+            if isinstance(_get(file_config, path, None), (list, tuple)):
                 extra[path] = raw  # a Python literal, e.g. [512,512]
                 continue
             if not _has_path(file_config, path):

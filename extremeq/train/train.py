@@ -42,7 +42,7 @@ from extremeq import optim
 from extremeq.train import checkpoint as ckpt_lib
 from extremeq.train import config as config_lib
 from extremeq.train import metrics as metrics_lib
-from extremeq.train.distill import LOSSES, distillation_loss
+from extremeq.train.distill import LOSSES, PER_EXAMPLE_LOSSES, distillation_loss
 
 
 # ------------------------------------------------------------------ state
@@ -328,12 +328,7 @@ def eval_step(model_vars, images, labels, mask, *, ctx: Context):
     model = _merge(ctx.graphdef, model_vars["params"], model_vars["model_state"])
     model.eval()
     logits = model(x, train=False).astype(jnp.float32)
-    if ctx.loss == "squared_hinge":
-        t = 2.0 * jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) - 1.0
-        nll = jnp.mean(jnp.square(jnp.maximum(0.0, 1.0 - t * logits)), axis=-1)
-    else:
-        logp = jax.nn.log_softmax(logits, -1)
-        nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), -1)[:, 0]
+    nll = PER_EXAMPLE_LOSSES[ctx.loss](logits, labels)
     m = mask.astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * m
     return jnp.sum(nll * m), jnp.sum(correct), jnp.sum(m)
