@@ -242,10 +242,9 @@ def weight_rows(g, accel, act_dtype, tiles):
         data = weight_sets(m, n, k, per_word, act_dtype, 5)
         # block_m is clamped to the padded M (extremeq.kernels._weight_only): label the tile that runs,
         # and time each distinct one once.
-        cap = max(16, 1 << max(m - 1, 0).bit_length())
         run_tiles = []
         for c in tiles:
-            c = dict(c, block_m=min(c["block_m"], cap)) if c and "block_m" in c else c
+            c = dict(c, block_m=_weight_only.gpu_block_m(c["block_m"], m)) if c and "block_m" in c else c
             if c not in run_tiles:
                 run_tiles.append(c)
         variants = [("dot", {})] + ([("pallas", c) for c in run_tiles] if accel else [])

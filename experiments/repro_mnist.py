@@ -225,28 +225,30 @@ def weight_histograms(workdir: str) -> None:
                                "Trained latent weights, TWN threshold/scale and TTQ scales (seed 0)")
 
 
+def _flip_points(d: str) -> list:
+    """(epoch, flip ratio) of every metrics row of run directory ``d`` that has one ([] if no run)."""
+    from extremeq.train.metrics import read_metrics
+
+    rows = read_metrics(d) if os.path.isdir(d) else []
+    return [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+
+
 def flip_ratios(workdir: str) -> None:
     """Per-epoch flip ratio of the binary weights of every finished binary run (seed 0)."""
     import plots
-    from extremeq.train.metrics import read_metrics
 
     series = {}
     for table, method in (("bc", "bc"), ("bc", "bc_stochastic"), ("lenet5", "bwn"), ("lenet5_extra", "xnor"),
                           ("bnn_3ep", "bnn")):
-        rows = read_metrics(run_dir(workdir, table, method, 0)) if os.path.isdir(
-            run_dir(workdir, table, method, 0)) else []
-        pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+        pts = _flip_points(run_dir(workdir, table, method, 0))
         if pts:
             series[f"{NETS[table]} {LABELS.get(method, method)} (1 epoch)" if len(pts) == 1
                    else f"{NETS[table]} {LABELS.get(method, method)}"] = pts
     ste_dir = os.path.join(workdir, "claims", "ste")
     for lr in ("0.0001", "0.001", "0.01"):
-        d = os.path.join(ste_dir, f"bnn_clipped_lr{float(lr):g}")
-        if os.path.isdir(d):
-            rows = read_metrics(d)
-            pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
-            if pts:
-                series[f"claims BNN MLP 3x256, Adam lr {float(lr):g}"] = pts
+        pts = _flip_points(os.path.join(ste_dir, f"bnn_clipped_lr{float(lr):g}"))
+        if pts:
+            series[f"claims BNN MLP 3x256, Adam lr {float(lr):g}"] = pts
     if series:
         plots.flip_ratio(series, os.path.join(RESULTS, "mnist_flip_ratio.png"),
                          "Flip ratio of binary weights per epoch (seed 0)")
@@ -256,16 +258,13 @@ def flip_ratios_gpu(workdir: str) -> None:
     """Per-epoch flip ratio of the GPU tables' binary runs (seed 0), and of ``<workdir>/first_run``
     (the first H100 run's BNN and BC stoch., kept there by hand) where present."""
     import plots
-    from extremeq.train.metrics import read_metrics
 
     runs = [("bc_gpu", "bc", workdir, ""), ("bc_gpu", "bc_stochastic", workdir, ""),
             ("bnn_gpu_ce", "bnn", workdir, " CE + cosine"), ("bnn_gpu", "bnn", workdir, " authors', from midpoint"),
             ("bnn_gpu", "bnn", os.path.join(workdir, "first_run"), " authors', compressed decay")]
     series = {}
     for table, method, root, what in runs:
-        d = run_dir(root, table, method, 0)
-        rows = read_metrics(d) if os.path.isdir(d) else []
-        pts = [(r["epoch"], r["flip_ratio"]) for r in rows if r.get("flip_ratio") is not None]
+        pts = _flip_points(run_dir(root, table, method, 0))
         if pts:
             series[f"{NETS[table]} {LABELS.get(method, method)}{what}"] = pts
     if series:

@@ -97,6 +97,13 @@ def _gpu_tile(requested, size, default):
     return t
 
 
+def gpu_block_m(requested, m: int) -> int:
+    """The block_m the GPU kernel runs for ``m`` rows: the requested tile (default 64) clamped to
+    max(16, next power of two >= m). At M = 1, block_m 64 and 128 gave wrong ternary results on an
+    H100 (jax 0.11.2, K = 1285) while 16 was exact; a larger block adds only padding rows."""
+    return min(_gpu_tile(requested, m, 64), max(16, pl.next_power_of_2(m)))
+
+
 @C.backend_jit(("decode", "per_word", "name", "block_m", "block_n", "block_words",
                  "num_warps", "num_stages", "split_k", "target", "interpret"))
 def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name: str,
@@ -107,15 +114,13 @@ def weight_only_matmul_pallas(x2, w_words, scale, *, decode, per_word: int, name
 
     Tile options are keyword arguments; ``split_k`` (GPU) splits the K loop over that many
     programs whose float32 partial sums are added afterwards (None: automatic, for small M). On a
-    GPU ``block_m`` is clamped to max(16, next power of two >= M).
+    GPU ``block_m`` is clamped by :func:`gpu_block_m`.
     """
     m, k = x2.shape
     n, w = w_words.shape
     compute_dtype = jnp.bfloat16 if x2.dtype == jnp.bfloat16 else jnp.float32
     if target == "gpu":
-        # block_m never exceeds the padded M: at M = 1, block_m 64 and 128 gave wrong ternary results
-        # on an H100 (jax 0.11.2, K = 1285) while 16 was exact; a larger block adds only padding rows.
-        bm = min(_gpu_tile(block_m, m, 64), max(16, pl.next_power_of_2(m)))
+        bm = gpu_block_m(block_m, m)
         bn = _gpu_tile(block_n, n, 128)
         bw = 32 if block_words is None else block_words
         if bw < 32 or not C.is_power_of_2(bw):

@@ -10,14 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental import pallas as pl
 
 sys.path.insert(0, os.path.dirname(__file__))
 from kernel_testing import np_pack_signs, np_pack_ternary, pm1_product, random_pm1  # noqa: E402
 
 from extremeq.kernels._common import platform  # noqa: E402
 from extremeq.kernels._weight_only import GPU_TILE_CONFIGS as WO_CONFIGS  # noqa: E402
-from extremeq.kernels._weight_only import weight_only_matmul_pallas  # noqa: E402
+from extremeq.kernels._weight_only import gpu_block_m, weight_only_matmul_pallas  # noqa: E402
 from extremeq.kernels.binary_weight_matmul import binary_weight_matmul, decode_sign_slot  # noqa: E402
 from extremeq.kernels.ternary_weight_matmul import decode_ternary_slot, ternary_weight_matmul  # noqa: E402
 from extremeq.kernels.xnor_matmul import GPU_TILE_CONFIGS, xnor_matmul, xnor_matmul_pallas  # noqa: E402
@@ -115,7 +114,7 @@ def test_xnor_tile_exact_on_gpu_large(cfg):
 @pytest.mark.parametrize("kind", ["binary", "ternary"])
 @pytest.mark.parametrize("m,n,k", [(1, 300, 32 * 40 + 5), (70, 130, 2048)])
 def test_weight_only_tile_on_gpu(cfg, kind, m, n, k):
-    if cfg["block_m"] > max(16, pl.next_power_of_2(m)):
+    if gpu_block_m(cfg["block_m"], m) != cfg["block_m"]:
         pytest.skip(f"block_m {cfg['block_m']} is clamped to the padded M = {m} (the block_m 16 case); "
                     "unclamped, 64 and 128 gave wrong ternary results at M = 1 on an H100")
     rng = np.random.default_rng(m + n)
