@@ -69,9 +69,14 @@ File format (``.npz``, numpy's uncompressed zip of ``.npy`` arrays), format vers
 
 The recipe rebuilds the structure, then the arrays fill it; nothing is unpickled. Either
 ``{"model": {"name": <zoo name>, **kwargs}, "num_classes": int, "input_shape": [..]}`` (the
-arguments of ``extremeq.nn.models.build_model``), or ``{"factory": "package.module:function",
-"kwargs": {...}}`` for a network outside the zoo (``function(**kwargs)``, plus
-``rngs=nnx.Rngs(0)`` if it takes ``rngs``, returns the float network; its Linear/Conv layers at the packed paths are then replaced by the stored layers).
+arguments of ``extremeq.nn.models.build_model``), or ``{"factory": <registered name>,
+"kwargs": {...}}`` for a network outside the zoo: the name must be one registered in Python with
+:func:`register_factory` (the zoo's classes are, as ``extremeq.nn.models:CifarResNet`` etc.), and
+``factory(**kwargs)``, plus ``rngs=nnx.Rngs(0)`` if it takes ``rngs``, returns the float network; its
+Linear/Conv layers at the packed paths are then replaced by the stored layers.
+
+A model file is data. Loading it never imports or calls anything the file names: a factory name not
+in the registry is refused with :class:`ExportFormatError` before anything is imported.
 Loading a file of another version, a truncated or corrupt file, or a file whose arrays do not fit
 the rebuilt structure raises :class:`ExportFormatError` with what was wrong.
 """
@@ -79,7 +84,6 @@ the rebuilt structure raises :class:`ExportFormatError` with what was wrong.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import json
 import math
@@ -508,12 +512,41 @@ def _check_recipe(recipe):
             raise ValueError(f"a zoo recipe needs {sorted(missing)} too: "
                              "{'model': {...}, 'num_classes': 10, 'input_shape': [28, 28, 1]}")
     elif "factory" in recipe:
-        if not isinstance(recipe["factory"], str) or ":" not in recipe["factory"]:
-            raise ValueError("recipe['factory'] must be 'package.module:function'")
+        _registered_factory(recipe["factory"], error=ValueError)
     else:
         raise ValueError("a recipe is {'model': {'name': ..., **kwargs}, 'num_classes': ..., 'input_shape': ...} "
                          "or {'factory': 'package.module:function', 'kwargs': {...}}")
     return recipe
+
+
+_FACTORIES: dict[str, Any] = {}
+
+
+def register_factory(name: str, fn) -> None:
+    """Allow ``recipe={"factory": name, "kwargs": {...}}``: ``fn(**kwargs)`` builds the float network.
+
+    Registration is code, run by the user's program before ``export``/``load``; a model file can only
+    name a builder registered this way, never a module to import.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a factory name is a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"register_factory({name!r}, fn): fn must be callable, got {type(fn).__name__}")
+    _FACTORIES[name] = fn
+
+
+def _registered_factory(name, error):
+    if not _FACTORIES:
+        from extremeq.nn import models
+
+        for cls in models.ZOO_CLASSES:
+            _FACTORIES.setdefault(f"extremeq.nn.models:{cls.__name__}", cls)
+    if not isinstance(name, str) or name not in _FACTORIES:
+        raise error(
+            f"recipe factory {name!r} is not a registered model builder; a model file may only name one of "
+            f"{sorted(_FACTORIES)}. Register your own with extremeq.export.register_factory(name, fn) in "
+            "your program before exporting or loading (nothing named by a file is imported).")
+    return _FACTORIES[name]
 
 
 def build_from_recipe(recipe: Mapping):
@@ -523,10 +556,7 @@ def build_from_recipe(recipe: Mapping):
 
         return build_model(dict(recipe["model"]), int(recipe["num_classes"]), tuple(recipe["input_shape"]),
                            nnx.Rngs(0))
-    module_name, _, attr = recipe["factory"].partition(":")
-    fn = importlib.import_module(module_name)
-    for part in attr.split("."):
-        fn = getattr(fn, part)
+    fn = _registered_factory(recipe.get("factory"), error=ExportFormatError)
     kwargs = dict(recipe.get("kwargs", {}))
     try:
         takes_rngs = "rngs" in inspect.signature(fn.__init__ if isinstance(fn, type) else fn).parameters
@@ -646,7 +676,7 @@ class PackedModel:
             raise ValueError(
                 "this PackedModel has no recipe, so a file could not be loaded back: export with "
                 "recipe={'model': {'name': 'mlp', ...}, 'num_classes': 10, 'input_shape': [8, 8, 1]} "
-                "(the build_model arguments) or recipe={'factory': 'module:function', 'kwargs': {...}}")
+                "(the build_model arguments) or recipe={'factory': <a name registered with register_factory>, 'kwargs': {...}}")
         arrays = self.arrays()
         meta = json.dumps(self.metadata(arrays), separators=(",", ":")).encode()
         if META_KEY in arrays:
@@ -717,6 +747,10 @@ class PackedModel:
 
 def _skeleton(recipe, layers: Mapping, arrays: Mapping):
     """Rebuild the network from the recipe and put packed layers (holding ``arrays``) at their paths."""
+    if not isinstance(recipe, Mapping) or ("model" not in recipe and "factory" not in recipe):
+        raise ExportFormatError(f"the file's recipe {recipe!r} names neither a zoo 'model' nor a 'factory'")
+    if "factory" in recipe:  # refused before anything is built, imported or called
+        _registered_factory(recipe["factory"], error=ExportFormatError)
     try:  # abstract: no weight is initialised, the file's arrays fill the structure
         model = nnx.eval_shape(lambda: build_from_recipe(recipe))
     except Exception as e:  # noqa: BLE001 - re-raised with the recipe named

@@ -522,6 +522,9 @@ _BUILDERS = {
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
+# The zoo's network classes: the builders a model file's recipe may name (extremeq.export.register_factory).
+ZOO_CLASSES: tuple[type, ...] = (MLP, LeNet5, VGG7, CifarResNet, ResNet18, AlexNet)
+
 
 def build_model(model_config, num_classes: int, input_shape: Sequence[int], rngs: nnx.Rngs | int) -> nnx.Module:
     """Builds a zoo model from ``config.model`` (a ConfigDict or mapping: ``name`` plus keyword
