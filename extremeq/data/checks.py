@@ -38,7 +38,8 @@ def check_labels(labels: np.ndarray, num_classes: int, origin: str, split: str, 
         raise ValueError(
             f"{origin}: {split} label {int(labels[i])} at index {i} is outside [0, {num_classes}) "
             f"({num_classes} classes, {whence}; {bad.size} such label(s) in this split). Fix the "
-            "labels, or declare the number of classes (config.dataset.num_classes)."
+            "labels, or declare the number of classes (a num_classes entry in the npz, or "
+            "config.dataset.num_classes)."
         )
 
 

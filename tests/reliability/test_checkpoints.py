@@ -10,7 +10,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +23,7 @@ import pytest
 from extremeq.train.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-from train_testing import load_raw, tiny_config  # noqa: E402
+from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
 
 
 def _model(step):
@@ -47,11 +50,11 @@ def _largest_array_file(step_dir, item="model"):
 
 
 def flip_bytes(path, count=8):
-    data = bytearray(open(path, "rb").read())
-    mid = len(data) // 2
-    for i in range(mid, mid + count):
-        data[i] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        data = f.read(count)
+        f.seek(-len(data), os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in data))
 
 
 def _flip(d):
@@ -183,3 +186,37 @@ def test_training_resumes_past_flipped_bytes_bit_exactly(tmp_path, caplog):
         np.testing.assert_array_equal(m[k], m_ref[k])
     for k in t_ref:
         np.testing.assert_array_equal(t[k], t_ref[k])
+
+
+def test_kill_9_mid_epoch_resumes_bit_exactly(tmp_path):
+    """SIGKILL (no handler runs) a few steps after the first checkpoint; rerunning resumes from the
+    last checkpoint and equals the run that was never killed."""
+    from extremeq.train import train_and_evaluate
+
+    wd = tmp_path / "killed"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "extremeq.train", f"--config={TINY_CONFIG}:bc", f"--workdir={wd}",
+         "--config.num_epochs=500"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (wd / "checkpoints" / "11").is_dir():
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    _, _, meta = load_raw(str(wd))
+    target = meta["step"] + 5
+    r = train_and_evaluate(tiny_config("bc", num_epochs=500, max_steps=target), str(wd))
+    assert r["step"] == target
+    ref = tmp_path / "reference"
+    train_and_evaluate(tiny_config("bc", num_epochs=500, max_steps=target), str(ref))
+    m1, t1, _ = load_raw(str(wd))
+    m2, t2, _ = load_raw(str(ref))
+    for k in m2:
+        np.testing.assert_array_equal(m1[k], m2[k])
+    for k in t2:
+        np.testing.assert_array_equal(t1[k], t2[k])
+    assert read_rows(str(wd)) == read_rows(str(ref))

@@ -15,22 +15,22 @@ from extremeq.train import train_and_evaluate
 from extremeq.train.config import ConfigError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-from train_testing import tiny_config  # noqa: E402
+from train_testing import tiny_config
 
 
 def _write(path, n_train=40, n_test=20, **replace):
     rng = np.random.default_rng(0)
-    arrays = dict(x_train=rng.integers(0, 256, (n_train, 8, 8), dtype=np.uint8),
-                  y_train=np.arange(n_train) % 10,
-                  x_test=rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8),
-                  y_test=np.arange(n_test) % 10)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 8, 8), dtype=np.uint8),
+              "y_train": np.arange(n_train) % 10,
+              "x_test": rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8),
+              "y_test": np.arange(n_test) % 10}
     arrays.update(replace)
     np.savez(path, **arrays)
     return str(path)
 
 
 def _config(path, name="npz", **overrides):
-    c = tiny_config("fp", **dict(dict(batch_size=8, eval_batch_size=8), **overrides))
+    c = tiny_config("fp", **{"batch_size": 8, "eval_batch_size": 8, **overrides})
     c.dataset.name = name
     c.dataset.source = "npz"
     c.dataset.path = path
