@@ -42,6 +42,7 @@ from extremeq.data.augment import random_flip
 from extremeq.data.batching import epoch_indices
 from extremeq.data.batching import eval_indices
 from extremeq.data.batching import num_train_steps
+from extremeq.data.checks import DataError
 from extremeq.data.imagenet import IMAGENET_MEAN
 from extremeq.data.imagenet import IMAGENET_STD
 from extremeq.data.imagenet import imagenet_dataset

@@ -18,24 +18,29 @@ import zipfile
 
 import numpy as np
 
+
+class DataError(ValueError):
+    """A data set that cannot train a meaningful model; the message names the file and the fix."""
+
+
 # Classes of the named data sets (an npz loaded under one of these names must respect them).
 DECLARED_NUM_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 
 
 def check_not_empty(num_examples: int, origin: str, split: str, fix: str = ""):
-    """Raises ValueError when a split has no examples."""
+    """Raises :class:`DataError` when a split has no examples."""
     if num_examples == 0:
-        raise ValueError(f"{origin}: the {split} split is empty (0 examples); nothing to "
+        raise DataError(f"{origin}: the {split} split is empty (0 examples); nothing to "
                          f"{'train on' if split == 'train' else 'evaluate on'}.{fix}")
 
 
 def check_labels(labels: np.ndarray, num_classes: int, origin: str, split: str, whence: str):
-    """Raises ValueError naming the first label outside ``[0, num_classes)`` (its index and value)."""
+    """Raises :class:`DataError` naming the first label outside ``[0, num_classes)`` (its index and value)."""
     labels = np.asarray(labels)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
+        raise DataError(
             f"{origin}: {split} label {int(labels[i])} at index {i} is outside [0, {num_classes}) "
             f"({num_classes} classes, {whence}; {bad.size} such label(s) in this split). Fix the "
             "labels, or declare the number of classes (a num_classes entry in the npz, or "
@@ -59,7 +64,7 @@ def infer_num_classes(splits: dict, origin: str) -> int:
         top = int(present[-1])
         split, index = next((s, int(np.flatnonzero(np.asarray(y) == top)[0]))
                             for s, y in splits.items() if np.any(np.asarray(y) == top))
-        raise ValueError(
+        raise DataError(
             f"{origin}: {split} label {top} at index {index} would make {num_classes} classes, but "
             f"{missing.size} of them (e.g. {missing[:5].tolist()}) have no example. Fix the labels, "
             "or, if those classes are intended, declare them (config.dataset.num_classes, or a "
@@ -74,14 +79,14 @@ def as_nhwc_uint8(x: np.ndarray, what: str) -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise ValueError(
+        raise DataError(
             f"{what} has shape {x.shape}; expected NHW or NHWC images (3 or 4 dimensions)."
         )
     if x.dtype != np.uint8:
         if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
-            raise ValueError(f"{what} holds values outside 0..255; save images as uint8 0..255.")
+            raise DataError(f"{what} holds values outside 0..255; save images as uint8 0..255.")
         if not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(
+            raise DataError(
                 f"{what} has dtype {x.dtype}; expected uint8 images in 0..255 (convert with "
                 "np.round(x * 255).astype(np.uint8) if they are floats in [0, 1])."
             )
@@ -96,9 +101,9 @@ def as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"{what} has shape {y.shape}; expected ({n},) integer class labels.")
+        raise DataError(f"{what} has shape {y.shape}; expected ({n},) integer class labels.")
     if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{what} has dtype {y.dtype}; expected integer class labels.")
+        raise DataError(f"{what} has dtype {y.dtype}; expected integer class labels.")
     return y.astype(np.int32)
 
 
@@ -107,12 +112,12 @@ def open_npz(path):
     try:
         f = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(
+        raise DataError(
             f"{path} is not an npz file ({type(e).__name__}: {e}); save the arrays with "
             "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
         ) from e
     if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(  # noqa: TRY004 - a wrong file, not a wrong argument type
+        raise DataError(
             f"{path} holds a single array, not an npz archive; save the arrays with "
             "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
         )

@@ -49,7 +49,7 @@ def test_label_outside_the_classes_is_refused_naming_file_split_index_value(tmp_
     y = np.arange(40) % 10
     y[17] = 200
     path = _write(tmp_path / "mnist_like.npz", y_train=y)
-    with pytest.raises(ValueError, match=r"mnist_like\.npz: train label 200 at index 17"):
+    with pytest.raises(data.DataError, match=r"mnist_like\.npz: train label 200 at index 17"):
         data.load_arrays(name, source="npz", path=path)
     with pytest.raises(ValueError, match="label 200 at index 17"):
         train_and_evaluate(_config(path, name), str(tmp_path / "run"))
