@@ -220,3 +220,18 @@ def test_kill_9_mid_epoch_resumes_bit_exactly(tmp_path):
     for k in t2:
         np.testing.assert_array_equal(t1[k], t2[k])
     assert read_rows(str(wd)) == read_rows(str(ref))
+
+
+def test_damage_after_the_check_is_caught_by_the_restore_itself(tmp_path, caplog):
+    """Bytes flipped between latest_step() and restore(): the loaded arrays are checksummed too."""
+    _save(tmp_path)
+    ckpt = Checkpointer(str(tmp_path), keep=5)
+    assert ckpt.latest_step() == 2
+    _flip(str(tmp_path / "checkpoints" / "2"))
+    with caplog.at_level(logging.WARNING):
+        model_vars, train_vars, meta = ckpt.restore(_model(0), _train(0), step=2)
+    ckpt.close()
+    assert meta["step"] == 1
+    _assert_is_step(model_vars, train_vars, 1)
+    assert any("step 2 is damaged (checksum mismatch" in r.getMessage() for r in caplog.records)
+    assert os.path.isdir(tmp_path / DAMAGED_DIR / "2")
