@@ -18,15 +18,20 @@ import os
 
 import ml_collections
 
-from extremeq.data.sources import DATASET_NAMES, SOURCE_NAMES, STREAMED_NAMES, default_mnist_path
-from extremeq.ste import ESTIMATORS
+from extremeq.data.sources import (
+    DATASET_NAMES,
+    SOURCE_NAMES,
+    STREAMED_NAMES,
+    default_mnist_path,
+)
 
 # ---------------------------------------------------------------------------------- method tables
 # The precision policy's tables, read in this one place. (They move to the method registry of
 # extremeq.nn; config validation and the variants read them from here.)
-from extremeq.nn import METHODS  # noqa: E402  method -> (weight quantizer, input quantizer)
-from extremeq.nn.policy import EDGE_PRECISIONS  # noqa: E402  first/last layer precisions
-from extremeq.nn.specs import WEIGHT_QUANTIZERS  # noqa: E402  weight quantizer -> (bits, ...)
+from extremeq.nn import METHODS  # method -> (weight quantizer, input quantizer)
+from extremeq.nn.policy import EDGE_PRECISIONS  # first/last layer precisions
+from extremeq.nn.specs import WEIGHT_QUANTIZERS  # weight quantizer -> (bits, ...)
+from extremeq.ste import ESTIMATORS
 
 # Methods whose layers binarize their inputs: the activation before them cannot be ReLU
 # (sign(relu(x)) = +1), so the config files use hardtanh there (BinaryNet's htanh).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from extremeq.train.losses import cross_entropy  # noqa: F401  (also this module's public name)
+from extremeq.train.losses import cross_entropy
 
 
 def kl_divergence_soft(student_logits, teacher_logits, temperature):

@@ -24,7 +24,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
-from extremeq.train.config import OPEN_SECTIONS, ConfigError, default_config, load_config_file, with_defaults
+from extremeq.train.config import (
+    OPEN_SECTIONS,
+    ConfigError,
+    default_config,
+    load_config_file,
+    with_defaults,
+)
 from extremeq.train.variants import VariantError
 from extremeq.train.workdir import FINAL_FILE, WorkdirError
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq.train import checkpoint as ckpt_lib
 from extremeq.train.config import ConfigError

@@ -18,7 +18,8 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq import optim
 from extremeq.train.model import ModelSpec, split_model

@@ -18,12 +18,25 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq.train.loop import run_loop
 from extremeq.train.model import create_model, load_teacher, model_spec
-from extremeq.train.state import OptimizerSpec, begin_epoch, create_train_state, steps_per_epoch
-from extremeq.train.steps import Inputs, Objective, eval_step, make_mesh, quant_stats, train_step
+from extremeq.train.state import (
+    OptimizerSpec,
+    begin_epoch,
+    create_train_state,
+    steps_per_epoch,
+)
+from extremeq.train.steps import (
+    Inputs,
+    Objective,
+    eval_step,
+    make_mesh,
+    quant_stats,
+    train_step,
+)
 
 
 class _Limited:

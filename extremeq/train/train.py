@@ -16,14 +16,27 @@ from __future__ import annotations
 import functools
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq.train import checkpoint as ckpt_lib
 from extremeq.train.config import STREAMED_NAMES, ConfigError, validate_config
 from extremeq.train.loop import run_loop
 from extremeq.train.model import ModelSpec, create_model, load_teacher, model_spec
-from extremeq.train.state import OptimizerSpec, begin_epoch, create_train_state, steps_per_epoch
-from extremeq.train.steps import Inputs, Objective, evaluate_in_memory, in_memory_train_step, make_mesh, quant_stats
+from extremeq.train.state import (
+    OptimizerSpec,
+    begin_epoch,
+    create_train_state,
+    steps_per_epoch,
+)
+from extremeq.train.steps import (
+    Inputs,
+    Objective,
+    evaluate_in_memory,
+    in_memory_train_step,
+    make_mesh,
+    quant_stats,
+)
 from extremeq.train.streamed import train_and_evaluate_streamed
 from extremeq.train.workdir import prepare_workdir
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import re
 
-from extremeq.train.config import BINARY_INPUT_METHODS, EDGE_PRECISIONS, ESTIMATORS, METHODS
+from extremeq.train.config import (
+    BINARY_INPUT_METHODS,
+    EDGE_PRECISIONS,
+    ESTIMATORS,
+    METHODS,
+)
 
 QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS}
 

@@ -1,16 +1,14 @@
 """Config validation: every bad value stops with a message naming its key."""
 
-import json
 import os
 import subprocess
 import sys
 
 import ml_collections
 import pytest
+from train_testing import TINY_CONFIG, tiny_config
 
 from extremeq.train.config import ConfigError, validate_config
-
-from train_testing import TINY_CONFIG, tiny_config
 
 
 def test_defaults_filled_and_given_values_kept():

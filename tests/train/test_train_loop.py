@@ -7,7 +7,6 @@ import re
 import ml_collections
 import numpy as np
 import pytest
-
 from train_testing import leaves_by_path, load_raw, read_rows, tiny_config
 
 from extremeq.train import train_and_evaluate
@@ -98,8 +97,8 @@ def test_nonfinite_loss_stops_naming_the_step(tmp_path):
 
 def test_init_from_and_distillation(run_a, tmp_path):
     """TWN student initialised from run A's weights, distilled from run A as the teacher."""
-    from extremeq.train.model import create_model, split_model
     from extremeq.train.config import validate_config
+    from extremeq.train.model import create_model, split_model
 
     wd_a, _ = run_a
     c = tiny_config("twn", num_epochs=1)

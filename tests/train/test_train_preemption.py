@@ -8,7 +8,6 @@ import sys
 import time
 
 import numpy as np
-
 from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
 
 from extremeq.train import train_and_evaluate

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from train_testing import load_raw, read_rows, tiny_config
 
 from extremeq import data as data_lib
