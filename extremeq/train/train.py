@@ -47,9 +47,9 @@ _DATA_ERRORS = (ValueError, KeyError, OSError, EOFError)
 
 def prepare(config, workdir: str):
     """Validates ``config`` (once) and prepares ``workdir``; returns the validated config."""
-    config = validate_config(config)
-    if config.distributed:
+    if config.get("distributed") is True:  # before validation, which counts the devices
         jax.distributed.initialize()
+    config = validate_config(config)
 
     def latest_step():
         ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep)
