@@ -96,7 +96,7 @@ def _train_a_few_steps(config, workdir):
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_recipe_trains_on_mock_data(name, tmp_path):
     from extremeq.nn import quant_layers
-    from extremeq.train.train import restore_model_vars, _load_vars
+    from extremeq.train.model import load_model_vars, restore_model_vars
 
     if name not in DEFAULT_SMOKE and os.environ.get("EXTREMEQ_RECIPE_SMOKE") != "all":
         pytest.skip("slow recipe smoke run; set EXTREMEQ_RECIPE_SMOKE=all to train it")
@@ -126,7 +126,7 @@ def test_recipe_trains_on_mock_data(name, tmp_path):
     shape = (config.dataset.image_size,) * 2 + (3,) if config.dataset.name == "imagenet2012" else (32, 32, 3)
     classes = 1000 if config.dataset.name == "imagenet2012" else 10
     _, model, model_vars = restore_model_vars(workdir, classes, shape)
-    _load_vars(model, model_vars)
+    load_model_vars(model, model_vars)
     q = method.split(":")[-1]
     layers = dict(quant_layers(model))
     assert "head" not in layers, "the classifier must stay float"

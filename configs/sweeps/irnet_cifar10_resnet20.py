@@ -26,7 +26,7 @@ def get_config():
     c.overrides = ml_collections.ConfigDict({
         "num_epochs": 400,
         "progress_bar": False,
-        "optimizer": {"schedule": "cosine", "decay_epochs": [], "weight_decay": 1e-4},
+        "optimizer": {"schedule": "cosine", "decay_epochs": (), "weight_decay": 1e-4},
     })
     c.metric = "test_accuracy"
     return c
