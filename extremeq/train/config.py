@@ -81,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.source = ""  # digits (scikit-learn) | npz | tfds; "" picks the default for the name
     c.dataset.path = ""  # npz file (x_train, y_train, x_test, y_test), for source "npz"
     c.dataset.data_dir = ""  # TFDS data_dir, for source "tfds" ("" = TFDS default)
+    c.dataset.num_classes = 0  # labels lie in [0, num_classes); 0: as the data set declares (or max label + 1)
     c.dataset.augment = ml_collections.ConfigDict()
     c.dataset.augment.crop_padding = 0  # random crop after zero-padding this many pixels (CIFAR: 4)
     c.dataset.augment.flip = False  # random horizontal flip
@@ -247,6 +248,7 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "dataset.augment.crop_padding", int, lo=0)
     _num(c, "dataset.image_size", int, lo=1)
     _num(c, "dataset.limit_train", int, lo=-1)
+    _num(c, "dataset.num_classes", int, lo=0)
     if c.dataset.validation and c.dataset.limit_train < 0:
         _fail("dataset.validation", "needs a held-out part of the training split: set "
               "dataset.limit_train (MNIST: 50000 keeps the last 10000 training images for validation)")

@@ -40,9 +40,11 @@ _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(?:=.*)?$")
 
 def user_errors() -> tuple:
     """Exceptions that are the user's to fix: one or two lines and exit status 2, no traceback."""
-    from extremeq.data import DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
+    from extremeq.data import DataError, DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
+    from extremeq.train.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
 
-    return (ConfigError, VariantError, WorkdirError, DatasetNotPreparedError, FileNotFoundError)
+    return (ConfigError, VariantError, WorkdirError, DatasetNotPreparedError, DataError, CheckpointError,
+            FileNotFoundError)
 
 
 def _fail(error, status: int = 2):

@@ -152,3 +152,25 @@ def test_user_errors_are_one_or_two_lines_and_a_nonzero_status(case, args, expec
     assert 1 <= len(lines) <= 2, (case, lines)
     assert expected in lines[0], (case, lines)
     assert not os.path.exists(os.path.join(wd, "metrics.jsonl"))
+
+
+def test_every_checkpoint_damaged_is_a_one_line_error_naming_the_folder(finished_run, tmp_path):
+    """Issue 10, checkpoints point 1 through the CLI: with no intact step left the run stops with exit
+    status 2 and one line (the folder and the two ways on), not an orbax traceback."""
+    import shutil  # pylint: disable=g-import-not-at-top
+
+    src, args = finished_run
+    wd = str(tmp_path / "run")
+    shutil.copytree(src, wd)
+    os.remove(os.path.join(wd, "final.json"))
+    ckpts = os.path.join(wd, "checkpoints")
+    steps = [d for d in os.listdir(ckpts) if d.isdigit()]
+    assert steps
+    for d in steps:  # every step emptied: none is intact
+        shutil.rmtree(os.path.join(ckpts, d))
+        os.makedirs(os.path.join(ckpts, d))
+    r = _cli(*[a if not a.startswith("--workdir=") else f"--workdir={wd}" for a in args])
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not _LOG_LINE.match(line)]
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(lines) == 1 and ckpts in lines[0], lines
