@@ -26,7 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from extremeq.ste import Estimator, get_estimator, nan_where, sign, straight_through
+from extremeq.ste import Estimator, get_estimator, nan_where, sign, straight_through  # noqa: F401  (sign re-exported)
 
 EstimatorLike = Estimator | str
 

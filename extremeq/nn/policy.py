@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from extremeq import methods as registry
-from extremeq.methods import METHODS  # method -> (weight quantizer, input quantizer), live
+from extremeq.methods import METHODS  # noqa: F401  (re-exported: method -> (weight, input) quantizers, live)
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
