@@ -9,6 +9,18 @@ from flax import nnx
 from extremeq.nn.models.blocks import ACTIVATIONS, BasicBlock, _as_nhwc, _batch_norm, _bn, _check_activation
 
 
+def _stages(c_in: int, widths, n: int, **block_kwargs) -> tuple[nnx.List, int]:
+    """Stages of ``n`` basic blocks with ``widths`` channels, stride 2 at the first block of every
+    stage but the first (He et al. 2016); returns the blocks and the last width."""
+    blocks = []
+    for stage, c_out in enumerate(widths):
+        for i in range(n):
+            strides = 2 if (stage > 0 and i == 0) else 1
+            blocks.append(BasicBlock(c_in, c_out, strides=strides, **block_kwargs))
+            c_in = c_out
+    return nnx.List(blocks), c_in
+
+
 class CifarResNet(nnx.Module):
     """CIFAR ResNet-(6n+2) of He et al. 2016, Sec. 4.2: 20, 32, 44, 56 layers for n = 3, 5, 7, 9.
 
@@ -27,16 +39,10 @@ class CifarResNet(nnx.Module):
         self.activation = _check_activation(activation)
         self.stem = nnx.Conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
-        blocks = []
-        c_in = width
-        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
-            for i in range(n):
-                strides = 2 if (stage > 0 and i == 0) else 1
-                blocks.append(BasicBlock(c_in, c_out, strides=strides, shortcut=shortcut, activation=activation,
-                                         bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs))
-                c_in = c_out
-        self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
+        self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width), n, shortcut=shortcut,
+                                     activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                                     rngs=rngs)
+        self.head = nnx.Linear(c_out, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
         x = ACTIVATIONS[self.activation](_bn(self.stem_bn, self.stem(_as_nhwc(x)), train))
@@ -61,16 +67,10 @@ class ResNet18(nnx.Module):
         self.stem = nnx.Conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
                              rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
-        blocks = []
-        c_in = width
-        for stage, c_out in enumerate((width, 2 * width, 4 * width, 8 * width)):
-            for i in range(2):
-                strides = 2 if (stage > 0 and i == 0) else 1
-                blocks.append(BasicBlock(c_in, c_out, strides=strides, shortcut=shortcut, activation=activation,
-                                         bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs))
-                c_in = c_out
-        self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
+        self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width, 8 * width), 2, shortcut=shortcut,
+                                     activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                                     rngs=rngs)
+        self.head = nnx.Linear(c_out, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
         x = ACTIVATIONS[self.activation](_bn(self.stem_bn, self.stem(_as_nhwc(x)), train))
