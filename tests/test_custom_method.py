@@ -58,7 +58,7 @@ def test_quantize_model_method_rules_and_summary(dorefa):
     model = MLP(64, 10, hidden=(32, 32), rngs=nnx.Rngs(0))
     replaced = quantize_model(model, method_rules("dorefa4"))
     assert replaced == ["blocks/0/dense"]
-    (path, layer), = quant_layers(model)
+    ((_, layer),) = quant_layers(model)
     w = np.asarray(layer.kernel[...])
     np.testing.assert_allclose(layer.quantized_kernel(), _np_dorefa(w, 4), atol=1e-6)
     q = layer.encoded_kernel()

@@ -9,7 +9,14 @@ from flax import nnx
 
 from extremeq import methods
 from extremeq import quantizers as Q
-from extremeq.nn import INPUT_QUANTIZERS, METHODS, WEIGHT_QUANTIZERS, QuantConv, QuantLinear, method_rules
+from extremeq.nn import (
+    INPUT_QUANTIZERS,
+    METHODS,
+    WEIGHT_QUANTIZERS,
+    QuantConv,
+    QuantLinear,
+    method_rules,
+)
 from extremeq.nn.specs import BINARY, TERNARY
 
 W = jnp.asarray(np.random.default_rng(0).standard_normal((3, 3, 6, 8)).astype(np.float32))
@@ -33,7 +40,7 @@ def test_decode_of_codes_is_the_evaluation_forward_exactly(name):
 
 def test_codes_against_closed_forms():
     w = np.asarray(W)
-    spec = lambda n: QuantLinear(2, 2, kernel_quantizer=n, rngs=nnx.Rngs(0, quant=0)).kernel_quantizer  # noqa: E731
+    spec = lambda n: QuantLinear(2, 2, kernel_quantizer=n, rngs=nnx.Rngs(0, quant=0)).kernel_quantizer
     q = methods.weight_method("bwn").encode(W, spec("bwn"), {})
     np.testing.assert_array_equal(q.codes, np.where(w >= 0, 1, -1))
     np.testing.assert_allclose(np.ravel(q.scales["alpha"]), np.abs(w).reshape(-1, 8).mean(0), rtol=1e-6)
@@ -64,7 +71,7 @@ def test_registering_adds_to_every_table_and_refuses_a_taken_name():
     methods.register(halve, methods.Method(name="halve_for_test", kernel="halve_for_test"))
     assert WEIGHT_QUANTIZERS["halve_for_test"] == (32, False) and METHODS["halve_for_test"][0] == "halve_for_test"
     rules = method_rules("halve_for_test")
-    assert rules[-1] == (".*", dict(kernel="halve_for_test", input="fp", ste=None, ste_kwargs=None))
+    assert rules[-1] == (".*", {"kernel": "halve_for_test", "input": "fp", "ste": None, "ste_kwargs": None})
     layer = QuantLinear(3, 2, kernel_quantizer="halve_for_test", rngs=nnx.Rngs(0))
     np.testing.assert_array_equal(layer.quantized_kernel(), layer.kernel[...] / 2)
     other = methods.WeightMethod(name="halve_for_test", bits=8, precision="int8", forward=lambda w, s, **k: w)

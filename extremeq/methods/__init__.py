@@ -35,7 +35,7 @@ from extremeq.methods.registry import (
 )
 
 # The built-in families register themselves on import (order = the order of the tables).
-from extremeq.methods import fp, binary, ternary, int8  # noqa: E402,F401  isort: skip
+from extremeq.methods import fp, binary, ternary, int8  # noqa: F401  isort: skip
 
 __all__ = [
     "BINARY", "BINARY_INPUT_METHODS", "BINARY_METHODS", "INPUT_QUANTIZERS", "METHODS", "PRECISIONS",

@@ -16,7 +16,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from extremeq import quantizers as Q
-from extremeq.methods.registry import InputMethod, Method, QArray, WeightMethod, per_channel_scales, register
+from extremeq.methods.registry import (
+    InputMethod,
+    Method,
+    QArray,
+    WeightMethod,
+    per_channel_scales,
+    register,
+)
 from extremeq.ste import sign
 
 

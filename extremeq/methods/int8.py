@@ -7,7 +7,13 @@
 from __future__ import annotations
 
 from extremeq import quantizers as Q
-from extremeq.methods.registry import InputMethod, QArray, WeightMethod, per_channel_scales, register
+from extremeq.methods.registry import (
+    InputMethod,
+    QArray,
+    WeightMethod,
+    per_channel_scales,
+    register,
+)
 
 
 def _per_channel(spec) -> bool:

@@ -11,7 +11,14 @@ Weights                                                         codes T in {-1,0
 from __future__ import annotations
 
 from extremeq import quantizers as Q
-from extremeq.methods.registry import Method, QArray, WeightMethod, no_scales, per_channel_scales, register
+from extremeq.methods.registry import (
+    Method,
+    QArray,
+    WeightMethod,
+    no_scales,
+    per_channel_scales,
+    register,
+)
 
 
 def _twn_per_channel(spec) -> bool:

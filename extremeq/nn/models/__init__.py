@@ -56,21 +56,21 @@ from extremeq.nn.models.mlp import MLP
 from extremeq.nn.models.resnet import CifarResNet, ResNet18
 
 __all__ = [
+    "ACTIVATIONS",
     "MLP",
-    "LeNet5",
+    "MODEL_NAMES",
     "VGG7",
-    "CifarResNet",
-    "ResNet18",
+    "ZOO_CLASSES",
     "AlexNet",
     "BasicBlock",
+    "CifarResNet",
     "ConvBlock",
     "DenseBlock",
-    "ACTIVATIONS",
-    "MODEL_NAMES",
-    "ZOO_CLASSES",
+    "LeNet5",
+    "ResNet18",
     "build_model",
-    "layer_order",
     "hard_tanh",
+    "layer_order",
 ]
 
 

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from extremeq.nn.models.blocks import ACTIVATIONS, DenseBlock, _batch_norm, _bn, _check_activation, _drop, _dropout
+from extremeq.nn.models.blocks import (
+    ACTIVATIONS,
+    DenseBlock,
+    _batch_norm,
+    _bn,
+    _check_activation,
+    _drop,
+    _dropout,
+)
 
 
 class MLP(nnx.Module):

@@ -6,7 +6,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from extremeq.nn.models.blocks import ACTIVATIONS, BasicBlock, _as_nhwc, _batch_norm, _bn, _check_activation
+from extremeq.nn.models.blocks import (
+    ACTIVATIONS,
+    BasicBlock,
+    _as_nhwc,
+    _batch_norm,
+    _bn,
+    _check_activation,
+)
 
 
 def _stages(c_in: int, widths, n: int, **block_kwargs) -> tuple[nnx.List, int]:
