@@ -5,8 +5,8 @@
 
 The rounding passes the gradient straight through (the method's estimator, ``ste`` by default), so
 dw_k/dw is the derivative of 2 r(w) - 1. The stored integers are the odd codes
-c = 2 round((2^k - 1) r) - (2^k - 1) in [-(2^k - 1), 2^k - 1], w_k = c / (2^k - 1): k bits a weight,
-no scale.
+c = 2 round((2^k - 1) r) - (2^k - 1) in [-(2^k - 1), 2^k - 1], w_k = alpha c with the constant
+alpha = 1 / (2^k - 1): k bits a weight.
 
 Importing this file registers the weight quantizers ``dorefa2`` and ``dorefa4`` and the methods of the
 same names (k-bit weights, float inputs); nothing in ``extremeq`` is edited:
@@ -30,7 +30,7 @@ def dorefa_codes_of(x, levels):
 
 
 def _dorefa_forward(x, levels):
-    return dorefa_codes_of(x, levels) / levels
+    return dorefa_codes_of(x, levels) * (1 / levels)  # codes * alpha, alpha = 1 / (2^k - 1)
 
 
 def dorefa_input(w):
@@ -54,15 +54,13 @@ def _entries(k: int):
 
     def encode(w, spec, scales):
         del scales
-        return methods.QArray(dorefa_codes_of(dorefa_input(w), levels), {"levels": levels}, spec.name)
-
-    def decode(q):
-        return q.codes / jnp.asarray(q.scales["levels"], q.codes.dtype)
+        alpha = 1 / jnp.asarray(levels, w.dtype)
+        return methods.QArray(dorefa_codes_of(dorefa_input(w), levels), {"alpha": alpha}, spec.name)
 
     name = f"dorefa{k}"
-    return (
+    return (  # decode: the default codes * alpha; packing: the default "codes" (int8 codes + alpha)
         methods.WeightMethod(name=name, bits=k, precision=f"{k}-bit", forward=forward, encode=encode,
-                             decode=decode, doc=f"DoReFa-Net {k}-bit weights"),
+                             doc=f"DoReFa-Net {k}-bit weights"),
         methods.Method(name=name, kernel=name, input="fp", doc=f"DoReFa-Net, {k}-bit weights, float inputs"),
     )
 

@@ -72,11 +72,11 @@ def _xnor_inputs(x, spec, *, kernel_size=None, strides=1, padding="SAME"):
 
 
 register(
-    WeightMethod(name="bc", bits=1, precision="binary", forward=_bc, encode=_sign_encode, clip_latent=True,
+    WeightMethod(name="bc", bits=1, precision="binary", forward=_bc, encode=_sign_encode, clip_latent=True, packing="binary",
                  doc="BinaryConnect, sign(W)"),
     WeightMethod(name="bc_stochastic", bits=1, precision="binary", forward=_bc_stochastic, encode=_sign_encode,
-                 clip_latent=True, stochastic=True, doc="BinaryConnect, stochastic sign (needs a key)"),
-    WeightMethod(name="bwn", bits=1, precision="binary", forward=_bwn, encode=_bwn_encode,
+                 clip_latent=True, stochastic=True, packing="binary", doc="BinaryConnect, stochastic sign (needs a key)"),
+    WeightMethod(name="bwn", bits=1, precision="binary", forward=_bwn, encode=_bwn_encode, packing="binary",
                  scale_count=per_channel_scales(True), doc="BWN, mean|W| * sign(W), per output channel"),
     InputMethod(name="sign", bits=1, precision="binary", forward=_sign_inputs, default_estimator="clipped",
                 doc="BinaryNet sign(x), no scale"),

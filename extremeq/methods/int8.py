@@ -37,7 +37,7 @@ def _int8_inputs(x, spec, *, kernel_size=None, strides=1, padding="SAME"):
 
 
 register(
-    WeightMethod(name="int8", bits=8, precision="int8", forward=_int8_weights, encode=_int8_encode,
+    WeightMethod(name="int8", bits=8, precision="int8", forward=_int8_weights, encode=_int8_encode, packing="int8",
                  scale_count=per_channel_scales(True), doc="symmetric int8, per output channel"),
     InputMethod(name="int8", bits=8, precision="int8", forward=_int8_inputs,
                 doc="symmetric int8, one absmax scale per example"),

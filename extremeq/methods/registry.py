@@ -28,6 +28,8 @@ from typing import Any
 
 #: Precisions with a column of their own in the summary; a method may name another (e.g. "4-bit").
 PRECISIONS = ("binary", "ternary", "int8", "float")
+#: Storage formats of packed weights (``WeightMethod.packing``).
+PACKINGS = ("binary", "ternary", "ttq", "int8", "float", "codes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,11 @@ class WeightMethod:
       init_scales: ``init_scales(w, spec) -> {name: value}`` for ``learned_scales``.
       clip_latent: clip the latent weights to [-1, 1] after each update (BinaryConnect).
       stochastic: draws noise from the layer's ``quant`` rng stream while training.
+      packing: how export stores the codes: ``"binary"`` (+-1 codes as 1-bit words, optional
+        ``alpha``), ``"ternary"`` ({-1, 0, 1} as 2-bit words, ``alpha``), ``"ttq"`` (2-bit words,
+        ``w_p``/``w_n``), ``"int8"`` (int8 codes, ``alpha``), ``"float"`` (the kernel itself), or
+        ``"codes"`` (the default for a method of your own: integer codes in [-127, 127] stored as
+        int8 with an optional ``alpha``, turned back into weights by ``decode`` when loaded).
       doc: one line for tables and error messages.
     """
 
@@ -100,10 +107,13 @@ class WeightMethod:
     init_scales: Callable | None = None
     clip_latent: bool = False
     stochastic: bool = False
+    packing: str = "codes"
     doc: str = ""
 
     def __post_init__(self):
         _check_entry(self)
+        if self.packing not in PACKINGS:
+            raise ValueError(f"weight method {self.name!r}: packing {self.packing!r} unknown; choose one of {PACKINGS}")
         if self.learned_scales and self.init_scales is None:
             raise ValueError(f"weight method {self.name!r}: learned_scales need an init_scales function")
 

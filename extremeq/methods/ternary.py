@@ -71,12 +71,12 @@ def _bitnet_encode(w, spec, scales):
 
 
 register(
-    WeightMethod(name="twn", bits=2, precision="ternary", forward=_twn, encode=_twn_encode,
+    WeightMethod(name="twn", bits=2, precision="ternary", forward=_twn, encode=_twn_encode, packing="ternary",
                  scale_count=per_channel_scales(False), doc="TWN, alpha * T(W), Delta = 0.7 mean|W|"),
-    WeightMethod(name="ttq", bits=2, precision="ternary", forward=_ttq, encode=_ttq_encode, decode=_ttq_decode,
+    WeightMethod(name="ttq", bits=2, precision="ternary", forward=_ttq, encode=_ttq_encode, decode=_ttq_decode, packing="ttq",
                  scale_count=no_scales, learned_scales=("ttq_wp", "ttq_wn"), init_scales=_ttq_init,
                  doc="TTQ, W_p / 0 / -W_n with learned scales"),
-    WeightMethod(name="bitnet", bits=2, precision="ternary", forward=_bitnet, encode=_bitnet_encode,
+    WeightMethod(name="bitnet", bits=2, precision="ternary", forward=_bitnet, encode=_bitnet_encode, packing="ternary",
                  scale_count=lambda spec, out_features: 1, doc="BitNet b1.58 absmean ternary"),
     Method(name="twn", kernel="twn", doc="Ternary Weight Networks"),
     Method(name="ttq", kernel="ttq", doc="Trained Ternary Quantization"),
