@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 import extremeq
-from extremeq.export import _fresh_rng_state
+from extremeq.inference import fresh_rng_state
 from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
 
@@ -70,7 +70,7 @@ def random_model(recipe, method, seed=0):
             val = np.zeros(v.shape)
         var.set_value(jnp.asarray(val, v.dtype))
     nnx.update(model, state)
-    _fresh_rng_state(model)
+    fresh_rng_state(model)
     model.eval()
     return model
 

@@ -29,10 +29,10 @@ import numpy as np
 from jax import lax
 
 from extremeq import kernels
-from extremeq.kernels import _weight_only
-from extremeq.kernels.xnor_matmul import GPU_TILE_CONFIGS as XNOR_GPU_TILES
-from extremeq.kernels.xnor_matmul import _resolve_backend, xnor_matmul_dot
-from extremeq.kernels._common import platform
+from extremeq.kernels import tiles
+from extremeq.kernels.backends import platform, resolve
+from extremeq.kernels.common import mask_padding_bits
+from extremeq.kernels.xla import xnor_matmul_dot
 
 HEADER = "| shape (M x N x K) | variant | ms | GOP/s | vs bf16 dot | vs f32 dot | check |"
 RULE = "| --- | --- | --- | --- | --- | --- | --- |"
@@ -107,8 +107,8 @@ def bit_sets(m, n, k, seed):
     w = -(-k // 32)
     out = []
     for ka, kb in keys(seed, 2):
-        a = kernels._common.mask_padding_bits(jax.random.bits(ka, (m, w), jnp.uint32), k)
-        b = kernels._common.mask_padding_bits(jax.random.bits(kb, (n, w), jnp.uint32), k)
+        a = mask_padding_bits(jax.random.bits(ka, (m, w), jnp.uint32), k)
+        b = mask_padding_bits(jax.random.bits(kb, (n, w), jnp.uint32), k)
         out.append((a, b))
     return out
 
@@ -120,11 +120,11 @@ def weight_sets(m, n, k, per_word, act_dtype, seed):
         x = jax.random.normal(kx, (m, k), act_dtype)
         words = jax.random.bits(kw, (n, w), jnp.uint32)
         if per_word == 32:
-            words = kernels._common.mask_padding_bits(words, k)
+            words = mask_padding_bits(words, k)
         else:
             lo = words & jnp.uint32(0x55555555)  # codes 00, 01, 11 only: the high bit needs the low
             words = lo | (((words >> 1) & lo) << 1)
-            words = kernels._common.mask_padding_bits(words, k, bits_per_element=2)
+            words = mask_padding_bits(words, k, bits_per_element=2)
         alpha = jax.random.uniform(ks, (n,), jnp.float32, 0.5, 2.0)
         out.append((x, words, alpha))
     return out
@@ -219,32 +219,32 @@ def dense_baselines(g, on_cpu, skip_slow_cpu):
           dense_sets(m, n, k, jnp.int8, 3))
 
 
-def xnor_rows(g, accel, tiles):
+def xnor_rows(g, accel, tile_cfgs):
     m, n, k = g.shape
     data = bit_sets(m, n, k, 4)
     for backend in ("xla_popcount", "dot"):
         fn = lambda a, b, be=backend: kernels.xnor_matmul(a, b, k, backend=be)  # noqa: E731
         g.add(f"xnor_matmul {backend}", fn, data, xnor_check(fn, data, k))
     if accel:
-        for cfg in tiles:
+        for cfg in tile_cfgs:
             fn = lambda a, b, c=cfg: kernels.xnor_matmul(a, b, k, backend="pallas", **c)  # noqa: E731
             g.add("xnor_matmul pallas " + tile_name(cfg), fn, data, xnor_check(fn, data, k))
     else:
-        g.note(f"xnor_matmul auto -> {_resolve_backend('bench', 'auto', m)} | (row above)")
+        g.note(f"xnor_matmul auto -> {resolve('bench', 'auto', 'xnor_matmul')} | (row above)")
 
 
-def weight_rows(g, accel, act_dtype, tiles):
+def weight_rows(g, accel, act_dtype, tile_cfgs):
     m, n, k = g.shape
     for kind, per_word, op, ref in (
         ("binary", 32, kernels.binary_weight_matmul, kernels.binary_weight_matmul_reference),
         ("ternary", 16, kernels.ternary_weight_matmul, kernels.ternary_weight_matmul_reference),
     ):
         data = weight_sets(m, n, k, per_word, act_dtype, 5)
-        # block_m is clamped to the padded M (extremeq.kernels._weight_only): label the tile that runs,
+        # block_m is clamped to the padded M (extremeq.kernels.tiles.gpu_block_m): label the tile that runs,
         # and time each distinct one once.
         run_tiles = []
-        for c in tiles:
-            c = dict(c, block_m=_weight_only.gpu_block_m(c["block_m"], m)) if c and "block_m" in c else c
+        for c in tile_cfgs:
+            c = dict(c, block_m=tiles.gpu_block_m(c["block_m"], m)) if c and "block_m" in c else c
             if c not in run_tiles:
                 run_tiles.append(c)
         variants = [("dot", {})] + ([("pallas", c) for c in run_tiles] if accel else [])
@@ -293,8 +293,8 @@ def main(argv=None):
     ]
     table = Table(args.out, preamble)
 
-    wo_tiles = _weight_only.GPU_TILE_CONFIGS if plat == "gpu" else ()
-    xnor_tiles = XNOR_GPU_TILES if plat == "gpu" else ()
+    wo_tiles = [c.kwargs() for c in tiles.WEIGHT_ONLY_GPU_TILES] if plat == "gpu" else []
+    xnor_tiles = [c.kwargs() for c in tiles.XNOR_GPU_TILES] if plat == "gpu" else []
     default_tile = [{}] if plat == "tpu" else []
 
     table.section("compute-bound: M = N = K")
