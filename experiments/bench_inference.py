@@ -10,7 +10,8 @@ they are drawn with NumPy into an abstract model so that no initialiser is compi
 
 The training graph multiplies float32 fake-quantized weights (Q_w(W) recomputed from the latent
 weights at every call); the packed model reads 1-bit/2-bit words and calls ``extremeq.kernels``
-(XNOR-popcount where the inputs are binary, packed-weight matmul where they are not).
+(dense layers: XNOR-popcount where the inputs are binary, packed-weight matmul where they are not;
+convolutions: ``packed_conv``, whose ``backend="auto"`` picks the path per platform).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ MODELS = {  # name: (recipe, method)
                               "input_shape": [28, 28, 1]}, "xnor"),
     "LeNet-5 BWN (MNIST)": ({"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10,
                              "input_shape": [28, 28, 1]}, "bwn"),
+    # padded 3x3 convolutions whose binary inputs are padded with +1 (LeNet-5's are unpadded)
+    "ResNet-20 XNOR (CIFAR-10)": ({"model": {"name": "resnet20", "activation": "hardtanh"}, "num_classes": 10,
+                                   "input_shape": [32, 32, 3]}, "xnor"),
 }
 
 

@@ -8,7 +8,7 @@
 #  1. tests/kernels on the GPU: every test that runs the Pallas kernel uses the compiled
 #     Triton backend there (not the interpreter), and tests/kernels/test_kernel_lowering.py
 #     checks each GPU tile configuration for exact results on its own (an int8 tile was
-#     silently wrong on an H100, /work/shared/ANCHORS.md section 1).
+#     silently wrong on an H100 in an earlier session).
 #  2. experiments/bench_kernels.py at full sizes with the tile sweep; the table is rewritten
 #     after every row, so a stage cut by its timeout still leaves what it measured.
 # Writes OUTDIR/{env.txt, tests.txt, tests.xml, bench_kernels.md, bench.log, summary.txt}.

@@ -19,9 +19,10 @@ Checksums: a digest is the first 16 hex digits (64 bits) of a SHA-256, short so 
 within a few hundred bytes of the arrays' size. An array's digest is of ``"<dtype>|<shape>|"``
 followed by its C-order bytes; the metadata has one digest per section, ``recipe``,
 ``model_class``, ``summary`` and each layer's entry (``layers/<path>``), of its canonical JSON
-(sorted keys, no spaces); ``format``, ``version`` and ``arrays`` are checked against the file itself. :func:`read_export` verifies every array's checksum,
-:func:`verify_metadata` the metadata's (a file edited and saved again, e.g. a layer's ``inputs``
-changed from xnor to fp, fails it). They
+(sorted keys, no spaces); ``format``, ``version`` and ``arrays`` are checked against the file
+itself. :func:`verify_arrays` checks every array's checksum, :func:`verify_metadata` the
+metadata's (a file edited and saved again, e.g. a layer's ``inputs`` changed from xnor to fp,
+fails it). They
 catch damage and naive edits, not a forger who recomputes them: a model file is still data to be
 trusted as much as its source, and loading it never runs code (:mod:`extremeq.inference.recipes`).
 Nothing is unpickled.
@@ -38,7 +39,7 @@ from typing import Mapping
 import numpy as np
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "META_KEY", "ExportFormatError", "write_export", "read_export",
-           "verify_metadata", "array_checksum", "metadata_checksum"]
+           "verify_arrays", "verify_metadata", "array_checksum", "metadata_checksum"]
 
 FORMAT = "extremeq.export"
 FORMAT_VERSION = 1
@@ -127,9 +128,10 @@ def _check_version(path, meta):
 
 
 def read_export(path) -> tuple[dict, dict]:
-    """(metadata, arrays) of an export file: format and version checked, every array present, of
-    its listed dtype and shape, and equal to its checksum. The metadata's own checksum is checked by
-    :func:`verify_metadata` (the loader calls it once the structure is known to fit)."""
+    """(metadata, arrays) of an export file: format and version checked, every array present and of
+    its listed dtype and shape. The checksums are checked by :func:`verify_arrays` and
+    :func:`verify_metadata` (the loader calls them after refusing unregistered recipe builders, so
+    that a file naming code is refused as such whatever else is wrong with it)."""
     path = os.fspath(path)
     meta, arrays = _load_npz(path)
     _check_version(path, meta)
@@ -143,6 +145,12 @@ def read_export(path) -> tuple[dict, dict]:
         if str(a.dtype) != dtype or list(a.shape) != list(shape):
             raise ExportFormatError(f"{path}: array '{name}' is {a.dtype} {a.shape}, the metadata says "
                                     f"{dtype} {tuple(shape)}; the file is corrupt")
+    return meta, arrays
+
+
+def verify_arrays(path, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> None:
+    """Raise unless the file has checksums and every array equals its own, naming those that differ."""
+    path = os.fspath(path)
     sums = meta.get("checksums")
     if (not isinstance(sums, dict) or not isinstance(sums.get("arrays"), list)
             or len(sums["arrays"]) != len(arrays) or "metadata" not in sums):
@@ -152,7 +160,6 @@ def read_export(path) -> tuple[dict, dict]:
     if bad:
         raise ExportFormatError(f"{path}: array(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} differ from "
                                 "their checksums: the file was damaged or edited after saving; export again")
-    return meta, arrays
 
 
 def verify_metadata(path, meta: Mapping) -> None:

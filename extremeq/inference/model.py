@@ -12,7 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from extremeq.inference.file_format import ExportFormatError, read_export, verify_metadata, write_export
+from extremeq.inference.file_format import (
+    ExportFormatError,
+    read_export,
+    verify_arrays,
+    verify_metadata,
+    write_export,
+)
 from extremeq.inference.rebuild import fill, skeleton, storable_state
 
 __all__ = ["PackedModel", "SizeRow", "load"]
@@ -138,13 +144,14 @@ class PackedModel:
 def load(path) -> PackedModel:
     """Read a file written by :meth:`PackedModel.save` and rebuild the packed model.
 
-    Checked, in order: format and version, every array against its listed dtype/shape and its
-    checksum, the recipe (only registered builders; nothing the file names is imported), the arrays
-    against the rebuilt structure, then the metadata against its checksums. Any failure raises
-    :class:`ExportFormatError` saying what was wrong.
+    Checked, in order: format and version, every array against its listed dtype/shape, the recipe
+    (only registered builders; nothing the file names is imported or called), every array against
+    its checksum, the arrays against the rebuilt structure, then the metadata against its checksums.
+    Any failure raises :class:`ExportFormatError` saying what was wrong.
     """
     meta, arrays = read_export(path)
     model = skeleton(meta.get("recipe"), meta.get("layers", {}), arrays)
+    verify_arrays(path, meta, arrays)
     if type(model).__name__ != meta.get("model_class"):
         raise ExportFormatError(f"{path}: the recipe rebuilt a {type(model).__name__}, the file holds a "
                                 f"{meta.get('model_class')}")

@@ -97,39 +97,43 @@ def packed_conv(x, w_words, alpha, *, weight_format: str, kernel_size, strides=1
     """
     if weight_format not in PER_WORD:
         raise ValueError(f"weight_format {weight_format!r} unknown; choose 'binary' or 'ternary'.")
-    x = jnp.asarray(x)
-    if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"packed_conv needs a float NHWC input [B, H, W, C], got {x.dtype} {x.shape}.")
-    if in_features is not None and int(in_features) != x.shape[-1]:
-        raise ValueError(f"packed_conv: x has {x.shape[-1]} channels but the filters were packed from "
-                         f"in_features={int(in_features)}.")
     if alpha_neg is not None and weight_format != "ternary":
         raise ValueError("packed_conv: alpha_neg (a separate scale of the -1 codes) needs ternary weights.")
-    C.check_words("w_words", w_words)
-    kh, kw = pair(kernel_size, "kernel_size")
-    strides = pair(strides, "strides")
-    pads = conv_pads(x.shape[1:3], (kh, kw), strides, padding)
-    check_filter_words("packed_conv", w_words, x.shape[-1] * kh * kw, PER_WORD[weight_format], "pack_conv_weights")
-    o = w_words.shape[0]
-    alpha = C.check_scale("alpha", alpha, o).astype(jnp.float32)
+    x, kernel_size, strides, pads, alpha = check_conv_inputs("packed_conv", x, w_words, alpha, kernel_size, strides,
+                                                             padding, in_features, PER_WORD[weight_format])
     if alpha_neg is not None:
-        alpha_neg = C.check_scale("alpha_neg", alpha_neg, o).astype(jnp.float32)
+        alpha_neg = C.check_scale("alpha_neg", alpha_neg, w_words.shape[0]).astype(jnp.float32)
     path = resolve_conv(backend, binary_inputs=binary_inputs, weight_format=weight_format)
     if path == "xnor":
         matmul_backend = resolve_xnor_backend("packed_conv", matmul_backend, block_kwargs)
     elif path == "conv" and block_kwargs:
         raise ValueError(f"packed_conv: block options {sorted(block_kwargs)} apply only to the 'patches' "
                          "and 'xnor' paths.")
-    return run_packed_conv(x, w_words, alpha, alpha_neg, None, weight_format=weight_format, kernel_size=(kh, kw),
-                        strides=strides, pads=pads, pad_value=float(pad_value), path=path,
-                        matmul_backend=matmul_backend, block_items=tuple(sorted(block_kwargs.items())))
+    return run_packed_conv(x, w_words, alpha, alpha_neg, None, weight_format=weight_format, kernel_size=kernel_size,
+                           strides=strides, pads=pads, pad_value=float(pad_value), path=path,
+                           matmul_backend=matmul_backend, block_items=tuple(sorted(block_kwargs.items())))
 
 
-def check_filter_words(op, w_words, k, per_word, how):
+def check_conv_inputs(op, x, w_words, alpha, kernel_size, strides, padding, in_features, per_word):
+    """The checks of a packed convolution entry: a float NHWC x, uint32 filters of ceil(C*kh*kw /
+    per_word) words with C = in_features (the K contract), alpha [O] or scalar. Returns
+    (x, (kh, kw), strides, pads, alpha as float32 [O])."""
+    x = jnp.asarray(x)
+    if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{op} needs a float NHWC input [B, H, W, C], got {x.dtype} {x.shape}.")
+    if in_features is not None and int(in_features) != x.shape[-1]:
+        raise ValueError(f"{op}: x has {x.shape[-1]} channels but the filters were packed from "
+                         f"in_features={int(in_features)}.")
+    C.check_words("w_words", w_words)
+    kernel_size = pair(kernel_size, "kernel_size")
+    strides = pair(strides, "strides")
+    pads = conv_pads(x.shape[1:3], kernel_size, strides, padding)
+    k = x.shape[-1] * kernel_size[0] * kernel_size[1]
     need = -(-k // per_word)
     if w_words.shape[1] != need:
         raise ValueError(f"{op}: w has {w_words.shape[1]} words per filter; C*kh*kw = {k} needs {need}. "
-                         f"Pack the HWIO kernel with {how}.")
+                         "Pack the HWIO kernel with pack_conv_weights.")
+    return x, kernel_size, strides, pads, C.check_scale("alpha", alpha, w_words.shape[0]).astype(jnp.float32)
 
 
 @C.backend_jit(("weight_format", "kernel_size", "strides", "pads", "pad_value", "path", "matmul_backend",

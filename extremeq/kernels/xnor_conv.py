@@ -21,13 +21,8 @@ import jax.numpy as jnp
 
 from extremeq import quantizers as Q
 from extremeq.kernels import common as C
-from extremeq.kernels.packed_conv import (
-    check_filter_words,
-    conv_pads,
-    pack_conv_weights,
-    run_packed_conv,
-)
-from extremeq.kernels.reference import pair, xnor_conv_reference, xnor_kmap
+from extremeq.kernels.packed_conv import check_conv_inputs, pack_conv_weights, run_packed_conv
+from extremeq.kernels.reference import xnor_conv_reference, xnor_kmap
 from extremeq.kernels.xnor_matmul import resolve_xnor_backend
 
 __all__ = ["xnor_conv", "xnor_conv_reference", "xnor_kmap", "pack_conv_weights", "conv_alpha"]
@@ -56,20 +51,10 @@ def xnor_conv(x, w_bits, alpha, *, kernel_size, strides=1, padding="SAME", pad_v
     Returns ``conv(sign(x), sign(W)) * K * alpha`` (:func:`xnor_conv_reference`), with the
     binary convolution computed exactly in integers.
     """
-    x = jnp.asarray(x)
-    if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"xnor_conv needs a float NHWC input [B, H, W, C], got {x.dtype} {x.shape}.")
-    if in_features is not None and int(in_features) != x.shape[-1]:
-        raise ValueError(f"xnor_conv: x has {x.shape[-1]} channels but the filters were packed from "
-                         f"in_features={int(in_features)}.")
-    C.check_words("w_bits", w_bits)
-    kh, kw = pair(kernel_size, "kernel_size")
-    strides = pair(strides, "strides")
-    pads = conv_pads(x.shape[1:3], (kh, kw), strides, padding)
-    check_filter_words("xnor_conv", w_bits, x.shape[-1] * kh * kw, C.WORD_BITS, "pack_conv_weights")
-    alpha = C.check_scale("alpha", alpha, w_bits.shape[0]).astype(jnp.float32)
+    x, kernel_size, strides, pads, alpha = check_conv_inputs("xnor_conv", x, w_bits, alpha, kernel_size, strides,
+                                                             padding, in_features, C.WORD_BITS)
     backend = resolve_xnor_backend("xnor_conv", backend, block_kwargs)
-    kmap = xnor_kmap(x, (kh, kw), strides, pads)
-    return run_packed_conv(x, w_bits, alpha, None, kmap, weight_format="binary", kernel_size=(kh, kw),
-                        strides=strides, pads=pads, pad_value=float(pad_value), path="xnor",
-                        matmul_backend=backend, block_items=tuple(sorted(block_kwargs.items())))
+    kmap = xnor_kmap(x, kernel_size, strides, pads)
+    return run_packed_conv(x, w_bits, alpha, None, kmap, weight_format="binary", kernel_size=kernel_size,
+                           strides=strides, pads=pads, pad_value=float(pad_value), path="xnor",
+                           matmul_backend=backend, block_items=tuple(sorted(block_kwargs.items())))
