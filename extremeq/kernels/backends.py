@@ -20,9 +20,12 @@ Backends:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import jax
+
+from extremeq.kernels.tiles import BlockSizes
 
 #: Backends the matmul entries understand (xnor_matmul: all; weight-only matmuls: no xla_popcount).
 BACKENDS = ("auto", "pallas", "interpret", "xla_popcount", "dot")
@@ -48,6 +51,39 @@ AUTO = {
     ("packed_conv", "gpu"): "kernels",
     ("packed_conv", "tpu"): "kernels",
 }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Selection:
+    """One row of a measured selection table: shapes with ``m <= max_m`` and ``k >= min_k`` (and
+    ``n >= min_n``) run ``backend`` with ``tiles``. ``source`` names the benchmark run it comes from."""
+
+    family: str
+    backend: str
+    max_m: int = 2**62
+    min_n: int = 0
+    min_k: int = 0
+    tiles: BlockSizes | None = None
+    source: str = ""
+
+    def matches(self, family: str, m: int, n: int, k: int) -> bool:
+        return self.family == family and m <= self.max_m and n >= self.min_n and k >= self.min_k
+
+
+#: ``backend="auto"`` on a GPU, per shape: the first row that matches (M, N, K) decides, else the
+#: :data:`AUTO` entry. Filled from experiments/bench_kernels.py on a GPU (the fastest exact variant
+#: per shape, with ``"dot"``, unpack to bf16 and XLA's dot, as the floor a packed path must beat);
+#: empty until such a run exists, so nothing here is a guess.
+GPU_SELECTION: tuple[Selection, ...] = ()
+
+
+def select(family: str, plat: str, shape=None) -> tuple[str, BlockSizes | None]:
+    """(backend, tiles or None) that ``"auto"`` runs for ``family`` at ``shape`` = (M, N, K)."""
+    if plat == "gpu" and shape is not None:
+        for row in GPU_SELECTION:
+            if row.matches(family, *shape):
+                return row.backend, row.tiles
+    return _auto(family, plat), None
 
 
 class KernelFallbackWarning(UserWarning):
@@ -76,16 +112,26 @@ def _auto(family: str, plat: str) -> str:
     return AUTO.get((family, plat), AUTO[(family, "cpu")])
 
 
-def resolve(op: str, backend: str, family: str, allowed=BACKENDS) -> str:
-    """The backend a matmul entry runs: ``family`` is "xnor_matmul" or "weight_only_matmul"."""
+def resolve(op: str, backend: str, family: str, allowed=BACKENDS, shape=None) -> str:
+    """The backend a matmul entry runs: ``family`` is "xnor_matmul" or "weight_only_matmul";
+    ``shape`` = (M, N, K) lets a GPU's ``"auto"`` follow :data:`GPU_SELECTION`."""
     check_backend(backend, allowed)
     plat = platform()
     if backend == "auto":
-        return _auto(family, plat)
+        return select(family, plat, shape)[0]
     if backend == "pallas" and plat not in ("gpu", "tpu"):
         return fallback(op, "pallas", _auto(family, plat), f"Pallas compiles only for GPU/TPU, this is "
                         f"{plat}; backend='interpret' runs the kernel body on CPU")
     return backend
+
+
+def auto_tiles(family: str, requested: str, block_kwargs: dict, shape) -> dict:
+    """The tile options a call runs: the caller's, or for ``backend="auto"`` without any, the
+    tiles of the :data:`GPU_SELECTION` row that chose the backend (empty when none)."""
+    if requested != "auto" or block_kwargs:
+        return block_kwargs
+    tiles = select(family, platform(), shape)[1]
+    return tiles.kwargs() if tiles is not None else {}
 
 
 def resolve_conv(backend: str, *, binary_inputs: bool, weight_format: str) -> str:

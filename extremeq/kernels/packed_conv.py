@@ -105,7 +105,7 @@ def packed_conv(x, w_words, alpha, *, weight_format: str, kernel_size, strides=1
         alpha_neg = C.check_scale("alpha_neg", alpha_neg, w_words.shape[0]).astype(jnp.float32)
     path = resolve_conv(backend, binary_inputs=binary_inputs, weight_format=weight_format)
     if path == "xnor":
-        matmul_backend = resolve_xnor_backend("packed_conv", matmul_backend, block_kwargs)
+        matmul_backend, block_kwargs = resolve_xnor_backend("packed_conv", matmul_backend, block_kwargs)
     elif path == "conv" and block_kwargs:
         raise ValueError(f"packed_conv: block options {sorted(block_kwargs)} apply only to the 'patches' "
                          "and 'xnor' paths.")

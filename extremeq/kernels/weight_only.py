@@ -13,7 +13,7 @@ import math
 import jax.numpy as jnp
 
 from extremeq.kernels import common as C
-from extremeq.kernels.backends import check_backend, pallas_target, resolve
+from extremeq.kernels.backends import auto_tiles, check_backend, pallas_target, resolve
 from extremeq.kernels.gpu.weight_only import weight_only_matmul_gpu
 from extremeq.kernels.tpu.weight_only import weight_only_matmul_tpu
 from extremeq.kernels.xla import weight_only_dot
@@ -38,9 +38,11 @@ def weight_only_matmul(op, x, w_words, scale, *, per_word, decode, unpack, k, ba
     n, w = w_words.shape
     C.check_k(op, kx, k, w, per_word)
     scale = C.check_scale("alpha", scale, n)
-    backend = resolve(op, backend, "weight_only_matmul", WEIGHT_ONLY_BACKENDS)
+    shape = (math.prod(lead), n, kx)
+    requested, backend = backend, resolve(op, backend, "weight_only_matmul", WEIGHT_ONLY_BACKENDS, shape)
     if block_kwargs and backend == "dot":
         raise ValueError(f"{op}: block options {sorted(block_kwargs)} apply only to Pallas backends.")
+    block_kwargs = auto_tiles("weight_only_matmul", requested, block_kwargs, shape)
     x2 = x.reshape(math.prod(lead), kx)
     if backend in ("pallas", "interpret"):
         if pallas_target(backend) == "tpu":

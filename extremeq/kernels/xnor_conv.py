@@ -53,7 +53,7 @@ def xnor_conv(x, w_bits, alpha, *, kernel_size, strides=1, padding="SAME", pad_v
     """
     x, kernel_size, strides, pads, alpha = check_conv_inputs("xnor_conv", x, w_bits, alpha, kernel_size, strides,
                                                              padding, in_features, C.WORD_BITS)
-    backend = resolve_xnor_backend("xnor_conv", backend, block_kwargs)
+    backend, block_kwargs = resolve_xnor_backend("xnor_conv", backend, block_kwargs)
     kmap = xnor_kmap(x, kernel_size, strides, pads)
     return run_packed_conv(x, w_bits, alpha, None, kmap, weight_format="binary", kernel_size=kernel_size,
                            strides=strides, pads=pads, pad_value=float(pad_value), path="xnor",

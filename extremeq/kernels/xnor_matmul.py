@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from extremeq import quantizers as Q
 from extremeq.kernels import common as C
-from extremeq.kernels.backends import pallas_target, resolve
+from extremeq.kernels.backends import auto_tiles, pallas_target, resolve
 from extremeq.kernels.gpu.xnor_matmul import xnor_matmul_gpu
 from extremeq.kernels.reference import xnor_linear_reference, xnor_matmul_reference
 from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
@@ -40,13 +40,14 @@ __all__ = ["xnor_matmul", "xnor_matmul_reference", "xnor_linear", "xnor_linear_r
            "resolve_xnor_backend"]
 
 
-def resolve_xnor_backend(op: str, backend: str, block_kwargs) -> str:
-    """Resolve ``backend`` for an XNOR operation and refuse tile options off the Pallas paths."""
-    backend = resolve(op, backend, "xnor_matmul")
-    if block_kwargs and backend not in ("pallas", "interpret"):
+def resolve_xnor_backend(op: str, backend: str, block_kwargs, shape=None) -> tuple[str, dict]:
+    """(backend, tile options) of an XNOR operation on (M, N, K) = ``shape``; tile options off the
+    Pallas paths are refused."""
+    resolved = resolve(op, backend, "xnor_matmul", shape=shape)
+    if block_kwargs and resolved not in ("pallas", "interpret"):
         raise ValueError(f"{op}: block options {sorted(block_kwargs)} apply only to Pallas backends, "
-                         f"not {backend!r}.")
-    return backend
+                         f"not {resolved!r}.")
+    return resolved, auto_tiles("xnor_matmul", backend, block_kwargs, shape)
 
 
 def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: str = "auto",
@@ -83,7 +84,7 @@ def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: 
     if alpha_x is not None or alpha_w is not None:
         alpha_x = C.check_scale("alpha_x", 1.0 if alpha_x is None else alpha_x, m)
         alpha_w = C.check_scale("alpha_w", 1.0 if alpha_w is None else alpha_w, n)
-    backend = resolve_xnor_backend("xnor_matmul", backend, block_kwargs)
+    backend, block_kwargs = resolve_xnor_backend("xnor_matmul", backend, block_kwargs, (m, n, k))
     return xnor_product(a_bits, b_bits, alpha_x, alpha_w, k=k, backend=backend,
                         block_items=tuple(sorted(block_kwargs.items())))
 
@@ -124,7 +125,8 @@ def xnor_linear(x, w_bits, alpha, *, k: int | None = None, backend: str = "auto"
     kx = x.shape[-1]
     C.check_k("xnor_linear", kx, k, w_bits.shape[1], C.WORD_BITS)
     alpha = C.check_scale("alpha", alpha, w_bits.shape[0])
-    backend = resolve_xnor_backend("xnor_linear", backend, block_kwargs)
+    shape = (math.prod(x.shape[:-1]), w_bits.shape[0], kx)
+    backend, block_kwargs = resolve_xnor_backend("xnor_linear", backend, block_kwargs, shape)
     return _xnor_linear(x, w_bits, alpha, backend=backend, block_items=tuple(sorted(block_kwargs.items())))
 
 

@@ -139,3 +139,25 @@ def test_kernels_import_without_training_stack():
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_gpu_selection_table_picks_per_shape(monkeypatch):
+    """backend="auto" on a GPU follows the measured table row by row (first match), with its tiles;
+    shapes no row covers fall back to the platform default."""
+    from extremeq.kernels import backends
+    from extremeq.kernels.tiles import BlockSizes
+
+    small = BlockSizes(block_m=16, block_n=128, block_words=64, num_warps=4, num_stages=3)
+    rows = (backends.Selection(family="weight_only_matmul", backend="pallas", max_m=16, tiles=small),
+            backends.Selection(family="weight_only_matmul", backend="dot", min_k=1),
+            backends.Selection(family="xnor_matmul", backend="dot", min_n=4096))
+    monkeypatch.setattr(backends, "platform", lambda: "gpu")
+    monkeypatch.setattr(backends, "GPU_SELECTION", rows)
+    assert backends.select("weight_only_matmul", "gpu", (1, 8192, 8192)) == ("pallas", small)
+    assert backends.resolve("t", "auto", "weight_only_matmul", shape=(64, 8192, 8192)) == "dot"
+    assert backends.resolve("t", "auto", "xnor_matmul", shape=(64, 4096, 4096)) == "dot"
+    assert backends.resolve("t", "auto", "xnor_matmul", shape=(64, 1024, 4096)) == "pallas"  # no row
+    assert backends.auto_tiles("weight_only_matmul", "auto", {}, (4, 512, 512)) == small.kwargs()
+    assert backends.auto_tiles("weight_only_matmul", "auto", {"block_m": 32}, (4, 512, 512)) == {"block_m": 32}
+    assert backends.auto_tiles("weight_only_matmul", "pallas", {}, (4, 512, 512)) == {}
+    assert backends.select("weight_only_matmul", "cpu", (1, 8192, 8192)) == ("dot", None)  # CPU: no table
