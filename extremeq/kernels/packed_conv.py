@@ -38,6 +38,7 @@ from extremeq.kernels.ternary_weight_matmul import ternary_weight_matmul
 from extremeq.kernels.xla import conv_border_term, padded_conv
 from extremeq.kernels.xnor_matmul import resolve_xnor_backend, xnor_product
 from extremeq.packing import TERNARY_PER_WORD, WORD_BITS, pack_signs, unpack_signs, unpack_ternary
+from extremeq.ste import sign
 
 __all__ = ["packed_conv", "packed_conv_reference", "pack_conv_weights", "decode_conv_kernel", "conv_pads"]
 
@@ -166,7 +167,7 @@ def _xnor_path(x, w_bits, alpha, row_scale, *, shape, strides, pads, pad_value, 
     kh, kw, c, o = shape
     b = x.shape[0]
     k = c * kh * kw
-    sx = jnp.where(x >= 0, 1, -1).astype(jnp.bfloat16)  # +-1 exactly; zero padding packs as +1
+    sx = sign(x).astype(jnp.bfloat16)  # +-1 exactly; zero padding packs as +1
     patches = lax.conv_general_dilated_patches(sx, (kh, kw), strides, pads, dimension_numbers=DN)
     ho, wo = patches.shape[1:3]
     a_bits = pack_signs(patches.reshape(b * ho * wo, k), axis=-1)
