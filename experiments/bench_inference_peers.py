@@ -148,11 +148,16 @@ def main(argv=None):
     p.add_argument("--models", default="mlp,convnet")
     p.add_argument("--lce-python", default="/work/peers/lce/bin/python")
     p.add_argument("--write", default="", help="markdown file: append/replace this thread count's table")
+    p.add_argument("--async-dispatch", action="store_true",
+                   help="keep JAX's asynchronous CPU dispatch (default: jax_cpu_enable_async_dispatch=False)")
     args = p.parse_args(argv)
     _pin(args.threads)
     sys.path.insert(0, os.path.dirname(HERE))
     sys.path.insert(0, HERE)
     import jax
+
+    if not args.async_dispatch:  # run each call in the calling thread, as TFLite does
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     import jax.numpy as jnp
     import numpy as np
     from bench_inference import jitted_eval, machine
@@ -230,7 +235,8 @@ def main(argv=None):
             f"{args.repeats}`: median ms per call, engines round-robin, {args.repeats} calls each after 5 warm-up "
             f"rounds. {machine()}; load average {load} (1, 5, 15 min) at the start. LCE {versions['lce']} (TensorFlow "
             f"{versions['tensorflow']}, larq {versions['larq']}; `use_indirect_bgemm=True, use_xnnpack=True`, "
-            f"num_threads={args.threads}). \"packed vs LCE\" > 1 means extremeq is faster. extremeq's file is "
+            f"num_threads={args.threads}). extremeq with `jax_cpu_enable_async_dispatch="
+            f"{bool(args.async_dispatch)}`. \"packed vs LCE\" > 1 means extremeq is faster. extremeq's file is "
             f"the saved `.npz` (MLP) or the packed arrays' bytes (conv net, no zoo recipe to save); LCE's "
             f"the `.tflite` for that batch size.\n\n" + "\n".join(lines) + "\n")
     print(text)
