@@ -186,7 +186,8 @@ def main(argv=None):
             files[name] = packed.nbytes
     np.savez(os.path.join(folder, "weights.npz"), **weights)
     np.savez(os.path.join(folder, "inputs.npz"), **inputs)
-    json.dump(spec, open(os.path.join(folder, "spec.json"), "w"))
+    with open(os.path.join(folder, "spec.json"), "w") as f:
+        json.dump(spec, f)
     worker = LceWorker(args.lce_python, folder)
     versions, sizes = worker.ask("versions"), worker.ask("sizes")
 
@@ -202,13 +203,13 @@ def main(argv=None):
             worker.ask("predict", name, b, args.threads, out)
             same_lce = float(np.mean(np.argmax(np.load(out), -1) == ref))
 
-            def run_jax(f):
+            def run_jax(f, x=x):
                 t0 = time.perf_counter()
                 jax.block_until_ready(f(x))
                 return time.perf_counter() - t0
 
-            engines = {"lce": lambda: worker.ask("time", name, b, args.threads)["seconds"],
-                       "packed": lambda: run_jax(packed), "graph": lambda: run_jax(graph)}
+            engines = {"lce": lambda name=name, b=b: worker.ask("time", name, b, args.threads)["seconds"],
+                       "packed": lambda f=packed: run_jax(f), "graph": lambda f=graph: run_jax(f)}
             times = {k: [] for k in engines}
             for i in range(args.repeats + 5):
                 for k, f in engines.items():
@@ -250,7 +251,10 @@ def spec_shape(name):
 
 def _write_subsection(path, text, sub, write_section):
     """Keeps the other thread count's subsection of the section, replaces or appends this one."""
-    old = open(path).read() if os.path.isfile(path) else ""
+    old = ""
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = f.read()
     start = old.find(SECTION + "\n")
     body = ""
     if start >= 0:

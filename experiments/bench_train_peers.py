@@ -64,6 +64,8 @@ def main(argv=None):
     p.add_argument("--torch-variants", default="fp_nchw,fp_cl,bwn_cl")
     p.add_argument("--torch-python", default="/work/peers/torch/bin/python")
     p.add_argument("--write", default="", help="markdown file whose section to replace or append")
+    p.add_argument("--before", action="store_true",
+                   help="also time FP with extremeq.nn.conv.MATERIALIZE_ON_CPU = False (XLA's own fusion)")
     args = p.parse_args(argv)
 
     import jax
@@ -71,8 +73,17 @@ def main(argv=None):
 
     load0 = os.getloadavg()
     runners = {}
+    from extremeq.nn import conv as nn_conv
+
+    if args.before:  # the step as XLA fuses it without extremeq.nn.conv.materialize
+        nn_conv.MATERIALIZE_ON_CPU = False
+        run, _ = build_step("fp", "resnet20", args.batch)
+        run()  # traced now, with materialization off
+        nn_conv.MATERIALIZE_ON_CPU = True
+        runners["extremeq FP, conv inputs not materialized (before)"] = ("jax", run)
     for m in args.methods.split(","):
         run, _ = build_step(m, "resnet20", args.batch)
+        run()
         runners[f"extremeq {m.upper() if m != 'fp' else 'FP'}"] = ("jax", run)
     tv = args.torch_variants.split(",")
     worker = TorchWorker(args.torch_python, args.batch, tv)

@@ -32,7 +32,7 @@ import tempfile
 
 def _parse_hlo(text: str):
     """{instruction name: (opcode-ish, output shape, op_name, function names on its stack)}."""
-    files, funcs, locs, frames = {}, {}, {}, {}
+    funcs, locs, frames = {}, {}, {}
     section = None
     for line in text.splitlines():
         if line in ("FileNames", "FunctionNames", "FileLocations", "StackFrames"):

@@ -32,8 +32,8 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from extremeq.kernels.xnor_matmul import xnor_matmul_xla_popcount  # noqa: E402
-from extremeq.packing import pack_signs  # noqa: E402
+from extremeq.kernels.xnor_matmul import xnor_matmul_xla_popcount
+from extremeq.packing import pack_signs
 
 DN = ("NHWC", "HWIO", "NHWC")
 SHAPES = [(32, 64, 64, 1), (32, 64, 128, 2), (16, 128, 128, 1), (16, 128, 256, 2),  # (H, C, O, stride)

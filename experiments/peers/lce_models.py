@@ -118,7 +118,8 @@ BUILDERS = {"mlp": build_mlp, "convnet": build_convnet}
 
 def main():
     folder = sys.argv[1]
-    spec = json.load(open(os.path.join(folder, "spec.json")))
+    with open(os.path.join(folder, "spec.json")) as f:
+        spec = json.load(f)
     w = dict(np.load(os.path.join(folder, "weights.npz")))
     inputs = dict(np.load(os.path.join(folder, "inputs.npz")))
     flat, interp, sizes = {}, {}, {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-__all__ = ["materialize", "conv_general_dilated", "MATERIALIZE_ON_CPU"]
+__all__ = ["MATERIALIZE_ON_CPU", "conv_general_dilated", "materialize"]
 
 #: Read when a function is traced; False gives XLA's own fusion (benchmarks compare the two).
 MATERIALIZE_ON_CPU = True

@@ -30,9 +30,9 @@ def test_conv_equals_xla_conv_values_and_gradients():
         y = conv(h, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jnp.sum(jnp.sin(y)), y
 
-    (l0, y0), g0 = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
+    (_l0, y0), g0 = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
                                               (0, 1), has_aux=True))(x, w)
-    (l1, y1), g1 = jax.jit(jax.value_and_grad(lambda x, w: loss(C.conv_general_dilated, x, w),
+    (_l1, y1), g1 = jax.jit(jax.value_and_grad(lambda x, w: loss(C.conv_general_dilated, x, w),
                                               (0, 1), has_aux=True))(x, w)
     np.testing.assert_allclose(np.asarray(y1), np.asarray(y0), rtol=1e-6, atol=1e-6)
     for a, b in zip(g1, g0):
