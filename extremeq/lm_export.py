@@ -42,7 +42,12 @@ from flax import nnx
 
 from extremeq import kernels as K
 from extremeq import quantizers as Q
-from extremeq.nn.bitlinear import BITLINEAR_METHODS, BitLinear, activation_codes, bitlinear_output
+from extremeq.nn.bitlinear import (
+    BITLINEAR_METHODS,
+    BitLinear,
+    activation_codes,
+    bitlinear_output,
+)
 from extremeq.nn.gpt import GPT
 from extremeq.packing import pack_signs, pack_ternary
 
@@ -67,7 +72,7 @@ class PackedBitLinear(nnx.Module):
         self.norm = norm
 
     @classmethod
-    def from_layer(cls, layer: BitLinear) -> "PackedBitLinear":
+    def from_layer(cls, layer: BitLinear) -> PackedBitLinear:
         w = layer.kernel[...]
         if layer.method == "bitnet":
             codes, gamma = Q.bitnet_codes(w)
@@ -78,7 +83,7 @@ class PackedBitLinear(nnx.Module):
         return cls(layer.in_features, layer.out_features, layer.method, words, gamma, nnx.clone(layer.norm))
 
     @classmethod
-    def empty(cls, in_features: int, out_features: int, method: str) -> "PackedBitLinear":
+    def empty(cls, in_features: int, out_features: int, method: str) -> PackedBitLinear:
         per_word = 16 if BITLINEAR_METHODS[method][0] == "ternary" else 32
         words = jnp.zeros((out_features, -(-in_features // per_word)), jnp.uint32)
         return cls(in_features, out_features, method, words, 1.0, nnx.RMSNorm(in_features, rngs=nnx.Rngs(0)))

@@ -40,6 +40,7 @@ from extremeq.ste import get_estimator, straight_through
 #: BitLinear variants: weight format, bits per stored weight.
 BITLINEAR_METHODS = {"bitnet": ("ternary", 2), "bitnet_1bit": ("binary", 1)}
 ACTIVATION_BITS = 8
+_DEFAULT_INIT = nnx.initializers.normal(0.02)  # GPT-2 / nanoGPT
 
 
 def _check_method(method: str) -> str:
@@ -92,7 +93,7 @@ class BitLinear(nnx.Module):
     """y = Q_8(RMSNorm(x)) @ Q_w(W), no bias; ``method`` "bitnet" (ternary) or "bitnet_1bit"."""
 
     def __init__(self, in_features: int, out_features: int, *, method: str = "bitnet", ste="ste",
-                 kernel_init=nnx.initializers.normal(0.02), norm_epsilon: float = 1e-6, rngs: nnx.Rngs):
+                 kernel_init=_DEFAULT_INIT, norm_epsilon: float = 1e-6, rngs: nnx.Rngs):
         self.in_features = in_features
         self.out_features = out_features
         self.method = _check_method(method)

@@ -158,7 +158,7 @@ class GPT(nnx.Module):
         and the new tokens attend to everything cached in their window; returns (logits, cache).
         T <= block_size; with a cache, T > 1 only into an empty cache (the prompt).
         """
-        b, t = tokens.shape
+        t = tokens.shape[1]
         if t > self.block_size:
             raise ValueError(f"GPT got {t} tokens, more than its block_size {self.block_size}; crop the input")
         pos = start + jnp.arange(t, dtype=jnp.int32)
@@ -175,7 +175,7 @@ class GPT(nnx.Module):
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this architecture (``GPT(**config, rngs=...)``)."""
-        return dict(vocab_size=self.vocab_size, block_size=self.block_size, num_layers=self.num_layers,
-                    num_heads=self.num_heads, width=self.width, mlp_ratio=self.mlp_ratio,
-                    positions=self.positions, linear=self.linear, tie_embeddings=self.tie_embeddings,
-                    rope_base=self.rope_base)
+        return {"vocab_size": self.vocab_size, "block_size": self.block_size, "num_layers": self.num_layers,
+                    "num_heads": self.num_heads, "width": self.width, "mlp_ratio": self.mlp_ratio,
+                    "positions": self.positions, "linear": self.linear, "tie_embeddings": self.tie_embeddings,
+                    "rope_base": self.rope_base}
