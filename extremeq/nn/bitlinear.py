@@ -80,7 +80,8 @@ def weight_codes(w, method: str = "bitnet", estimator="ste"):
         return _round_clip_codes(w / gamma, 1.0, estimator), gamma
     centre = jax.lax.stop_gradient(jnp.mean(w))
     gamma = jax.lax.stop_gradient(Q.bwn_scale(w, per_channel=False))
-    return get_estimator(estimator)(w - centre), gamma
+    # sign is scale-free; dividing by gamma makes d(gamma c_W)/dW = 1, as for the ternary codes
+    return get_estimator(estimator)((w - centre) / gamma), gamma
 
 
 def bitlinear_output(c_x, s, product_with_gamma):

@@ -23,7 +23,9 @@ Positions: "learned" (GPT-2: an embedding added to the tokens, at most ``block_s
 "rope" (rotary, Su et al., 2021: q and k of position p rotated by p * theta_i, theta_i =
 base^(-2i/d), which makes scores depend on the relative position only). With "rope" the KV cache
 is a ring buffer of ``block_size`` slots, so decoding past the context window keeps every step
-cached and equals recomputing the last ``block_size`` tokens; with "learned" positions
+cached: it computes sliding-window attention (Child et al., 2019; Mistral), where a token's keys
+were computed from its own window (``model(tokens)`` on the whole sequence computes the same), not
+nanoGPT's re-run of the last ``block_size`` tokens from scratch; with "learned" positions
 :mod:`extremeq.nn.generate` recomputes the window once it is full.
 
 Initialisation as GPT-2 / nanoGPT: every weight N(0, 0.02), the residual output projections
@@ -156,11 +158,14 @@ class GPT(nnx.Module):
 
         With ``cache`` (from :meth:`init_cache`), keys and values of the new tokens are written to it
         and the new tokens attend to everything cached in their window; returns (logits, cache).
-        T <= block_size; with a cache, T > 1 only into an empty cache (the prompt).
+        T <= block_size; with a cache, T > 1 only into an empty cache (the prompt). Without a cache a
+        rotary model takes any T: every token attends to the last ``block_size`` positions (sliding
+        window attention), which is what cached decoding past the window computes.
         """
         t = tokens.shape[1]
-        if t > self.block_size:
-            raise ValueError(f"GPT got {t} tokens, more than its block_size {self.block_size}; crop the input")
+        if t > self.block_size and (self.positions == "learned" or cache is not None):
+            raise ValueError(f"GPT got {t} tokens, more than its block_size {self.block_size}; crop the input "
+                             "(longer inputs need rotary positions and no cache)")
         pos = start + jnp.arange(t, dtype=jnp.int32)
         x = self.wte(tokens)
         if self.wpe is not None:

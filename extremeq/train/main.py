@@ -126,6 +126,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     _quiet_orbax()
+    if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
+        from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
+
+        train_lm(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES), FLAGS.workdir)
+        return
     try:
         config = config_lib.validate_config(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES))
     except config_lib.ConfigError as e:
