@@ -52,8 +52,11 @@ def _check_method(method: str) -> str:
 def _round_clip_codes(v, bound: float, estimator):
     """RoundClip(v, -bound, bound) (the rounding of extremeq.quantizers.int8 / bitnet), gradient
     straight through."""
-    lo_hi = (jnp.asarray(-bound, v.dtype), jnp.asarray(bound, v.dtype))
-    return straight_through(Q._round_clip_forward, get_estimator(estimator), v, lo_hi)
+    return straight_through(_symmetric_round_clip, get_estimator(estimator), v, float(bound))
+
+
+def _symmetric_round_clip(v, bound):
+    return Q.round_clip(v, -bound, bound)
 
 
 def activation_codes(x, estimator="ste"):
