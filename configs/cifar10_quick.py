@@ -1,11 +1,15 @@
 """CIFAR-10 on a laptop CPU: the quick recipe (extremeq's own, not a paper's). A narrow VGG-7
 ("VGG-small": 2x(16C3)-MP2-2x(32C3)-MP2-2x(64C3)-MP2-128FC-10, BatchNorm after every weight
 layer; 1/64 of VGG-7's convolution work), pad-4 crop + flip, SGD Nesterov momentum 0.9, lr 0.1 with
-half an epoch of linear warm-up then cosine to 0, weight decay 5e-4, batch 128, 5 epochs.
+half an epoch of linear warm-up then cosine to 0, weight decay 5e-4, batch 128, 12 epochs.
 
 Picked with ``python experiments/cifar.py probe``: of the candidates timed on the 2-core CPU
 (ResNet-20 at widths 16 and 8, VGG-7 at widths 32 and 16), this one trains 4x faster than
-ResNet-20, so it sees ~4x the images in the same minutes; results/cifar10_cpu.md has the runs.
+ResNet-20 (161 against 38 images/s, both under the same heavy load), so it sees ~4x the images in
+the same minutes. 12 epochs is an estimate of 30 minutes of the unloaded 2-core CPU (ResNet-20 runs
+there at 100-120 images/s, ~3x what the probe saw, so this network at ~480 images/s: ~110 s per
+epoch with its evaluation), not a measurement; results/cifar10_cpu.md has the runs made here, with
+fewer epochs (``--config.num_epochs=2``) because the CPU was shared.
 Variants: fp (default), bwn, xnor, twn, ...; first conv and last dense stay float.
 
     python -m extremeq.train --config configs/cifar10_quick.py:bwn --workdir runs/quick_bwn
@@ -29,7 +33,7 @@ def get_config(arg=None):
     c.model.width = 16
     c.model.fc_features = 128
     c.model.activation = "relu"
-    c.num_epochs = 5
+    c.num_epochs = 12
     c.batch_size = 128
     c.eval_batch_size = 500
     c.optimizer.name = "sgd"

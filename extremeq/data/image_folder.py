@@ -124,7 +124,9 @@ def _entries(path: Path):
         raise ImageFolderError(f"{path}: not a readable .tar / .tar.gz archive ({e}).") from e
     with tar:
         for member in tar:
-            rel = member.name.lstrip("./") if member.name.startswith("./") else member.name
+            rel = member.name
+            while rel.startswith("./"):
+                rel = rel[2:]
             rel = rel.strip("/")
             if not rel:
                 continue
