@@ -12,10 +12,17 @@ epoch with its evaluation), not a measurement; results/cifar10_cpu.md has the ru
 fewer epochs (``--config.num_epochs=2``) because the CPU was shared.
 Variants: fp (default), bwn, xnor, twn, ...; first conv and last dense stay float.
 
+Binary inputs (xnor, bnn) get the binary-activation recipe, not SGD at lr 0.1: hardtanh before each
+binary-input layer and the clipped STE (``apply_method``), Adam at lr 1e-3 (BinaryNet's CIFAR-10
+start rate, Hubara et al. 2016) with the same warm-up and cosine, and no weight decay: the best
+binary-activation networks are trained with Adam, whose second moment revives latent weights that
+saturated activations leave without gradient, and weight decay makes their sign flips unstable
+(Liu et al. 2021, "How Do Adam and Training Strategies Help BNNs Optimization?", Secs. 3-4).
+
     python -m extremeq.train --config configs/cifar10_quick.py:bwn --workdir runs/quick_bwn
 """
 
-from extremeq.train.config import default_config
+from extremeq.train.config import BINARY_INPUT_METHODS, default_config
 from extremeq.train.variants import apply_method, parse_variant
 
 
@@ -42,4 +49,9 @@ def get_config(arg=None):
     c.optimizer.warmup_epochs = 0.5
     c.checkpoint.every_epochs = 1
     c.progress_bar = False
+    if method in BINARY_INPUT_METHODS:
+        c.optimizer.name = "adam"
+        c.optimizer.learning_rate = 1e-3
+        c.optimizer.nesterov = False
+        c.optimizer.weight_decay = 0.0
     return apply_method(c, method, options, first="fp", last="fp")

@@ -103,6 +103,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)
     c.quant.ste_kwargs = ml_collections.ConfigDict()  # e.g. clip_value for "clipped", beta for "tanh"
     c.quant.init_from = ""  # workdir of a finished FP run to start from (TTQ fine-tuning); "" = scratch
+    # with init_from: re-estimate BatchNorm's running statistics of the quantized model on this many
+    # training batches before the first step (extremeq.nn.batch_norm); 0 keeps the FP run's statistics
+    c.quant.init_bn_batches = 20
     c.quant.latent_init = "keep"  # keep | uniform: BinaryConnect's U(-1, 1) start of the latent weights
     # bc_stochastic at evaluation: "sign" (deterministic sign, the 1-bit net export packs) or "mean"
     # (E[w_b] = clip(W, -1, 1), the real-valued weights BinaryConnect's paper tests stochastic rows with)
@@ -273,6 +276,10 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.quant.stochastic_eval, "quant.stochastic_eval", STOCHASTIC_EVALS)
     if c.quant.init_from:
         _check_run_dir(c.quant.init_from, "quant.init_from")
+    _num(c, "quant.init_bn_batches", int, lo=0)
+    if c.quant.init_from and c.quant.init_bn_batches and c.dataset.name in STREAMED_NAMES:
+        _fail("quant.init_bn_batches", f"re-estimates BatchNorm on in-memory data only, not on the streamed "
+              f"data set {c.dataset.name!r}; set it to 0")
 
     o = c.optimizer
     _choice(o.name, "optimizer.name", OPTIMIZERS)

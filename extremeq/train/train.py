@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import jax
+from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -84,7 +85,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         raise ConfigError(
             f"config.dataset.validation: limit_train = {config.dataset.limit_train} leaves no training "
             f"examples for validation (the split has {ds.num_train}); lower limit_train")
-    model = create_model(config, ds.num_classes, ds.image_shape)
+    model = create_model_for_data(config, ds)
     spec = model_spec(model)
     optimizer = OptimizerSpec.from_config(config, spe, spec)
     state = create_train_state(model, optimizer, mesh)
@@ -114,6 +115,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     step_fn=lambda st, plan: fns["step"](st, x_train, y_train, plan, aug_key, teacher_vars),
                     plan_fn=lambda epoch: fns["plan"](shuffle_key, epoch), begin_fn=fns["begin"],
                     stats_fn=fns["stats"], evaluate=evaluate)
+
+
+def create_model_for_data(config, ds):
+    """``create_model`` for the in-memory data set ``ds``; when the model starts from an FP run
+    (``quant.init_from``) and ``quant.init_bn_batches`` > 0, its BatchNorm statistics are re-estimated
+    with the quantized weights on the first ``init_bn_batches`` training batches (normalized, not
+    augmented; fewer if the split is smaller), see extremeq.nn.batch_norm for why."""
+    from extremeq.data import normalize  # pylint: disable=g-import-not-at-top
+    from extremeq.nn.batch_norm import recalibrate_batch_norm  # pylint: disable=g-import-not-at-top
+
+    model = create_model(config, ds.num_classes, ds.image_shape)
+    if not (config.quant.init_from and config.quant.init_bn_batches):
+        return model
+    mean, std = (ds.mean, ds.std) if config.dataset.normalize else ((0.0,), (1.0,))
+    b = config.batch_size
+    n = max(1, min(int(config.quant.init_bn_batches), ds.num_train // b))
+    batches = (normalize(ds.x_train[i * b:(i + 1) * b], mean, std) for i in range(n))
+    used = recalibrate_batch_norm(model, batches, train=True)
+    logging.info("BatchNorm statistics re-estimated on %d training batches of %d (quant.init_bn_batches)", used, b)
+    return model
 
 
 @functools.lru_cache(maxsize=8)
