@@ -5,6 +5,7 @@
     python experiments/cifar.py augment --out results/cifar10_augment.png
     python experiments/cifar.py table --sweep configs/sweeps/cifar10_resnet20.py --workdir runs/cifar10_resnet20
     python experiments/cifar.py runs runs/quick_fp runs/quick_bwn     # per-epoch curves of single runs
+    python experiments/cifar.py start runs/quick_fp --methods ttq,twn,bwn   # quantized from FP, before any step
 
 ``probe`` times the real jitted training step (gather from device-resident images, pad-4 crop +
 flip on device, forward, backward, SGD) of each candidate on synthetic CIFAR-shaped uint8 data:
@@ -21,6 +22,11 @@ the gap to it, the paper's numbers and gap (the sweep file's ``PAPER``), the dif
 gaps, and the training wall time (sum of the epochs' ``time_s``). Unfinished runs are marked, so the
 table of a cut GPU session says what it holds. ``runs`` prints each run's per-epoch train loss and
 test accuracy.
+
+``start`` loads a finished FP run (``quant.init_from``), quantizes it with each method of
+``--methods`` (the run's own config file and recipe), and prints the test accuracy on the first
+``--limit`` test images before any training step: with the FP run's BatchNorm statistics
+(``quant.init_bn_batches=0``) and with them re-estimated on ``--bn-batches`` training batches.
 
 The training runs themselves go through the CLI (``python -m extremeq.train`` / ``extremeq.sweep``;
 see ``results/cifar10_cpu.md`` for the exact commands).
@@ -219,6 +225,38 @@ def runs(args) -> None:
         print()
 
 
+def start(args) -> None:
+    from extremeq import data as data_lib
+    from extremeq.train.config import load_config_file, validate_config
+    from extremeq.train.model import model_spec, split_model
+    from extremeq.train.steps import Inputs, evaluate_in_memory, make_mesh
+    from extremeq.train.train import create_model_for_data
+    from extremeq.train.workdir import load_run_config
+
+    src = load_run_config(args.fp_run)
+    config_file = os.path.join(REPO, "configs", args.config)
+    ds = data_lib.load_from_config(src.dataset)
+    inputs = Inputs.from_config(src, make_mesh(1), ds.mean, ds.std)
+    n = min(args.limit, ds.num_test)
+    idx, mask = data_lib.eval_indices(n, 500)
+
+    def accuracy(model):
+        _, params, state = split_model(model)
+        _, correct, count = evaluate_in_memory({"params": params, "model_state": state}, ds.x_test[:n], ds.y_test[:n],
+                                               idx, mask, model=model_spec(model), inputs=inputs, loss=src.loss)
+        return 100 * float(correct / count)
+
+    print(f"| method (from {args.fp_run}) | test % on {n}, FP statistics | BN re-estimated on {args.bn_batches} batches |")
+    print("| --- | --- | --- |")
+    for method in ["fp"] + [m for m in args.methods.split(",") if m]:
+        out = []
+        for k in (0, args.bn_batches):
+            c = load_config_file(f"{config_file}:{method}")
+            c.quant.init_from, c.quant.init_bn_batches = args.fp_run, (k if method != "fp" else 0)
+            out.append(accuracy(create_model_for_data(validate_config(c), ds)))
+        print(f"| {method} | {out[0]:.2f} | {out[1]:.2f} |", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,8 +274,14 @@ def main(argv=None) -> None:
     t.add_argument("--out", default="")
     r = sub.add_parser("runs")
     r.add_argument("dirs", nargs="+")
+    s = sub.add_parser("start")
+    s.add_argument("fp_run")
+    s.add_argument("--config", default="cifar10_quick.py", help="the FP run's config file (in configs/)")
+    s.add_argument("--methods", default="ttq,twn,bwn")
+    s.add_argument("--limit", type=int, default=2000)
+    s.add_argument("--bn-batches", type=int, default=20)
     args = parser.parse_args(argv)
-    {"probe": probe, "augment": augment, "table": table, "runs": runs}[args.command](args)
+    {"probe": probe, "augment": augment, "table": table, "runs": runs, "start": start}[args.command](args)
 
 
 if __name__ == "__main__":
