@@ -13,6 +13,8 @@ Per run it writes to ``out``:
   <name>_ids_p<id>.json {global step: the example ids this process's devices gathered};
   <name>_p<id>.json     train_and_evaluate's result.
 ``kill_at_step``: this process SIGKILLs itself just before that global step (a crashed host).
+``streamed``: the run streams a fake ImageNet (100 training and 36 validation images of varying
+size) through the grain path instead of holding digits in memory.
 """
 
 import json
@@ -31,6 +33,7 @@ import jax
 import numpy as np
 from train_testing import tiny_config
 
+from extremeq import data as data_lib
 from extremeq.train import checkpoint as ckpt_lib
 from extremeq.train import train as train_mod
 from extremeq.train.steps import step_example_ids
@@ -82,9 +85,38 @@ def recording_functions(*args, **kwargs):
 train_mod.in_memory_functions = recording_functions
 
 
+class FakeImageNet:
+    """n uint8 RGB images of varying size, labels in [0, 10), the same in every process."""
+
+    def __init__(self, n, seed):
+        rng = np.random.default_rng(seed)
+        self.items = [{"image": rng.integers(0, 256, (20 + i % 7, 24 + i % 5, 3), dtype=np.uint8),
+                       "label": np.int64(i % 10)} for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+FAKE = {"train": FakeImageNet(100, 0), "validation": FakeImageNet(36, 1)}
+
+
+def streamed(c):
+    data_lib.imagenet_source = lambda split, data_dir=None: FAKE[split]
+    c.batch_size = c.eval_batch_size = 16
+    c.dataset.name = "imagenet2012"
+    c.dataset.image_size = 16
+    c.dataset.augment.crop_padding = 0
+    c.model.hidden = (16, 16, 16)
+
+
 def main():
     for run in SPEC["runs"]:
         c = tiny_config("bwn", sync_every_step=True)
+        if run.get("streamed"):
+            streamed(c)
         for key, value in run.get("config", {}).items():
             node = c
             *parents, leaf = key.split(".")

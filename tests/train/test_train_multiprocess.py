@@ -4,8 +4,9 @@ each, against one process with 4 devices: same global batch, same seed.
 One launch of each kind serves all the tests (module fixtures), in this order:
 
     ref   1 process x 4 devices: the full run (2 epochs of 4 steps), and a run stopped at step 4;
+          the streamed (grain) run;
     mp    2 processes x 2 devices: the full run; the 1-process step-4 run resumed to the end;
-          a run stopped at step 4; a run whose process 1 is SIGKILLed before step 6;
+          a run stopped at step 4; the streamed run; a run whose process 1 is SIGKILLed before step 6;
     one   1 process x 4 devices: the 2-process step-4 run and the killed run resumed to the end.
 
 Tolerance. The parameters agree to within a few float32 ulps, not bitwise: the gradient all-reduce
@@ -93,13 +94,16 @@ def _run(name, workdir, **config):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiprocess")
-    wd = {k: root / k for k in ("ref", "ref_half", "mp", "mp_half", "kill")}
+    wd = {k: root / k for k in ("ref", "ref_half", "ref_streamed", "mp", "mp_half", "mp_streamed", "kill")}
     out = {k: root / f"out_{k}" for k in ("ref", "mp", "one")}
-    _wait(_start(1, 4, [_run("full", wd["ref"]), _run("half", wd["ref_half"], max_steps=4)], out["ref"]),
-          out["ref"])
+    streamed = {"streamed": True, "config": {"num_epochs": 2}}
+    _wait(_start(1, 4, [_run("full", wd["ref"]), _run("half", wd["ref_half"], max_steps=4),
+                        dict(_run("streamed", wd["ref_streamed"]), **streamed)], out["ref"]), out["ref"])
     kill = dict(_run("kill", wd["kill"]), kill_at_step=6, kill_process=1)
     _wait(_start(2, 2, [_run("full", wd["mp"]), _run("from1", wd["ref_half"]),
-                        _run("half", wd["mp_half"], max_steps=4), kill], out["mp"]), out["mp"], killed=1)
+                        _run("half", wd["mp_half"], max_steps=4),
+                        dict(_run("streamed", wd["mp_streamed"]), **streamed), kill], out["mp"]),
+          out["mp"], killed=1)
     _wait(_start(1, 4, [_run("from2", wd["mp_half"]), _run("after_kill", wd["kill"])], out["one"]), out["one"])
     return wd, out
 
@@ -168,6 +172,17 @@ def test_each_process_gathers_a_disjoint_half_of_every_batch(runs):
     for epoch in range(2):  # each epoch: the 512 examples exactly once
         seen = sorted(i for pid in (0, 1) for s in range(4 * epoch, 4 * epoch + 4) for i in ids[pid][str(s)])
         assert seen == list(range(512))
+
+
+def test_streamed_two_processes_equal_one(runs):
+    """grain path: each process assembles its half of every global batch (100 images, batch 16: 6
+    steps an epoch, 4 dropped), evaluation over 36 images padded to 48 (3 rounds of 2 x 8; dealing
+    only whole rounds of 8-image batches would drop 4 of them)."""
+    wd, out = runs
+    _assert_close(_params(out["mp"], "streamed", 0), _params(out["ref"], "streamed"))
+    rows = _rows(wd["mp_streamed"])
+    assert [r["step"] for r in rows] == [6, 12]
+    _assert_rows_close(rows, _rows(wd["ref_streamed"]))
 
 
 def test_checkpoints_resume_across_process_counts(runs):
