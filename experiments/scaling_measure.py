@@ -10,6 +10,8 @@
 2. Checkpoint size and save time of the whole training state (parameters, batch-norm statistics,
    optimizer state, sign snapshot) of XNOR-Net AlexNet and binary (XNOR) ResNet-18, through
    extremeq.train.checkpoint.Checkpointer (orbax, synchronous, SHA-256 of every array); median of 3.
+   Every float array is first filled with random normals, as after training (orbax compresses, and
+   a fresh optimizer state of zeros would take almost no room).
 3. One training step (forward, backward, optimizer) per image, on this CPU: CIFAR ResNet-20 (batch
    32, 32x32) against ImageNet ResNet-18 and AlexNet (batch 4, 224x224), XNOR; and the step's FLOPs
    from XLA's cost analysis of the compiled step, per image. The ratio of the ImageNet networks'
@@ -50,7 +52,7 @@ def jpeg_rows(repeats: int) -> list[str]:
 
     from extremeq.data.imagenet import train_transform
 
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     folder = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
     rows = ["| image | pixels | JPEG bytes | decode ms (1 core) | + train transform ms | images/s/core |",
             "| --- | --- | --- | --- | --- | --- |"]
@@ -103,6 +105,10 @@ def checkpoint_rows(folder: str) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |"]
     for label, spec, classes, shape, _ in NETS[:2]:
         _, _, _, state = _state(spec, classes, shape)
+        keys = iter(jax.random.split(jax.random.key(0), len(jax.tree_util.tree_leaves(state))))
+        state = jax.tree_util.tree_map(
+            lambda x: jax.random.normal(next(keys), x.shape, x.dtype)
+            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x, state)
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
         n_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
         times, size = [], 0
@@ -122,7 +128,7 @@ def checkpoint_rows(folder: str) -> list[str]:
     return rows
 
 
-def step_rows(repeats: int) -> list[str]:
+def step_rows(repeats: int, imagenet_batch: int = 4) -> list[str]:
     import jax
 
     from extremeq.train.steps import Inputs, Objective, train_step
@@ -131,6 +137,7 @@ def step_rows(repeats: int) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |"]
     base = None
     for label, spec, classes, shape, batch in reversed(NETS):
+        batch = imagenet_batch if classes == 1000 else batch
         config, model, optimizer, state = _state(spec, classes, shape)
         inputs = Inputs.from_config(config, state_mesh(), (0.5,) * 3, (0.25,) * 3, streamed=True)
         step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer, inputs=inputs,
@@ -168,6 +175,9 @@ def main():
     p.add_argument("--step-repeats", type=int, default=3, help="timed train steps per network (median)")
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-checkpoints", action="store_true")
+    p.add_argument("--skip-jpeg", action="store_true")
+    p.add_argument("--imagenet-batch", type=int, default=4, help="batch of the ImageNet-sized steps "
+                   "(on a GPU: the per-device batch of SCALING.md's table)")
     args = p.parse_args()
     import jax
     import PIL
@@ -175,7 +185,8 @@ def main():
     print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} at the start; Python {platform.python_version()}, "
           f"jax {jax.__version__}, Pillow {PIL.__version__}\n")
-    print("\n".join(jpeg_rows(args.repeats)) + "\n")
+    if not args.skip_jpeg:
+        print("\n".join(jpeg_rows(args.repeats)) + "\n")
     if not args.skip_checkpoints:
         folder = tempfile.mkdtemp(prefix="scaling_ckpt_")
         try:
@@ -183,7 +194,7 @@ def main():
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if not args.skip_steps:
-        print("\n".join(step_rows(args.step_repeats)) + "\n")
+        print("\n".join(step_rows(args.step_repeats, args.imagenet_batch)) + "\n")
     print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
