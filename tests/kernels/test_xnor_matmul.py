@@ -15,6 +15,7 @@ from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_signs, pm1_product, r
 
 from extremeq.kernels import xnor_linear, xnor_linear_reference, xnor_matmul, xnor_matmul_reference  # noqa: E402
 from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu  # noqa: E402
+from extremeq.kernels import xla as xla_kernels  # noqa: E402
 
 SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
           (65, 20, 1000), (2, 3, 4097)]
@@ -165,3 +166,10 @@ def test_dot_backend_gpu_formulation_exact(monkeypatch, m, n, k):
     assert "bf16" in text and "xi8" not in text  # the bfloat16 form ran
     assert out.dtype == jnp.int32
     np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b))
+
+
+@pytest.mark.parametrize("m", [1, xla_kernels.SMALL_M, xla_kernels.SMALL_M + 1])
+def test_xla_popcount_both_sides_of_the_small_m_switch(m):
+    """Rows <= SMALL_M reduce over the word axis in place, more rows scan over word chunks: same ints."""
+    a, b, ab, bb = _case(m, m, 37, 1000)
+    np.testing.assert_array_equal(np.asarray(xla_kernels.xnor_matmul_xla_popcount(ab, bb, k=1000)), pm1_product(a, b))
