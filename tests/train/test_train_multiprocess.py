@@ -1,7 +1,8 @@
 """Training over 2 processes on localhost (jax.distributed, gloo CPU collectives), 2 fake CPU devices
 each, against one process with 4 devices: same global batch, same seed.
 
-One launch of each kind serves all the tests (module fixtures), in this order:
+One launch of each kind serves all the checks (one test, so that pytest-xdist runs the launches
+once, on one worker), in this order:
 
     ref   1 process x 4 devices: the full run (2 epochs of 4 steps), and a run stopped at step 4;
           the streamed (grain) run;
@@ -51,8 +52,8 @@ def _start(num_processes, devices, runs, out):
     for i in range(num_processes):
         spec = os.path.join(out, f"spec{i}.json")
         with open(spec, "w") as f:
-            json.dump(dict(process_id=i, num_processes=num_processes, port=port, devices=devices, out=str(out),
-                           runs=runs), f)
+            json.dump({"process_id": i, "num_processes": num_processes, "port": port, "devices": devices,
+                       "out": str(out), "runs": runs}, f)
         log = open(os.path.join(out, f"log{i}.txt"), "w")  # noqa: SIM115 - closed with the process
         procs.append((subprocess.Popen([sys.executable, WORKER, spec], env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log))
@@ -91,9 +92,7 @@ def _run(name, workdir, **config):
     return {"name": name, "workdir": str(workdir), "config": dict(CONFIG, **config)}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multiprocess")
+def _launch_all(root):
     wd = {k: root / k for k in ("ref", "ref_half", "ref_streamed", "mp", "mp_half", "mp_streamed", "kill")}
     out = {k: root / f"out_{k}" for k in ("ref", "mp", "one")}
     streamed = {"streamed": True, "config": {"num_epochs": 2}}
@@ -106,6 +105,16 @@ def runs(tmp_path_factory):
           out["mp"], killed=1)
     _wait(_start(1, 4, [_run("from2", wd["mp_half"]), _run("after_kill", wd["kill"])], out["one"]), out["one"])
     return wd, out
+
+
+def test_multiprocess_training(tmp_path):
+    """One test (one set of launches, one pytest-xdist worker): each check below is a function."""
+    runs = _launch_all(tmp_path)
+    _check_two_processes_equal_one_process_four_devices(runs)
+    _check_each_process_gathers_a_disjoint_half_of_every_batch(runs)
+    _check_streamed_two_processes_equal_one(runs)
+    _check_checkpoints_resume_across_process_counts(runs)
+    _check_a_killed_process_loses_nothing(runs)
 
 
 def _params(out, name, pid=0):
@@ -143,7 +152,7 @@ def _assert_rows_close(rows, ref):
                 assert r[k] == q[k], k
 
 
-def test_two_processes_equal_one_process_four_devices(runs):
+def _check_two_processes_equal_one_process_four_devices(runs):
     wd, out = runs
     ref, p0, p1 = _params(out["ref"], "full"), _params(out["mp"], "full", 0), _params(out["mp"], "full", 1)
     for k in p0:  # the replicated parameters: the same bytes in both processes
@@ -160,7 +169,7 @@ def test_two_processes_equal_one_process_four_devices(runs):
     assert _json(os.path.join(wd["mp"], "final.json"))["step"] == STEPS
 
 
-def test_each_process_gathers_a_disjoint_half_of_every_batch(runs):
+def _check_each_process_gathers_a_disjoint_half_of_every_batch(runs):
     _, out = runs
     ids = [_json(os.path.join(out["mp"], f"full_ids_p{pid}.json")) for pid in (0, 1)]
     ref = _json(os.path.join(out["ref"], "full_ids_p0.json"))
@@ -174,7 +183,7 @@ def test_each_process_gathers_a_disjoint_half_of_every_batch(runs):
         assert seen == list(range(512))
 
 
-def test_streamed_two_processes_equal_one(runs):
+def _check_streamed_two_processes_equal_one(runs):
     """grain path: each process assembles its half of every global batch (100 images, batch 16: 6
     steps an epoch, 4 dropped), evaluation over 36 images padded to 48 (3 rounds of 2 x 8; dealing
     only whole rounds of 8-image batches would drop 4 of them)."""
@@ -185,7 +194,7 @@ def test_streamed_two_processes_equal_one(runs):
     _assert_rows_close(rows, _rows(wd["ref_streamed"]))
 
 
-def test_checkpoints_resume_across_process_counts(runs):
+def _check_checkpoints_resume_across_process_counts(runs):
     wd, out = runs
     ref = _params(out["ref"], "full")
     # saved by 1 process (4 devices) at step 4, finished by 2 processes
@@ -201,7 +210,7 @@ def test_checkpoints_resume_across_process_counts(runs):
     _assert_rows_close(_rows(wd["mp_half"]), _rows(wd["ref"]))
 
 
-def test_a_killed_process_loses_nothing(runs):
+def _check_a_killed_process_loses_nothing(runs):
     wd, out = runs
     # process 1 died before step 6; the last complete checkpoint is step 4 (epoch 1)
     assert not os.path.exists(os.path.join(out["mp"], "kill_p1.json"))
