@@ -105,10 +105,11 @@ def checkpoint_rows(folder: str) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |"]
     for label, spec, classes, shape, _ in NETS[:2]:
         _, _, _, state = _state(spec, classes, shape)
-        keys = iter(jax.random.split(jax.random.key(0), len(jax.tree_util.tree_leaves(state))))
-        state = jax.tree_util.tree_map(
-            lambda x: jax.random.normal(next(keys), x.shape, x.dtype)
-            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x, state)
+        leaves, treedef = jax.tree_util.tree_flatten(state)
+        keys = jax.random.split(jax.random.key(0), len(leaves))
+        state = jax.tree_util.tree_unflatten(treedef, [
+            jax.random.normal(k, x.shape, x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x
+            for k, x in zip(keys, leaves)])
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
         n_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
         times, size = [], 0
