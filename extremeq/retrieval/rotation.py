@@ -16,7 +16,8 @@ bits measure:
   by alternating ``B = sign(V R)`` and the orthogonal Procrustes step ``R = U S^T`` where
   ``V^T B = U Sigma S^T`` (SVD). ``P = W R``.
 
-Everything here is NumPy on the host (float64 for the factorizations): it runs once, at
+Everything here is NumPy on the host (float64 for the factorizations, float32 for ITQ's
+alternating products): it runs once, at
 index build time.
 """
 
@@ -60,18 +61,19 @@ def itq_rotation(centered: np.ndarray, bits: int, iterations: int = 50, seed: in
     # PCA: the top `bits` right singular vectors of X.
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     w = vt[:bits].T
-    v = x @ w
-    r = random_rotation(bits, bits, seed).astype(np.float64)
+    v = (x @ w).astype(np.float32)  # the alternation in float32: twice as fast, same codes
+    r = random_rotation(bits, bits, seed)
     for _ in range(iterations):
-        b = np.where(v @ r >= 0, 1.0, -1.0)
-        u, _, st = np.linalg.svd(v.T @ b)
-        r = u @ st
+        b = np.where(v @ r >= 0, np.float32(1), np.float32(-1))
+        u, _, st = np.linalg.svd((v.T @ b).astype(np.float64))
+        r = (u @ st).astype(np.float32)
     return (w @ r).astype(np.float32)
 
 
 def make_projection(kind: str, embeddings: np.ndarray, mean: np.ndarray, bits: int, *, seed: int = 0,
-                    itq_iterations: int = 50) -> np.ndarray | None:
-    """The projection ``P`` [dim, bits] of ``kind`` (None for ``"none"``)."""
+                    itq_iterations: int = 50, itq_sample: int | None = None) -> np.ndarray | None:
+    """The projection ``P`` [dim, bits] of ``kind`` (None for ``"none"``); ITQ learns from
+    ``itq_sample`` rows drawn at random (seeded), or all rows when None."""
     dim = embeddings.shape[1]
     if kind == "none":
         if bits != dim:
@@ -81,5 +83,8 @@ def make_projection(kind: str, embeddings: np.ndarray, mean: np.ndarray, bits: i
     if kind == "random":
         return random_rotation(dim, bits, seed)
     if kind == "itq":
-        return itq_rotation(np.asarray(embeddings, np.float64) - mean, bits, itq_iterations, seed)
+        x = np.asarray(embeddings)
+        if itq_sample is not None and itq_sample < len(x):
+            x = x[np.sort(np.random.default_rng(seed).choice(len(x), itq_sample, replace=False))]
+        return itq_rotation(np.asarray(x, np.float64) - mean, bits, itq_iterations, seed)
     raise ValueError(f"projection {kind!r} unknown; choose one of {', '.join(map(repr, PROJECTIONS))}.")

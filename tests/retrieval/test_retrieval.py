@@ -153,3 +153,13 @@ def test_bad_inputs_say_what_to_do():
         search(index, q[:, :7], k=1)
     with pytest.raises(ValueError, match="float"):
         build_index(np.zeros((3, 4), np.int32))
+
+
+def test_many_ties_keep_lower_index_first():
+    """8-bit codes over 5,000 rows: every distance value is shared by hundreds of rows."""
+    db, q = _data(5, 5000, 8, q=4)
+    index = build_index(db)
+    ham = _np_hamming(_np_codes(q, db.mean(0), None), _np_codes(db, db.mean(0), None))
+    dist, idx = search(index, q, k=300)
+    np.testing.assert_array_equal(np.asarray(idx), np.argsort(ham, axis=1, kind="stable")[:, :300])
+    np.testing.assert_array_equal(np.asarray(dist), np.sort(ham, axis=1)[:, :300])
