@@ -29,7 +29,8 @@ METHODS = ("fp", "bc", "bc_stochastic", "bwn", "xnor", "twn", "ttq", "bitnet", "
 BINARY_INPUT_METHODS = ("xnor", "bnn")
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 ESTIMATORS = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
-QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS}
+QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS,
+                    "init_weights": ("latent", "quantized")}
 
 
 # Methods whose kernels are 1-bit (the ones BinaryConnect's per-layer learning-rate scale applies to).
@@ -70,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)
     c.quant.ste_kwargs = ml_collections.ConfigDict()  # e.g. clip_value for "clipped", beta for "tanh"
     c.quant.init_from = ""  # workdir of a finished FP run to start from (TTQ fine-tuning); "" = scratch
+    # what init_from's quantized layers give: "latent" weights, or their "quantized" Q_w(W) in float
+    # layers (Dense-Sparse-Dense's re-dense step from a sparse/ternary run, extremeq.nn.densify)
+    c.quant.init_weights = "latent"
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # sgd | adam | bop (Bop for the binary latent weights)

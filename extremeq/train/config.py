@@ -67,6 +67,7 @@ def default_config():
     c.quant.ste = "ste"
     c.quant.ste_kwargs = ml_collections.ConfigDict()
     c.quant.init_from = ""  # workdir of a finished FP run to start from
+    c.quant.init_weights = "latent"  # latent | quantized (DSD re-dense: float layers holding Q_w(W))
     c.quant.latent_init = "keep"  # keep | uniform (BinaryConnect: quantized layers' latent W ~ U(-1, 1))
     # bc_stochastic at evaluation: "sign" (deterministic sign, the 1-bit net export packs) or "mean"
     # (E[w_b] = clip(W, -1, 1), the real-valued weights BinaryConnect's paper tests stochastic rows with)
@@ -242,6 +243,7 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.quant.ste, "quant.ste", ESTIMATORS)
     _choice(c.quant.latent_init, "quant.latent_init", ("keep", "uniform"))
     _choice(c.quant.stochastic_eval, "quant.stochastic_eval", ("sign", "mean"))
+    _choice(c.quant.init_weights, "quant.init_weights", ("latent", "quantized"))
     if c.quant.init_from:
         _check_workdir(c.quant.init_from, "quant.init_from")
 

@@ -206,6 +206,11 @@ def create_model(config, num_classes: int, input_shape):
     _load_vars(src_model, src_vars)
     from extremeq.nn import method_rules, quantize_model  # pylint: disable=g-import-not-at-top
 
+    if config.quant.get("init_weights", "latent") == "quantized":
+        from extremeq.nn.densify import densify_model  # pylint: disable=g-import-not-at-top
+
+        densify_model(src_model)
+
     q = config.quant
     rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
                          ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
