@@ -187,6 +187,9 @@ def main(argv=None):
              [(qa,), (qb,)], lambda q, nq=nq: search(index, q, k=10, batch=nq, backend=args.backend),
              [(qa,), (qb,)]),
         ]
+        if args.backend == "auto":  # the other CPU path of xnor_matmul: unpack to int8, one int8 dot
+            rows.insert(1, ("scores only, xnor_matmul backend 'dot'", lambda q: score_f(q, dbf), [(qa,), (qb,)],
+                            lambda c: xnor_matmul(c, index.codes, bits, backend="dot"), [(ca,), (cb,)]))
         for stage, ff, fa, bf, ba in rows:
             tf = median_time(ff, fa, args.repeats)
             tbin = median_time(bf, ba, args.repeats)
