@@ -102,6 +102,7 @@ class EnergyEstimate:
     compute_pj: dict  # MAC class -> pJ
     memory_pj: float
     table: CostTable
+    unpriced_macs: dict = dataclasses.field(default_factory=dict)  # precision the table has no price for -> MACs
 
     @property
     def compute_total_pj(self) -> float:
@@ -113,12 +114,15 @@ class EnergyEstimate:
 
     def as_dict(self) -> dict:
         return {"table": self.table.name, "compute_pj": dict(self.compute_pj), "memory_pj": self.memory_pj,
-                "total_pj": self.total_pj}
+                "total_pj": self.total_pj, "unpriced_macs": dict(self.unpriced_macs)}
 
     def __str__(self) -> str:
-        return (f"estimated energy per inference (cost model {self.table.name!r}, not a measurement): "
+        text = (f"estimated energy per inference (cost model {self.table.name!r}, not a measurement): "
                 f"compute {self.compute_total_pj / 1e6:.4g} uJ + weight DRAM reads "
                 f"{self.memory_pj / 1e6:.4g} uJ = {self.total_pj / 1e6:.4g} uJ")
+        if self.unpriced_macs:
+            text += f"; not priced (no entry in the table, left out): {self.unpriced_macs} MACs"
+        return text
 
 
 def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTable = HOROWITZ_45NM
@@ -126,17 +130,18 @@ def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTa
     """Energy of one inference from MAC counts and weight bytes (formula in the module docstring).
 
     Args:
-      macs: MACs per weight precision, keys among ``float, int8, binary, ternary`` (as
-        ``Summary.total_macs()``); ``binary`` includes the XNOR ones.
+      macs: MACs per weight precision (as ``Summary.total_macs()``); ``float, int8, binary,
+        ternary`` are priced, ``binary`` including the XNOR ones; any other precision (a
+        registered method's own) is reported in ``unpriced_macs`` and left out of the total.
       xnor_macs: the binary MACs whose inputs are binary too (priced as XNOR + popcount).
       weight_bytes: bytes of the (packed) weights read from DRAM.
       table: the cost table (default :data:`HOROWITZ_45NM`).
     """
-    unknown = set(macs) - {"float", "int8", "binary", "ternary"}
-    if unknown:
-        raise ValueError(f"MAC classes {sorted(unknown)} unknown; use float, int8, binary, ternary.")
-    counts = {p: int(macs.get(p, 0)) for p in ("float", "int8", "binary", "ternary")}
-    if min(counts.values()) < 0 or xnor_macs < 0 or weight_bytes < 0:
+    priced = ("float", "int8", "binary", "ternary")
+    unpriced = {p: int(n) for p, n in macs.items() if p not in priced and n}
+    counts = {p: int(macs.get(p, 0)) for p in priced}
+    if min(counts.values(), default=0) < 0 or min(unpriced.values(), default=0) < 0 or xnor_macs < 0 \
+            or weight_bytes < 0:
         raise ValueError(f"counts must be non-negative, got macs={macs}, xnor_macs={xnor_macs}, "
                          f"weight_bytes={weight_bytes}.")
     if xnor_macs > counts["binary"]:
@@ -145,4 +150,4 @@ def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTa
     counts["binary"] -= int(xnor_macs)
     counts["xnor"] = int(xnor_macs)
     compute = {p: n * table.mac(p) for p, n in counts.items()}
-    return EnergyEstimate(compute, float(weight_bytes) * table.dram_byte, table)
+    return EnergyEstimate(compute, float(weight_bytes) * table.dram_byte, table, unpriced)

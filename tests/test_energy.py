@@ -49,8 +49,10 @@ def test_user_table_replaces_values():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="part of the binary"):
         estimate_energy({"binary": 5}, 6, 0)
-    with pytest.raises(ValueError, match="unknown"):
-        estimate_energy({"fp16": 5}, 0, 0)
+    e = estimate_energy({"float": 2, "fp16": 5}, 0, 0)  # a registered method's own precision
+    assert e.unpriced_macs == {"fp16": 5} and e.total_pj == pytest.approx(9.2) and "not priced" in str(e)
+    with pytest.raises(ValueError, match="non-negative"):
+        estimate_energy({"float": -1}, 0, 0)
     with pytest.raises(ValueError, match="non-negative"):
         dataclasses.replace(HOROWITZ_45NM, fp32_add=-1.0)
     with pytest.raises(ValueError, match="choose one of"):
