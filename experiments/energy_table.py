@@ -15,7 +15,7 @@ import argparse
 import jax.numpy as jnp
 from flax import nnx
 
-from extremeq.energy import HOROWITZ_45NM, estimate_energy
+from extremeq.energy import HOROWITZ_45NM
 from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
 from extremeq.summary import summary
@@ -37,7 +37,7 @@ def summarize(model_cfg, shape, classes, method):
     model = build_model(model_cfg, classes, shape, nnx.Rngs(0))
     quantize_model(model, rules(method))
     s = summary(model, jnp.zeros((1, *shape)))
-    return s, estimate_energy(s.total_macs(), s.xnor_macs, s.packed_bytes)
+    return s, s.energy()
 
 
 def table(models=MODELS, methods=METHODS):
