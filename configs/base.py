@@ -74,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
     # what init_from's quantized layers give: "latent" weights, or their "quantized" Q_w(W) in float
     # layers (Dense-Sparse-Dense's re-dense step from a sparse/ternary run, extremeq.nn.densify)
     c.quant.init_weights = "latent"
+    c.quant.keep_fp = ()  # layer-path regexes kept float before the method's rules (e.g. ".*/downsample")
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # sgd | adam | bop (Bop for the binary latent weights)

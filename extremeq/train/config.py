@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz")
@@ -68,6 +69,7 @@ def default_config():
     c.quant.ste_kwargs = ml_collections.ConfigDict()
     c.quant.init_from = ""  # workdir of a finished FP run to start from
     c.quant.init_weights = "latent"  # latent | quantized (DSD re-dense: float layers holding Q_w(W))
+    c.quant.keep_fp = ()  # regexes of layer paths kept float before the method's rules (Bi-Real's downsample)
     c.quant.latent_init = "keep"  # keep | uniform (BinaryConnect: quantized layers' latent W ~ U(-1, 1))
     # bc_stochastic at evaluation: "sign" (deterministic sign, the 1-bit net export packs) or "mean"
     # (E[w_b] = clip(W, -1, 1), the real-valued weights BinaryConnect's paper tests stochastic rows with)
@@ -244,6 +246,12 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.quant.latent_init, "quant.latent_init", ("keep", "uniform"))
     _choice(c.quant.stochastic_eval, "quant.stochastic_eval", ("sign", "mean"))
     _choice(c.quant.init_weights, "quant.init_weights", ("latent", "quantized"))
+    for pattern in c.quant.keep_fp:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as e:
+            _fail("quant.keep_fp", f"{pattern!r} is not a regular expression ({e}); give layer-path "
+                  "regexes, e.g. ('.*/downsample',)")
     if c.quant.init_from:
         _check_workdir(c.quant.init_from, "quant.init_from")
 

@@ -36,7 +36,8 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq import optim
 from extremeq.train import checkpoint as ckpt_lib
@@ -129,7 +130,7 @@ def build_quantized_model(config, num_classes: int, input_shape, init_vars=None)
     ``init_vars`` ({"params", "model_state"} of an unquantized model of the same architecture, e.g.
     an FP run's checkpoint) is loaded before quantizing, so the quantized layers keep its weights.
     """
-    from extremeq.nn import method_rules, quantize_model  # pylint: disable=g-import-not-at-top
+    from extremeq.nn import quantize_model  # pylint: disable=g-import-not-at-top
     from extremeq.nn.models import build_model  # pylint: disable=g-import-not-at-top
 
     try:
@@ -138,11 +139,17 @@ def build_quantized_model(config, num_classes: int, input_shape, init_vars=None)
         raise config_lib.ConfigError(f"config.model: {e}") from e
     if init_vars is not None:
         _load_vars(model, init_vars)
-    q = config.quant
-    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
-                         ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
-    quantize_model(model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
+    quantize_model(model, quant_rules(config.quant), rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return model
+
+
+def quant_rules(q):
+    """The precision rules of ``config.quant``: ``keep_fp`` patterns float, then the method's."""
+    from extremeq.nn import method_rules  # pylint: disable=g-import-not-at-top
+
+    keep = [(pattern, None) for pattern in q.get("keep_fp", ())]
+    return keep + method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
+                               ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
 
 
 def _split(model):
@@ -204,17 +211,13 @@ def create_model(config, num_classes: int, input_shape):
             f"but this config builds {config.model.to_dict()}; they must match"
         )
     _load_vars(src_model, src_vars)
-    from extremeq.nn import method_rules, quantize_model  # pylint: disable=g-import-not-at-top
+    from extremeq.nn import quantize_model  # pylint: disable=g-import-not-at-top
 
     if config.quant.get("init_weights", "latent") == "quantized":
         from extremeq.nn.densify import densify_model  # pylint: disable=g-import-not-at-top
 
         densify_model(src_model)
-
-    q = config.quant
-    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
-                         ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.get("latent_init", "keep"))
-    quantize_model(src_model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
+    quantize_model(src_model, quant_rules(config.quant), rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return src_model
 
 
@@ -517,7 +520,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 # Jitted functions of earlier runs in this process, by what they depend on: a sweep over seeds
 # (or a resumed run in the same process) reuses the compiled step instead of compiling it again.
-_COMPILED: "collections.OrderedDict[Any, dict]" = collections.OrderedDict()
+_COMPILED: collections.OrderedDict[Any, dict] = collections.OrderedDict()
 _COMPILED_MAX = 8
 # Keys that change neither the traced computation nor its constants (PRNG keys are arguments).
 _NOT_TRACED = ("seed", "max_steps", "log_every_steps", "progress_bar", "sync_every_step", "checkpoint",
