@@ -27,7 +27,7 @@ def get_config():
     c.title = "MNIST, LeNet-5: Dense-Sparse(ternary)-Dense, 1 epoch per phase"
     c.config = "configs/mnist_lenet5.py"
     c.methods = [DENSE, SPARSE, REDENSE]
-    c.seeds = [0]
+    c.seeds = [0, 1, 2]
     c.overrides = ml_collections.ConfigDict({
         "num_epochs": 1,
         "batch_size": 100,
