@@ -7,6 +7,7 @@ Variant: ``resnet32:twn`` etc.
 import pathlib
 import runpy
 
+# The sibling recipe file, loaded by path (config files are not a package).
 _cifar10 = runpy.run_path(str(pathlib.Path(__file__).with_name("cifar10_resnet.py")))
 MODELS = _cifar10["MODELS"]
 

@@ -18,21 +18,18 @@ ResNet with option-A shortcuts (the TTQ paper's FP baselines are these numbers).
 All methods: first conv and last dense stay float (first = last = "fp"), as in TTQ, TWN, XNOR-Net.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config
+from extremeq.train.variants import apply_method, parse_variant
 
 MODELS = ("resnet20", "resnet32", "resnet44", "resnet56")
 DATASET = "cifar10"
 
 
 def get_config(arg=None):
-    model, method, options = base.parse_variant(arg, models=MODELS, default_model="resnet20")
-    c = base.base_config()
+    model, method, options = parse_variant(arg, models=MODELS, default_model="resnet20")
+    c = default_config()
     c.dataset.name = DATASET
-    c.dataset.source = "tfds"
+    c.dataset.source = ""  # "": the JPEG archive ($EXTREMEQ_CIFAR10), else TFDS
     c.dataset.augment.crop_padding = 4
     c.dataset.augment.flip = True
     c.model.name = model
@@ -46,11 +43,11 @@ def get_config(arg=None):
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 1e-4
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = [82, 123]
+    c.optimizer.decay_epochs = (82, 123)
     c.optimizer.decay_factor = 0.1
     c.checkpoint.every_epochs = 10
     if method == "ttq":
         c.optimizer.weight_decay = 2e-4
-        c.optimizer.decay_epochs = [82, 123, 150]
+        c.optimizer.decay_epochs = (82, 123, 150)
         c.quant.init_from = ""  # TTQ fine-tunes: point at a finished FP run of the same model
-    return base.apply_method(c, method, options, first="fp", last="fp")
+    return apply_method(c, method, options, first="fp", last="fp")

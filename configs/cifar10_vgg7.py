@@ -11,18 +11,15 @@ conv and keeps the last layer in float (first = "same", last = "fp").
 Variants: fp, twn, bwn (the paper's rows); any other method also loads.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config
+from extremeq.train.variants import apply_method, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "cifar10"
-    c.dataset.source = "tfds"
+    c.dataset.source = ""  # "": the JPEG archive ($EXTREMEQ_CIFAR10), else TFDS
     c.dataset.augment.crop_padding = 4
     c.dataset.augment.flip = True
     c.model.name = "vgg7"
@@ -35,7 +32,7 @@ def get_config(arg=None):
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 1e-4
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = [80, 120]
+    c.optimizer.decay_epochs = (80, 120)
     c.optimizer.decay_factor = 0.1
     c.checkpoint.every_epochs = 10
-    return base.apply_method(c, method, options, first="same", last="fp")
+    return apply_method(c, method, options, first="same", last="fp")

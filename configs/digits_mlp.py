@@ -6,20 +6,17 @@ e.g. ``configs/digits_mlp.py:twn``. hardtanh activation for every method, as the
 so that FP and binary-input rows differ only in the quantizers.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config
+from extremeq.train.variants import apply_method, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "digits"
     c.dataset.source = "digits"
     c.model.name = "mlp"
-    c.model.hidden = [256, 256]
+    c.model.hidden = (256, 256)
     c.model.activation = "hardtanh"
     c.num_epochs = 40
     c.batch_size = 64
@@ -27,4 +24,4 @@ def get_config(arg=None):
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.optimizer.schedule = "cosine"
-    return base.apply_method(c, method, options)
+    return apply_method(c, method, options)

@@ -13,16 +13,13 @@ paper's numbers were not verified: Adam, lr 1e-3, x0.1 at epochs 30 and 45 here 
 Variants: fp, bwn, xnor (the paper's rows); any other method also loads.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import BINARY_INPUT_METHODS, default_config
+from extremeq.train.variants import apply_method, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "imagenet2012"
     c.dataset.source = "tfds"
     c.dataset.image_size = 224
@@ -30,7 +27,7 @@ def get_config(arg=None):
     c.dataset.augment.flip = True
     c.model.name = "alexnet"
     c.model.activation = "relu"
-    c.model.dropout = 0.0 if method in base.BINARY_INPUT_METHODS else 0.5
+    c.model.dropout = 0.0 if method in BINARY_INPUT_METHODS else 0.5
     c.num_epochs = 55
     c.batch_size = 128
     c.eval_batch_size = 512
@@ -38,7 +35,7 @@ def get_config(arg=None):
     c.optimizer.learning_rate = 1e-3
     c.optimizer.weight_decay = 0.0
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = [30, 45]
+    c.optimizer.decay_epochs = (30, 45)
     c.optimizer.decay_factor = 0.1
     c.checkpoint.every_epochs = 1
-    return base.apply_method(c, method, options, first="fp", last="fp")
+    return apply_method(c, method, options, first="fp", last="fp")

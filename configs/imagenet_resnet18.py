@@ -11,16 +11,13 @@ All methods keep the first conv and the last dense in float.
 Variants: fp, bwn, xnor, twn, ttq; any other method also loads.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config
+from extremeq.train.variants import apply_method, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "imagenet2012"
     c.dataset.source = "tfds"
     c.dataset.image_size = 224
@@ -37,17 +34,17 @@ def get_config(arg=None):
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 1e-4
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = [30, 60]
+    c.optimizer.decay_epochs = (30, 60)
     c.optimizer.decay_factor = 0.1
     c.checkpoint.every_epochs = 1
     if method == "twn":
         c.num_epochs = 50
-        c.optimizer.decay_epochs = [30, 40]
+        c.optimizer.decay_epochs = (30, 40)
     elif method in ("bwn", "xnor"):
         c.num_epochs = 55
         c.batch_size = 128
         c.optimizer.name = "adam"
         c.optimizer.learning_rate = 1e-3
         c.optimizer.weight_decay = 0.0
-        c.optimizer.decay_epochs = [30, 45]
-    return base.apply_method(c, method, options, first="fp", last="fp")
+        c.optimizer.decay_epochs = (30, 45)
+    return apply_method(c, method, options, first="fp", last="fp")

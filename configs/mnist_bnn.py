@@ -16,23 +16,20 @@ W_LR_scale = "Glorot", H = 1) and its U(-1, 1) start of the binary layers' laten
 Variants: bnn (the paper), fp (same network in float, ReLU), any other method.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import BINARY_METHODS, default_config, mnist_path
+from extremeq.train.variants import apply_method, exponential_decay, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "mnist"
     c.dataset.source = "npz"
-    c.dataset.path = base.mnist_path()
+    c.dataset.path = mnist_path()
     c.dataset.limit_train = 50000
     c.dataset.validation = True  # the last 10000: val_accuracy per epoch, test at best val in final.json
     c.model.name = "mlp"
-    c.model.hidden = [4096, 4096, 4096]
+    c.model.hidden = (4096, 4096, 4096)
     c.model.activation = "relu"  # "hardtanh" for bnn/xnor (apply_method)
     c.model.input_dropout = 0.2
     c.model.dropout = 0.5
@@ -45,12 +42,12 @@ def get_config(arg=None):
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(3e-3, 3e-7, c.num_epochs)
+    c.optimizer.decay_epochs, c.optimizer.decay_factor = exponential_decay(3e-3, 3e-7, c.num_epochs)
     c.optimizer.weight_decay = 0.0
     c.checkpoint.every_epochs = 25
     c.loss = "squared_hinge"
-    c = base.apply_method(c, method, options, first="weights", last="same")
-    if c.quant.method in base.BINARY_METHODS:
+    c = apply_method(c, method, options, first="weights", last="same")
+    if c.quant.method in BINARY_METHODS:
         c.optimizer.binary_lr_scale = "glorot"
         c.quant.latent_init = "uniform"  # the code's binary layers start U(-H, H), H = 1
     return c

@@ -12,19 +12,16 @@ flatten), BN after the 512-wide dense layer.
 Variants: fp, bwn, twn (the paper's rows); any other method also loads.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config, mnist_path
+from extremeq.train.variants import apply_method, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "mnist"
     c.dataset.source = "npz"
-    c.dataset.path = base.mnist_path()
+    c.dataset.path = mnist_path()
     c.model.name = "lenet5"
     c.model.activation = "relu"
     c.num_epochs = 40
@@ -35,7 +32,7 @@ def get_config(arg=None):
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 1e-4
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = [15, 25]
+    c.optimizer.decay_epochs = (15, 25)
     c.optimizer.decay_factor = 0.1
     c.checkpoint.every_epochs = 5
-    return base.apply_method(c, method, options, first="same", last="fp")
+    return apply_method(c, method, options, first="same", last="fp")

@@ -21,23 +21,20 @@ the code's per-layer learning-rate scale 1/H_Glorot of the binary weights
 Variants: fp (the "no regularizer" baseline), bc, bc_stochastic; any other method also loads.
 """
 
-import pathlib
-import runpy
-from types import SimpleNamespace
-
-base = SimpleNamespace(**runpy.run_path(str(pathlib.Path(__file__).with_name("base.py"))))
+from extremeq.train.config import default_config, mnist_path
+from extremeq.train.variants import apply_method, exponential_decay, parse_variant
 
 
 def get_config(arg=None):
-    _, method, options = base.parse_variant(arg)
-    c = base.base_config()
+    _, method, options = parse_variant(arg)
+    c = default_config()
     c.dataset.name = "mnist"
     c.dataset.source = "npz"
-    c.dataset.path = base.mnist_path()
+    c.dataset.path = mnist_path()
     c.dataset.limit_train = 50000  # paper: last 10000 training images held out for validation
     c.dataset.validation = True  # the last 10000: val_accuracy per epoch, test at best val in final.json
     c.model.name = "mlp"
-    c.model.hidden = [1024, 1024, 1024]
+    c.model.hidden = (1024, 1024, 1024)
     c.model.activation = "relu"
     c.model.head_bn = True
     c.model.bn_momentum = 0.85
@@ -48,11 +45,11 @@ def get_config(arg=None):
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
     c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs, c.optimizer.decay_factor = base.exponential_decay(1e-3, 3e-6, c.num_epochs)
+    c.optimizer.decay_epochs, c.optimizer.decay_factor = exponential_decay(1e-3, 3e-6, c.num_epochs)
     c.optimizer.weight_decay = 0.0
     c.checkpoint.every_epochs = 10
     c.loss = "squared_hinge"
-    c = base.apply_method(c, method, options, first="same", last="same")
+    c = apply_method(c, method, options, first="same", last="same")
     if c.quant.method in ("bc", "bc_stochastic"):
         c.optimizer.binary_lr_scale = "glorot"  # 1/H_Glorot = 26-37 for these layers
         # BinaryConnect's code starts the latent weights U(-H, H) with H = 1; from a small lecun init

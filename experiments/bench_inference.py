@@ -10,7 +10,8 @@ they are drawn with NumPy into an abstract model so that no initialiser is compi
 
 The training graph multiplies float32 fake-quantized weights (Q_w(W) recomputed from the latent
 weights at every call); the packed model reads 1-bit/2-bit words and calls ``extremeq.kernels``
-(XNOR-popcount where the inputs are binary, packed-weight matmul where they are not).
+(dense layers: XNOR-popcount where the inputs are binary, packed-weight matmul where they are not;
+convolutions: ``packed_conv``, whose ``backend="auto"`` picks the path per platform).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 import extremeq
-from extremeq.export import _fresh_rng_state
+from extremeq.inference import fresh_rng_state
 from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
 
@@ -43,6 +44,9 @@ MODELS = {  # name: (recipe, method)
                               "input_shape": [28, 28, 1]}, "xnor"),
     "LeNet-5 BWN (MNIST)": ({"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10,
                              "input_shape": [28, 28, 1]}, "bwn"),
+    # padded 3x3 convolutions whose binary inputs are padded with +1 (LeNet-5's are unpadded)
+    "ResNet-20 XNOR (CIFAR-10)": ({"model": {"name": "resnet20", "activation": "hardtanh"}, "num_classes": 10,
+                                   "input_shape": [32, 32, 3]}, "xnor"),
 }
 
 
@@ -53,7 +57,11 @@ def random_model(recipe, method, seed=0):
         quantize_model(m, method_rules(method))
         return m
 
-    model = nnx.eval_shape(build)
+    return fill_random(nnx.eval_shape(build), seed)
+
+
+def fill_random(model, seed=0):
+    """Draws every variable of an (abstract) model with NumPy, in eval mode (see random_model)."""
     rng = np.random.default_rng(seed)
     state = nnx.state(model, nnx.Not(nnx.RngState))
     for path, var in nnx.to_flat_state(state):
@@ -70,7 +78,7 @@ def random_model(recipe, method, seed=0):
             val = np.zeros(v.shape)
         var.set_value(jnp.asarray(val, v.dtype))
     nnx.update(model, state)
-    _fresh_rng_state(model)
+    fresh_rng_state(model)
     model.eval()
     return model
 

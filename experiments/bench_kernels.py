@@ -1,22 +1,32 @@
 """Benchmark the bit-packed kernels against dense matmuls on the same device.
 
 Prints a markdown table and writes it to --out. Every variant: jitted, warmed up, then the
-median of many calls timed one by one with ``jax.block_until_ready``, on random data (two
-fresh data sets alternated, never zeros). Each packed result is checked against an exact
-reference (XNOR: the int8 ``dot`` backend; weight-only: dequantize-then-dot in float32).
+median of many calls timed one by one with ``jax.block_until_ready``, on random data (never
+zeros). Each packed result is checked against an exact reference (XNOR: the int8 ``dot``
+backend; weight-only: dequantize-then-dot in float32).
+
+Cold caches (``--cold``): a GPU's L2 (50 MB on an H100, 60 MB on an H200) holds a packed 8192^2
+weight between calls, which would flatter the packed kernels. ``rotate`` (the GPU/TPU default)
+cycles every variant, baselines included, through distinct data sets covering at least
+``--rotate-mb`` (256 MB) so that no set is still cached when it is used again; ``flush`` writes a
+``--flush-mb`` buffer (untimed) before every timed call; ``none`` (the CPU default) alternates two
+sets. The preamble says which. The ``weight GB/s`` column is the bytes of the weight operand (packed
+words for the packed kernels, the dense B for the baselines) read per call over the median time.
 
     PYTHONPATH=. python experiments/bench_kernels.py --out bench.md            # GPU/TPU sizes
     PYTHONPATH=. python experiments/bench_kernels.py --quick --out bench.md    # CPU-sized
 
-Shapes (full): M = N = K in {4096, 8192}; weight-bound M in {1, 16, 128} with K = N = 8192 and
-with K = 4096, N = 11008. --quick: {1024, 2048}; M in {1, 16, 128} with K = N = 2048 and with
-K = 1024, N = 2752; plus a row sweep that decides the CPU backend rule of xnor_matmul.
+Shapes (full): M = N = K in {4096, 8192}; weight-bound M in {1, 4, 16, 128} with K = N = 8192,
+K = 4096 x N = 11008 and K = 11008 x N = 4096. --quick: {1024, 2048}; M in {1, 4, 16, 128} with
+K = N = 2048 and with K = 1024, N = 2752; plus a row sweep that decides the CPU backend rule of
+xnor_matmul.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform as py_platform
 import statistics
@@ -29,13 +39,14 @@ import numpy as np
 from jax import lax
 
 from extremeq import kernels
-from extremeq.kernels import _weight_only
-from extremeq.kernels.xnor_matmul import GPU_TILE_CONFIGS as XNOR_GPU_TILES
-from extremeq.kernels.xnor_matmul import _resolve_backend, xnor_matmul_dot
-from extremeq.kernels._common import platform
+from extremeq.kernels import tiles
+from extremeq.kernels.backends import platform, resolve
+from extremeq.kernels.common import mask_padding_bits
+from extremeq.kernels.xla import xnor_matmul_dot
 
-HEADER = "| shape (M x N x K) | variant | ms | GOP/s | vs bf16 dot | vs f32 dot | check |"
-RULE = "| --- | --- | --- | --- | --- | --- | --- |"
+HEADER = "| shape (M x N x K) | variant | ms | GOP/s | weight GB/s | vs bf16 dot | vs f32 dot | check |"
+RULE = "| --- | --- | --- | --- | --- | --- | --- | --- |"
+COLD = {"args": None, "flush": None}  # set in main(): the options and, for --cold flush, the flush step
 
 
 def parse_args(argv=None):
@@ -52,6 +63,11 @@ def parse_args(argv=None):
                    help="activations of the weight-only kernels (auto: bf16 on GPU/TPU, f32 on CPU)")
     p.add_argument("--skip-slow-cpu", action="store_true",
                    help="skip bf16 jnp.dot on CPU (emulated, very slow at large sizes)")
+    p.add_argument("--cold", choices=["auto", "rotate", "flush", "none"], default="auto",
+                   help="keep caches cold between timed calls (auto: rotate on GPU/TPU, none on CPU)")
+    p.add_argument("--rotate-mb", type=float, default=256.0, help="--cold rotate: MB of distinct data per variant")
+    p.add_argument("--max-sets", type=int, default=64, help="--cold rotate: at most this many data sets")
+    p.add_argument("--flush-mb", type=float, default=128.0, help="--cold flush: MB written before each timed call")
     return p.parse_args(argv)
 
 
@@ -77,7 +93,7 @@ class Table:
         self.flush()  # a run cut short by a timeout still leaves its rows
 
     def section(self, title):
-        self.add(f"| **{title}** | | | | | | |")
+        self.add(f"| **{title}** | | | | | | | |")
 
     def flush(self):
         with open(self.path, "w") as f:
@@ -85,14 +101,24 @@ class Table:
 
 
 # ---------------------------------------------------------------------------------- data
-def keys(seed, per_set):
-    """Keys for two data sets: [2, per_set] (two sets, so no call reuses the previous inputs)."""
-    return jax.random.split(jax.random.PRNGKey(seed), 2 * per_set).reshape(2, per_set, -1)
+def n_sets(bytes_per_set: int) -> int:
+    """Data sets per variant: 2, or under --cold rotate enough to cover --rotate-mb."""
+    args = COLD["args"]
+    if args is None or args.cold != "rotate":
+        return 2
+    return int(min(args.max_sets, max(2, math.ceil(args.rotate_mb * 2**20 / max(bytes_per_set, 1)))))
+
+
+def keys(seed, per_set, bytes_per_set):
+    """Keys for the data sets of one variant: [n, per_set] (n >= 2, so no call reuses the previous
+    inputs; more under --cold rotate)."""
+    n = n_sets(bytes_per_set)
+    return jax.random.split(jax.random.PRNGKey(seed), n * per_set).reshape(n, per_set, -1)
 
 
 def dense_sets(m, n, k, dtype, seed):
     out = []
-    for ka, kb in keys(seed, 2):
+    for ka, kb in keys(seed, 2, (m * k + k * n) * jnp.dtype(dtype).itemsize):
         if dtype == jnp.int8:
             a = jax.random.randint(ka, (m, k), -127, 128, jnp.int32).astype(jnp.int8)
             b = jax.random.randint(kb, (k, n), -127, 128, jnp.int32).astype(jnp.int8)
@@ -106,9 +132,9 @@ def dense_sets(m, n, k, dtype, seed):
 def bit_sets(m, n, k, seed):
     w = -(-k // 32)
     out = []
-    for ka, kb in keys(seed, 2):
-        a = kernels._common.mask_padding_bits(jax.random.bits(ka, (m, w), jnp.uint32), k)
-        b = kernels._common.mask_padding_bits(jax.random.bits(kb, (n, w), jnp.uint32), k)
+    for ka, kb in keys(seed, 2, (m + n) * w * 4):
+        a = mask_padding_bits(jax.random.bits(ka, (m, w), jnp.uint32), k)
+        b = mask_padding_bits(jax.random.bits(kb, (n, w), jnp.uint32), k)
         out.append((a, b))
     return out
 
@@ -116,15 +142,15 @@ def bit_sets(m, n, k, seed):
 def weight_sets(m, n, k, per_word, act_dtype, seed):
     w = -(-k // per_word)
     out = []
-    for kx, kw, ks in keys(seed, 3):
+    for kx, kw, ks in keys(seed, 3, m * k * jnp.dtype(act_dtype).itemsize + n * w * 4):
         x = jax.random.normal(kx, (m, k), act_dtype)
         words = jax.random.bits(kw, (n, w), jnp.uint32)
         if per_word == 32:
-            words = kernels._common.mask_padding_bits(words, k)
+            words = mask_padding_bits(words, k)
         else:
             lo = words & jnp.uint32(0x55555555)  # codes 00, 01, 11 only: the high bit needs the low
             words = lo | (((words >> 1) & lo) << 1)
-            words = kernels._common.mask_padding_bits(words, k, bits_per_element=2)
+            words = mask_padding_bits(words, k, bits_per_element=2)
         alpha = jax.random.uniform(ks, (n,), jnp.float32, 0.5, 2.0)
         out.append((x, words, alpha))
     return out
@@ -138,9 +164,9 @@ class ShapeGroup:
     def __init__(self, table, shape, args):
         self.table, self.shape, self.args, self.variants = table, shape, args, []
 
-    def add(self, name, fn, datasets, check_fn=None, base_key=None):
+    def add(self, name, fn, datasets, check_fn=None, base_key=None, weight_bytes=None):
         self.variants.append(dict(name=name, fn=jax.jit(fn), data=datasets, check=check_fn,
-                                  base_key=base_key, note=None))
+                                  base_key=base_key, note=None, weight_bytes=weight_bytes))
 
     def note(self, text):
         self.variants.append(dict(name=None, note=text))
@@ -164,6 +190,8 @@ class ShapeGroup:
             for v in live:
                 if r < v["n"]:
                     args = v["data"][r % len(v["data"])]
+                    if COLD["flush"] is not None:
+                        jax.block_until_ready(COLD["flush"]())  # untimed: evicts the caches
                     t0 = time.perf_counter()
                     jax.block_until_ready(v["fn"](*args))
                     v["times"].append(time.perf_counter() - t0)
@@ -177,15 +205,16 @@ class ShapeGroup:
         for v in self.variants:
             head = f"| {m} x {n} x {k} | "
             if v["note"] is not None:
-                self.table.add(head + v["note"] + " | | | | |")
+                self.table.add(head + v["note"] + " | | | | | |")
             elif "error" in v:
-                self.table.add(head + f"{v['name']} | - | - | - | - | FAILED ({v['error']}) |")
+                self.table.add(head + f"{v['name']} | - | - | - | - | - | FAILED ({v['error']}) |")
             else:
                 ms = v["ms"]
                 vs = [f"{base[key] / ms:.2f}x" if key in base else "-" for key in ("bf16", "f32")]
                 check = v["check"]() if v["check"] else "-"
+                gbs = f"{v['weight_bytes'] / (ms * 1e-3) / 1e9:.3g}" if v["weight_bytes"] else "-"
                 self.table.add(head + f"{v['name']} (n={v['n']}) | {ms:.3f} | {flops / (ms * 1e-3) / 1e9:.3g} | "
-                               f"{vs[0]} | {vs[1]} | {check} |")
+                               f"{gbs} | {vs[0]} | {vs[1]} | {check} |")
 
 
 def xnor_check(fn, data, k):
@@ -212,46 +241,49 @@ def dense_baselines(g, on_cpu, skip_slow_cpu):
     m, n, k = g.shape
     if not (on_cpu and skip_slow_cpu):
         g.add("bf16 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, n, k, jnp.bfloat16, 1),
-              base_key="bf16")
-    g.add("f32 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, n, k, jnp.float32, 2), base_key="f32")
+              base_key="bf16", weight_bytes=2 * k * n)
+    g.add("f32 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, n, k, jnp.float32, 2), base_key="f32",
+          weight_bytes=4 * k * n)
     g.add("int8 lax.dot_general -> int32",
           lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.int32),
-          dense_sets(m, n, k, jnp.int8, 3))
+          dense_sets(m, n, k, jnp.int8, 3), weight_bytes=k * n)
 
 
-def xnor_rows(g, accel, tiles):
+def xnor_rows(g, accel, tile_cfgs):
     m, n, k = g.shape
     data = bit_sets(m, n, k, 4)
     for backend in ("xla_popcount", "dot"):
         fn = lambda a, b, be=backend: kernels.xnor_matmul(a, b, k, backend=be)  # noqa: E731
-        g.add(f"xnor_matmul {backend}", fn, data, xnor_check(fn, data, k))
+        g.add(f"xnor_matmul {backend}", fn, data, xnor_check(fn, data, k), weight_bytes=4 * n * -(-k // 32))
     if accel:
-        for cfg in tiles:
+        for cfg in tile_cfgs:
             fn = lambda a, b, c=cfg: kernels.xnor_matmul(a, b, k, backend="pallas", **c)  # noqa: E731
-            g.add("xnor_matmul pallas " + tile_name(cfg), fn, data, xnor_check(fn, data, k))
+            g.add("xnor_matmul pallas " + tile_name(cfg), fn, data, xnor_check(fn, data, k),
+                  weight_bytes=4 * n * -(-k // 32))
     else:
-        g.note(f"xnor_matmul auto -> {_resolve_backend('bench', 'auto', m)} | (row above)")
+        g.note(f"xnor_matmul auto -> {resolve('bench', 'auto', 'xnor_matmul')} | (row above)")
 
 
-def weight_rows(g, accel, act_dtype, tiles):
+def weight_rows(g, accel, act_dtype, tile_cfgs):
     m, n, k = g.shape
     for kind, per_word, op, ref in (
         ("binary", 32, kernels.binary_weight_matmul, kernels.binary_weight_matmul_reference),
         ("ternary", 16, kernels.ternary_weight_matmul, kernels.ternary_weight_matmul_reference),
     ):
         data = weight_sets(m, n, k, per_word, act_dtype, 5)
-        # block_m is clamped to the padded M (extremeq.kernels._weight_only): label the tile that runs,
+        # block_m is clamped to the padded M (extremeq.kernels.tiles.gpu_block_m): label the tile that runs,
         # and time each distinct one once.
         run_tiles = []
-        for c in tiles:
-            c = dict(c, block_m=_weight_only.gpu_block_m(c["block_m"], m)) if c and "block_m" in c else c
+        for c in tile_cfgs:
+            c = dict(c, block_m=tiles.gpu_block_m(c["block_m"], m)) if c and "block_m" in c else c
             if c not in run_tiles:
                 run_tiles.append(c)
         variants = [("dot", {})] + ([("pallas", c) for c in run_tiles] if accel else [])
         for backend, cfg in variants:
             fn = lambda x, w, a, o=op, be=backend, c=cfg: o(x, w, a, backend=be, **c)  # noqa: E731
             name = f"{kind}_weight_matmul {backend}" + (" " + tile_name(cfg) if cfg else "")
-            g.add(name + f" ({jnp.dtype(act_dtype).name} x)", fn, data, weight_check(fn, ref, data))
+            g.add(name + f" ({jnp.dtype(act_dtype).name} x)", fn, data, weight_check(fn, ref, data),
+                  weight_bytes=4 * n * -(-k // per_word))
 
 
 def tile_name(cfg):
@@ -271,7 +303,17 @@ def main(argv=None):
     if args.quick:
         squares, wk = [1024, 2048], [(2048, 2048), (1024, 2752)]
     else:
-        squares, wk = [4096, 8192], [(8192, 8192), (4096, 11008)]
+        squares, wk = [4096, 8192], [(8192, 8192), (4096, 11008), (11008, 4096)]
+    if args.cold == "auto":
+        args.cold = "rotate" if accel else "none"
+    COLD["args"] = args
+    if args.cold == "flush":
+        scratch = jnp.zeros((int(args.flush_mb * 2**20) // 4,), jnp.float32)
+        COLD["flush"] = jax.jit(lambda: scratch + 1.0)  # reads and writes flush_mb MB
+    cold = {"rotate": f"each variant cycles through distinct random data sets covering >= {args.rotate_mb:g} MB "
+                      f"(at most {args.max_sets} sets), so the L2 holds none of them when it is used again",
+            "flush": f"a {args.flush_mb:g} MB buffer is read and written (untimed) before every timed call",
+            "none": "two random data sets alternated (caches may hold the weights between calls)"}[args.cold]
 
     dev = jax.devices()[0]
     import jaxlib
@@ -287,14 +329,16 @@ def main(argv=None):
         f"- command: {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}",
         f"- median of up to {args.repeats} timed calls (n per row) after {args.warmup} warm-up calls, "
         "each call timed alone with jax.block_until_ready; the variants of one shape run "
-        "round-robin (call r of each before call r+1 of any), on two random data sets alternated. "
+        "round-robin (call r of each before call r+1 of any). "
         "'vs' columns = baseline ms / row ms (> 1: faster than the dense dot of the same shape).",
+        f"- caches (--cold {args.cold}): {cold}; the same for every row, baselines included.",
+        "- weight GB/s: bytes of the weight operand per call (packed words, or the dense B) / median time.",
         "- GOP/s counts 2*M*N*K operations (multiply + add) for every row, packed or not.",
     ]
     table = Table(args.out, preamble)
 
-    wo_tiles = _weight_only.GPU_TILE_CONFIGS if plat == "gpu" else ()
-    xnor_tiles = XNOR_GPU_TILES if plat == "gpu" else ()
+    wo_tiles = [c.kwargs() for c in tiles.WEIGHT_ONLY_GPU_TILES] if plat == "gpu" else []
+    xnor_tiles = [c.kwargs() for c in tiles.XNOR_GPU_TILES] if plat == "gpu" else []
     default_tile = [{}] if plat == "tpu" else []
 
     table.section("compute-bound: M = N = K")
@@ -308,7 +352,7 @@ def main(argv=None):
     table.section("weight-bound: M small, weights K x N")
     first = True
     for k, n in wk:
-        for m in (1, 16, 128):
+        for m in (1, 4, 16, 128):
             g = ShapeGroup(table, (m, n, k), args)
             dense_baselines(g, on_cpu, args.skip_slow_cpu)
             weight_rows(g, accel, act_dtype, (wo_tiles if (sweep and first) else wo_tiles[:1]) or default_tile)
@@ -321,7 +365,7 @@ def main(argv=None):
         for m in (1, 16, 64, 256, 1024):
             g = ShapeGroup(table, (m, 2048, 2048), args)
             g.add("f32 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, 2048, 2048, jnp.float32, 2),
-                  base_key="f32")
+                  base_key="f32", weight_bytes=4 * 2048 * 2048)
             xnor_rows(g, False, ())
             g.run()
     table.preamble.append(

@@ -39,7 +39,9 @@ def build_step(method: str, model: str, batch: int, num_images: int = 0):
     (``num_images > 0``: one whole epoch over that many resident images, waited on at the end)."""
     from extremeq.data import epoch_indices
     from extremeq.train.config import load_config_file, validate_config
-    from extremeq.train.train import _make_mesh, build_quantized_model, create_train_state, in_memory_train_step
+    from extremeq.train.model import build_quantized_model, model_spec
+    from extremeq.train.state import OptimizerSpec, create_train_state
+    from extremeq.train.steps import Inputs, Objective, in_memory_train_step, make_mesh
 
     config = load_config_file(os.path.join(REPO, "configs", f"cifar10_resnet.py:{model}:{method}"))
     config.batch_size = batch
@@ -50,19 +52,23 @@ def build_step(method: str, model: str, batch: int, num_images: int = 0):
     x = jax.device_put(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
     y = jax.device_put(rng.integers(0, 10, (n,), dtype=np.int32))
     net = build_quantized_model(config, 10, (32, 32, 3))
-    state, ctx = create_train_state(config, net, n // batch, _make_mesh(1), mean=(0.49, 0.48, 0.45),
-                                    std=(0.25, 0.24, 0.26))
-    plan = jax.device_put(epoch_indices(ctx.shuffle_key, n, batch, 0))
-    step = jax.jit(functools.partial(in_memory_train_step, ctx=ctx), donate_argnums=(0,))
+    spec, mesh = model_spec(net), make_mesh(1)
+    optimizer = OptimizerSpec.from_config(config, n // batch, spec)
+    state = create_train_state(net, optimizer, mesh)
+    shuffle_key, aug_key = jax.random.split(jax.random.key(config.seed))
+    plan = jax.device_put(epoch_indices(shuffle_key, n, batch, 0))
+    inputs = Inputs.from_config(config, mesh, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
+    step = jax.jit(functools.partial(in_memory_train_step, model=spec, optimizer=optimizer, inputs=inputs,
+                                     objective=Objective.from_config(config)), donate_argnums=(0,))
     holder = [state]
 
     def run_once():
-        holder[0] = jax.block_until_ready(step(holder[0], x, y, plan, ctx.aug_key, None))
+        holder[0] = jax.block_until_ready(step(holder[0], x, y, plan, aug_key, None))
 
     def run_epoch():
         state = holder[0]
         for _ in range(n // batch):
-            state = step(state, x, y, plan, ctx.aug_key, None)
+            state = step(state, x, y, plan, aug_key, None)
         holder[0] = jax.block_until_ready(state)
 
     def check():
@@ -105,11 +111,11 @@ def machine_info() -> str:
             f"{platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}")
 
 
-def write_section(path: str, text: str) -> None:
-    """Replaces the '## Training step' section of ``path`` (up to the next '## ') or appends it."""
+def write_section(path: str, text: str, section: str = SECTION) -> None:
+    """Replaces the ``section`` ('## Training step') of ``path`` (up to the next '## ') or appends it."""
     old = open(path).read() if os.path.isfile(path) else "# Benchmarks\n"
     lines = old.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    start = next((i for i, l in enumerate(lines) if l.strip() == section), None)
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:

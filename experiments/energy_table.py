@@ -4,8 +4,8 @@ model (Horowitz, ISSCC 2014, 45 nm): an estimate from a cost table, not a measur
     PYTHONPATH=. python experiments/energy_table.py --out results/energy_table.md
 
 Methods: fp; int8 (every layer int8 weights and inputs); bwn, twn, xnor with first and last
-layer in float (the papers' setting). ``--width`` multiplies the channel counts of the CIFAR
-ResNet (Wider networks: a 2x-wide binary net against the 1x float net).
+layer in float (the papers' setting). A second table, wider networks: ResNet-20 and VGG-7 with
+``width_multiplier`` 1, 2, 3 (``config.model.width_multiplier``) against the 1x float net.
 """
 
 from __future__ import annotations
@@ -64,11 +64,39 @@ def table(models=MODELS, methods=METHODS):
     return "\n".join(lines) + "\n"
 
 
+WIDE_MODELS = {  # name -> (model config, input shape, classes)
+    "ResNet-20 (CIFAR-10)": ({"name": "resnet20"}, (32, 32, 3), 10),
+    "VGG-7 (CIFAR-10)": ({"name": "vgg7"}, (32, 32, 3), 10),
+}
+
+
+def width_table(models=WIDE_MODELS, multipliers=(1, 2, 3), methods=("fp", "bwn", "xnor")):
+    """Wider networks: packed size and estimated energy of each width against the 1x float net."""
+    lines = [
+        ("Wider networks (``config.model.width_multiplier``): every stage's channels times the multiplier; "
+         "ratios against the 1x float network (same cost model)."),
+        "",
+        ("| model | width | method | params (M) | weights (packed) | 1x FP bytes / bytes | total (uJ) | "
+         "1x FP energy / energy |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, (cfg, shape, classes) in models.items():
+        base = None
+        for mult in multipliers:
+            for method in methods:
+                s, e = summarize({**cfg, "width_multiplier": mult}, shape, classes, method)
+                base = base or (s.packed_bytes, e.total_pj)
+                lines.append(f"| {name} | {mult}x | {method} | {sum(s.total_params().values()) / 1e6:.2f} | "
+                             f"{s.packed_bytes / 2**20:.2f} MiB | {base[0] / s.packed_bytes:.1f}x | "
+                             f"{e.total_pj / 1e6:.2f} | {base[1] / e.total_pj:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="energy_table.md")
     args = p.parse_args()
-    text = table()
+    text = table() + "\n" + width_table()
     print(text)
     with open(args.out, "w") as f:
         f.write(text)

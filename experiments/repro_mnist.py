@@ -197,7 +197,7 @@ def weight_histograms(workdir: str) -> None:
     import plots
     from extremeq import quantizers
     from extremeq.nn import quant_layers
-    from extremeq.train.train import restore_model_vars
+    from extremeq.train.model import load_model_vars, restore_model_vars
 
     panels = []
     for table, method in (("lenet5", "twn"), ("lenet5_extra", "ttq")):
@@ -205,9 +205,8 @@ def weight_histograms(workdir: str) -> None:
         if _finished(d) is None:
             continue
         _, model, model_vars = restore_model_vars(d, 10, (28, 28, 1))
-        from extremeq.train.train import _load_vars  # the same loader the train loop uses
 
-        _load_vars(model, model_vars)
+        load_model_vars(model, model_vars)  # the same loader the train loop uses
         layers = dict(quant_layers(model))
         path = next(p for p in layers if p != "stem" and p != "head")
         layer = layers[path]

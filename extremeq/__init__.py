@@ -4,10 +4,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Lazy: ``extremeq.export`` (a callable module, extremeq/export.py) imports JAX, Flax and the
-    # kernels only when first used, so ``import extremeq`` stays light.
+    # Lazy: ``extremeq.export`` is the function ``extremeq.inference.export``; importing it pulls in
+    # JAX, Flax and the kernels, so it happens on first use and ``import extremeq`` stays light.
     if name == "export":
-        import importlib
+        from extremeq.inference import export
 
-        return importlib.import_module("extremeq.export")
+        return export
     raise AttributeError(f"module 'extremeq' has no attribute {name!r}")

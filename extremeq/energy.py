@@ -43,8 +43,11 @@ from __future__ import annotations
 
 import dataclasses
 
-#: The precision classes a cost table prices (the summary's, with ``xnor`` split off ``binary``).
-MAC_CLASSES = ("float", "int8", "binary", "ternary", "xnor")
+from extremeq.methods import PRECISIONS
+
+#: The precision classes a cost table prices: the built-in precisions of the method registry
+#: (``extremeq.methods.PRECISIONS``, what the summary files MACs under), with ``xnor`` split off ``binary``.
+MAC_CLASSES = (*PRECISIONS, "xnor")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -130,14 +133,15 @@ def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTa
     """Energy of one inference from MAC counts and weight bytes (formula in the module docstring).
 
     Args:
-      macs: MACs per weight precision (as ``Summary.total_macs()``); ``float, int8, binary,
-        ternary`` are priced, ``binary`` including the XNOR ones; any other precision (a
-        registered method's own) is reported in ``unpriced_macs`` and left out of the total.
+      macs: MACs per weight precision (as ``Summary.total_macs()``); the registry's built-in
+        precisions (``extremeq.methods.PRECISIONS``: binary, ternary, int8, float) are priced,
+        ``binary`` including the XNOR ones; any other precision (one a registered method names
+        for itself) is reported in ``unpriced_macs`` and left out of the total.
       xnor_macs: the binary MACs whose inputs are binary too (priced as XNOR + popcount).
       weight_bytes: bytes of the (packed) weights read from DRAM.
       table: the cost table (default :data:`HOROWITZ_45NM`).
     """
-    priced = ("float", "int8", "binary", "ternary")
+    priced = PRECISIONS
     unpriced = {p: int(n) for p, n in macs.items() if p not in priced and n}
     counts = {p: int(macs.get(p, 0)) for p in priced}
     if min(counts.values(), default=0) < 0 or min(unpriced.values(), default=0) < 0 or xnor_macs < 0 \

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from extremeq.ste import sign
+
 # Leaf names that are never weight-decayed: biases, batch-norm scale/bias (and
 # running statistics, which are not parameters anyway) and the TTQ scales.
 NO_DECAY_NAMES = ("bias", "scale", "ttq_wp", "ttq_wn", "mean", "var")
@@ -91,7 +93,7 @@ def bop(threshold: float = 1e-8, gamma: float = 1e-4) -> optax.GradientTransform
 def binarize_for_bop(params, labels):
     """Sets the weights labelled ``"bop"`` to sign(w) in {-1, +1} (sign(0) = +1)."""
     return jax.tree_util.tree_map(
-        lambda w, l: jnp.where(w >= 0, 1.0, -1.0).astype(w.dtype) if l == "bop" else w,
+        lambda w, l: sign(w) if l == "bop" else w,
         params,
         labels,
     )

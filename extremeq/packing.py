@@ -13,13 +13,24 @@ Formats (both little-endian within a word, so they agree with
   decodes to 0). Padding codes are ``00``.
 
 Every ``pack_*`` has an exact inverse ``unpack_*`` that takes the original
-length along the packed axis.
+length along the packed axis. The two decodes, :func:`sign_from_bit` and
+:func:`ternary_from_code`, are the only statements of the formats' meaning: the
+unpackers and the kernels' in-register decoders call them.
+
+Validation: ``pack_bits`` refuses values outside {0, 1}, ``pack_ternary`` values
+outside {-1, 0, +1}, every ``unpack_*`` a length outside ``[0, capacity]``. Value
+checks run on concrete (eager) arrays by default (``checks=None``); inside
+``jax.jit`` values are unknown, so they are skipped unless ``checks=True``, which
+emits ``jax.experimental.checkify`` checks (wrap the jitted function in
+``checkify.checkify`` to receive the error). ``checks=False`` never checks.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 WORD_BITS = 32
 TERNARY_PER_WORD = 16
@@ -28,6 +39,50 @@ TERNARY_PER_WORD = 16
 def num_words(length: int, per_word: int = WORD_BITS) -> int:
     """Number of uint32 words needed for ``length`` elements, ``ceil(length / per_word)``."""
     return -(-int(length) // per_word)
+
+
+def sign_from_bit(bit):
+    """The 1-bit format's decode: bit 1 -> +1, bit 0 -> -1 (int32), ``2 * bit - 1``."""
+    return bit.astype(jnp.int32) * 2 - 1
+
+
+def ternary_from_code(code):
+    """The 2-bit format's decode: ``00 -> 0``, ``01 -> +1``, ``11 -> -1`` (``10`` -> 0), int32.
+
+    Low bit = nonzero, high bit = negative: ``(c & 1) * (1 - 2 * (c >> 1))``.
+    """
+    code = code.astype(jnp.int32)
+    return (code & 1) * (1 - (code >> 1) * 2)
+
+
+def check_values(x, ok, what: str, fix: str, checks=None):
+    """Raise ValueError when ``ok(x)`` is not all true; see the module docstring for ``checks``.
+
+    ``ok`` maps an array (NumPy or jnp) to a boolean array of the same shape.
+    """
+    if checks is False:
+        return
+    if isinstance(x, jax.core.Tracer):
+        if checks:
+            msg = f"{what}; {fix}".replace("{", "{{").replace("}", "}}")  # a format string
+            checkify.check(jnp.all(ok(x)), msg)
+        return
+    a = np.asarray(x)
+    bad = ~np.asarray(ok(a), bool)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{what}: found {a[idx].item()!r} at index {idx} ({int(bad.sum())} such values); {fix}")
+
+
+def _check_length(length, capacity: int, name: str, unit: str) -> int:
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+        raise TypeError(f"{name}: length must be an int, got {type(length).__name__}")
+    n = int(length)
+    if not 0 <= n <= capacity:
+        what = "is negative" if n < 0 else f"exceeds the {capacity} {unit} held by these words"
+        raise ValueError(f"{name}: length {n} {what} (valid: 0 to {capacity}); pass the original length "
+                         "along the packed axis")
+    return int(length)
 
 
 def _check_integer_like(x, name: str, allowed: str):
@@ -49,12 +104,15 @@ def _to_last_padded(x, axis: int, per_word: int):
     return x.reshape(*x.shape[:-1], -1, per_word), length
 
 
-def pack_bits(bits, axis: int = -1):
+def pack_bits(bits, axis: int = -1, *, checks=None):
     """Pack a {0, 1} array (bool or integer) into uint32 words along ``axis``.
 
-    Output shape: ``bits.shape`` with ``axis`` replaced by ``ceil(n / 32)``.
+    Output shape: ``bits.shape`` with ``axis`` replaced by ``ceil(n / 32)``. Values other than 0
+    and 1 raise ValueError (``checks``: see the module docstring).
     """
     _check_integer_like(bits, "pack_bits", "0/1 values")
+    check_values(bits, lambda b: (b == 0) | (b == 1), "pack_bits needs values in {0, 1}",
+                 "for signs use pack_signs(x) (bit 1 for x >= 0)", checks)
     groups, _ = _to_last_padded(jnp.asarray(bits).astype(jnp.uint32) & 1, axis, WORD_BITS)
     shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
     # Distinct bit positions never carry, so a sum equals a bitwise OR.
@@ -68,8 +126,7 @@ def unpack_bits(words, length: int, axis: int = -1):
     if words.dtype != jnp.uint32:
         raise TypeError(f"unpack_bits needs uint32 words, got dtype {words.dtype}")
     w = jnp.moveaxis(words, axis, -1)
-    if length > w.shape[-1] * WORD_BITS:
-        raise ValueError(f"length {length} exceeds the {w.shape[-1] * WORD_BITS} bits held")
+    length = _check_length(length, w.shape[-1] * WORD_BITS, "unpack_bits", "bits")
     shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
     bits = (w[..., None] >> shifts) & 1
     bits = bits.reshape(*w.shape[:-1], -1)[..., :length].astype(jnp.uint8)
@@ -84,24 +141,26 @@ def pack_signs(x, axis: int = -1):
             f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; "
             "for 0/1 bits use pack_bits."
         )
-    return pack_bits(x >= 0, axis)
+    return pack_bits(x >= 0, axis, checks=False)
 
 
 def unpack_signs(words, length: int, axis: int = -1, dtype=jnp.float32):
     """Inverse of :func:`pack_signs`: words -> +-1 values of ``dtype``."""
-    bits = unpack_bits(words, length, axis)
-    return (2 * bits.astype(jnp.int32) - 1).astype(dtype)
+    return sign_from_bit(unpack_bits(words, length, axis)).astype(dtype)
 
 
-def pack_ternary(t, axis: int = -1):
+def pack_ternary(t, axis: int = -1, *, checks=None):
     """Pack ternary codes t in {-1, 0, +1} (integer dtype) into uint32, 16 per word.
 
-    Codes: 0 -> 00, +1 -> 01, -1 -> 11 (two's-complement low bits of t).
+    Codes: 0 -> 00, +1 -> 01, -1 -> 11 (two's-complement low bits of t). Other values raise
+    ValueError (``checks``: see the module docstring).
     """
     _check_integer_like(t, "pack_ternary", "-1/0/+1 values")
     t = jnp.asarray(t)
     if t.dtype == jnp.bool_:
         raise TypeError("pack_ternary needs signed integers in {-1, 0, 1}, got bool")
+    check_values(t, lambda v: (v >= -1) & (v <= 1), "pack_ternary needs values in {-1, 0, +1}",
+                 "quantize first, e.g. pack_ternary(jnp.sign(q).astype(jnp.int8))", checks)
     codes = (t.astype(jnp.int32) & 3).astype(jnp.uint32)  # 0->0, 1->1, -1->3
     groups, _ = _to_last_padded(codes, axis, TERNARY_PER_WORD)
     shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
@@ -115,14 +174,23 @@ def unpack_ternary(words, length: int, axis: int = -1, dtype=jnp.int8):
     if words.dtype != jnp.uint32:
         raise TypeError(f"unpack_ternary needs uint32 words, got dtype {words.dtype}")
     w = jnp.moveaxis(words, axis, -1)
-    if length > w.shape[-1] * TERNARY_PER_WORD:
-        raise ValueError(f"length {length} exceeds the {w.shape[-1] * TERNARY_PER_WORD} codes held")
+    length = _check_length(length, w.shape[-1] * TERNARY_PER_WORD, "unpack_ternary", "codes")
     shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
-    codes = ((w[..., None] >> shifts) & 3).astype(jnp.int32)
-    # low bit = nonzero, high bit = negative
-    vals = (codes & 1) * (1 - (codes >> 1) * 2)
+    vals = ternary_from_code((w[..., None] >> shifts) & 3)
     vals = vals.reshape(*w.shape[:-1], -1)[..., :length].astype(dtype)
     return jnp.moveaxis(vals, -1, axis)
+
+
+def split_ternary(words):
+    """2-bit words -> (words of the +1 codes only, words of the -1 codes only), same format.
+
+    TTQ's two scales (W_p on +1, W_n on -1) run as two single-scale ternary products.
+    """
+    lo = words & jnp.uint32(0x55555555)  # bit 2i: nonzero
+    hi = (words >> 1) & jnp.uint32(0x55555555)  # bit 2i+1 moved to 2i: negative
+    pos = lo & ~hi  # code 01
+    neg = hi | (hi << 1)  # code 11
+    return pos, neg
 
 
 def packed_nbytes(num_elements: int, bits: int) -> int:

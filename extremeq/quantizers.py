@@ -7,7 +7,11 @@ can be called from NNX, linen or plain JAX code.
 
 Axis convention for weights: ``channel_axis`` is the output-channel axis
 (-1 for Flax ``Dense``/``Conv`` kernels, which are [in, out] and HWIO). A
-``per_channel`` statistic reduces over every other axis.
+``per_channel`` statistic reduces over every other axis (a 0-d array is one channel).
+
+Non-finite values follow the rule of ``extremeq.ste``: NaN in, NaN out (a NaN or infinite
+scale or threshold makes the whole output NaN), so a diverged run is never quantized into
+finite numbers that a NaN guard cannot see.
 
 Papers:
   BinaryConnect  Courbariaux, Bengio, David (2015)
@@ -22,7 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from extremeq.ste import Estimator, get_estimator, sign, straight_through
+from extremeq.ste import Estimator, get_estimator, nan_where, sign, straight_through  # noqa: F401  (sign re-exported)
 
 EstimatorLike = Estimator | str
 
@@ -30,6 +34,8 @@ EstimatorLike = Estimator | str
 def _reduce_axes(x, per_channel: bool, channel_axis: int):
     if not per_channel:
         return None
+    if x.ndim == 0:
+        return ()  # a scalar is its own single channel: reduce over nothing
     channel_axis = channel_axis % x.ndim
     return tuple(a for a in range(x.ndim) if a != channel_axis)
 
@@ -48,7 +54,7 @@ def hard_sigmoid(x):
 def _stochastic_forward(w, key):
     p = hard_sigmoid(w)
     u = jax.random.uniform(key, w.shape, dtype=jnp.float32)
-    return jnp.where(u < p, 1, -1).astype(w.dtype)
+    return nan_where(jnp.isnan(w), jnp.where(u < p, 1, -1).astype(w.dtype))
 
 
 def binary_connect_stochastic(w, key, estimator: EstimatorLike = "ste"):
@@ -140,8 +146,13 @@ def twn_scale(w, delta, per_channel: bool = False, channel_axis: int = -1):
 
 
 def ternary_codes(w, delta):
-    """T(W) in {-1, 0, +1}: sign(W) where |W| > Delta, else 0."""
-    return jnp.where(w > delta, 1, jnp.where(w < -delta, -1, 0)).astype(w.dtype)
+    """T(W) in {-1, 0, +1}: sign(W) where |W| > Delta, else 0.
+
+    NaN where W is NaN, and everywhere when Delta is NaN or infinite (a kernel holding a NaN or
+    an Inf has such a Delta), instead of the all-zero codes the comparisons alone would give.
+    """
+    t = jnp.where(w > delta, 1, jnp.where(w < -delta, -1, 0)).astype(w.dtype)
+    return nan_where(jnp.isnan(w) | ~jnp.isfinite(delta), t)
 
 
 def _ternary_forward(w, delta):
@@ -187,12 +198,20 @@ def ttq(w, w_p, w_n, t: float = TTQ_THRESHOLD_FACTOR, estimator: EstimatorLike =
     return _ttq(get_estimator(estimator), float(t), w, w_p, w_n)
 
 
+def ttq_codes(w, t: float = TTQ_THRESHOLD_FACTOR):
+    """T(W) in {-1, 0, +1} with TTQ's threshold Delta = t max|W| (the codes export packs)."""
+    return ternary_codes(w, ttq_threshold(w, t))
+
+
+def ttq_decode(codes, w_p, w_n):
+    """W_t = W_p where T = +1, -W_n where T = -1, 0 where T = 0 (NaN where T is NaN)."""
+    out = jnp.where(codes > 0, w_p, jnp.where(codes < 0, -w_n, 0)).astype(jnp.result_type(codes, w_p, w_n))
+    return nan_where(jnp.isnan(codes), out)
+
+
 @jax.custom_vjp
 def _ttq_core(w, w_p, w_n, t, grad_w_factor):
-    delta = ttq_threshold(w, t)
-    pos = (w > delta).astype(w.dtype)
-    neg = (w < -delta).astype(w.dtype)
-    return w_p * pos - w_n * neg
+    return ttq_decode(ttq_codes(w, t), w_p, w_n)
 
 
 def _ttq(estimator, t, w, w_p, w_n):
@@ -200,10 +219,10 @@ def _ttq(estimator, t, w, w_p, w_n):
 
 
 def _ttq_fwd(w, w_p, w_n, t, grad_w_factor):
-    delta = ttq_threshold(w, t)
-    pos = (w > delta).astype(w.dtype)
-    neg = (w < -delta).astype(w.dtype)
-    return w_p * pos - w_n * neg, (pos, neg, w_p, w_n, t, grad_w_factor)
+    codes = ttq_codes(w, t)
+    pos = (codes > 0).astype(w.dtype)
+    neg = (codes < 0).astype(w.dtype)
+    return ttq_decode(codes, w_p, w_n), (pos, neg, w_p, w_n, t, grad_w_factor)
 
 
 def _ttq_bwd(residuals, g):
@@ -227,12 +246,16 @@ _ttq_core.defvjp(_ttq_fwd, _ttq_bwd)
 
 
 def ttq_init_scales(w, t: float = TTQ_THRESHOLD_FACTOR):
-    """Initial (W_p, W_n): mean of w over I_p and of |w| over I_n (TTQ fine-tuning start)."""
-    delta = ttq_threshold(w, t)
-    pos, neg = w > delta, w < -delta
+    """Initial (W_p, W_n): mean of w over I_p and of |w| over I_n (TTQ fine-tuning start).
+
+    (NaN, NaN) when w holds a NaN or an Inf.
+    """
+    codes = ttq_codes(w, t)
+    pos, neg = codes > 0, codes < 0
     w_p = jnp.sum(jnp.where(pos, w, 0)) / jnp.maximum(jnp.sum(pos), 1)
     w_n = jnp.sum(jnp.where(neg, -w, 0)) / jnp.maximum(jnp.sum(neg), 1)
-    return w_p, w_n
+    bad = ~jnp.isfinite(ttq_threshold(w, t))
+    return nan_where(bad, w_p), nan_where(bad, w_n)
 
 
 # ---------------------------------------------------------------- BitNet b1.58
@@ -241,9 +264,14 @@ def bitnet_scale(w, eps: float = 1e-5):
     return jnp.mean(jnp.abs(w)) + eps
 
 
-def _round_clip_forward(x, aux):
-    lo, hi = aux
+def round_clip(x, lo, hi):
+    """RoundClip(x, lo, hi) = min(max(round(x), lo), hi) (BitNet b1.58 eq. (1)); NaN stays NaN."""
     return jnp.clip(jnp.round(x), lo, hi)
+
+
+def _bitnet_round(u, aux=None):
+    del aux
+    return round_clip(u, -1, 1)
 
 
 def bitnet(w, estimator: EstimatorLike = "ste", eps: float = 1e-5):
@@ -252,14 +280,13 @@ def bitnet(w, estimator: EstimatorLike = "ste", eps: float = 1e-5):
     gamma = mean|W| + eps. Rounding passes the gradient straight through.
     """
     gamma = jax.lax.stop_gradient(bitnet_scale(w, eps))
-    bound = (jnp.asarray(-1.0, w.dtype), jnp.asarray(1.0, w.dtype))
-    return gamma * straight_through(_round_clip_forward, get_estimator(estimator), w / gamma, bound)
+    return gamma * straight_through(_bitnet_round, get_estimator(estimator), w / gamma, None)
 
 
 def bitnet_codes(w, eps: float = 1e-5):
     """The integer codes RoundClip(W / gamma, -1, 1) in {-1, 0, 1} and gamma."""
     gamma = bitnet_scale(w, eps)
-    return jnp.clip(jnp.round(w / gamma), -1, 1), gamma
+    return _bitnet_round(w / gamma), gamma
 
 
 # ------------------------------------------------------------------------ int8
@@ -267,9 +294,29 @@ INT8_MAX = 127
 
 
 def int8_scale(x, axes=None, keepdims=False):
-    """s = max|x| / 127 over ``axes`` (symmetric), never zero."""
-    amax = jnp.max(jnp.abs(x), axis=axes, keepdims=keepdims)
+    """s = max|x| / 127 over ``axes`` (symmetric), never zero (an empty x gives the floor)."""
+    amax = jnp.max(jnp.abs(x), axis=axes, keepdims=keepdims, initial=0.0)
     return jnp.maximum(amax, 1e-8) / INT8_MAX
+
+
+def int8_weight_scale(w, per_channel: bool = True, channel_axis: int = -1):
+    """s of int8 weights: per output channel (kept dims, broadcasts against w) or per tensor."""
+    return int8_scale(w, _reduce_axes(w, per_channel, channel_axis), keepdims=per_channel)
+
+
+def _int8_round(u, aux=None):
+    del aux
+    return round_clip(u, -INT8_MAX, INT8_MAX)
+
+
+def int8_codes(x, s):
+    """q = clip(round(x / s), -127, 127): the integers an int8 tensor stores (as floats)."""
+    return _int8_round(x / s)
+
+
+def _int8_fake_quant(x, s, estimator):
+    s = jax.lax.stop_gradient(s)
+    return s * straight_through(_int8_round, get_estimator(estimator), x / s, None)
 
 
 def int8(x, estimator: EstimatorLike = "ste", per_channel: bool = True, channel_axis: int = -1):
@@ -277,10 +324,7 @@ def int8(x, estimator: EstimatorLike = "ste", per_channel: bool = True, channel_
 
     s = max|x| / 127 per output channel (or per tensor). Rounding uses the STE.
     """
-    axes = _reduce_axes(x, per_channel, channel_axis)
-    s = jax.lax.stop_gradient(int8_scale(x, axes, keepdims=per_channel))
-    bound = (jnp.asarray(-INT8_MAX, x.dtype), jnp.asarray(INT8_MAX, x.dtype))
-    return s * straight_through(_round_clip_forward, get_estimator(estimator), x / s, bound)
+    return _int8_fake_quant(x, int8_weight_scale(x, per_channel, channel_axis), estimator)
 
 
 def int8_activation(x, estimator: EstimatorLike = "ste"):
@@ -290,6 +334,4 @@ def int8_activation(x, estimator: EstimatorLike = "ste"):
     example's result does not depend on the rest of the batch.
     """
     axes = tuple(range(1, x.ndim)) if x.ndim > 1 else None
-    s = jax.lax.stop_gradient(int8_scale(x, axes, keepdims=True))
-    bound = (jnp.asarray(-INT8_MAX, x.dtype), jnp.asarray(INT8_MAX, x.dtype))
-    return s * straight_through(_round_clip_forward, get_estimator(estimator), x / s, bound)
+    return _int8_fake_quant(x, int8_scale(x, axes, keepdims=True), estimator)

@@ -22,6 +22,13 @@ quantizers and stored on layers. ``est(x)`` is the binarization; ``est.grad(x)``
 is the closed-form surrogate derivative; :func:`straight_through` applies any
 forward quantization with that surrogate gradient (used for ternary and TTQ).
 All of them work under ``jit``, ``grad`` and ``vmap``.
+
+Non-finite values (the rule every quantizer of extremeq follows, so that a training run's NaN guard
+sees a diverged weight or activation instead of a silently finite output): a NaN input gives NaN
+output at its position (``sign(nan) = nan``, not -1); a statistic a quantizer takes over the whole
+tensor (a scale, a threshold) that is NaN or infinite makes every output it touches NaN
+(:func:`nan_where`). +-inf inputs quantize like large finite values where no statistic is involved
+(``sign(+inf) = +1``).
 """
 
 from __future__ import annotations
@@ -36,8 +43,21 @@ ESTIMATORS = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
 
 
 def sign(x):
-    """sign(x) with sign(0) = +1, in the dtype of ``x``."""
-    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
+    """sign(x) with sign(0) = +1, in the dtype of ``x``; sign(nan) = nan.
+
+    The one definition of the binarization every quantizer, layer and packed format uses
+    (a packed bit is 1 exactly where ``sign(x) = +1``).
+    """
+    x = jnp.asarray(x)
+    s = jnp.where(x >= 0, 1, -1).astype(x.dtype)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        s = nan_where(jnp.isnan(x), s)
+    return s
+
+
+def nan_where(bad, x):
+    """``x`` with NaN wherever ``bad`` (broadcast) is True: the non-finite rule of the module docstring."""
+    return jnp.where(bad, jnp.asarray(jnp.nan, x.dtype), x)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,9 @@ against float32, and multiply-accumulates (MACs) by precision. Totals and the
 compression ratio (float32 bytes / packed bytes) close the table.
 
 Conventions (the same ones ``extremeq.export`` uses, so the prediction matches
-the file):
+the file); every per-method number is read from the method's registry entry
+(``extremeq.methods``: ``bits``, ``precision``, ``scale_count``), so a registered
+method of your own is summarised without a change here:
   * a quantized kernel of n weights takes ceil(n * bits / 8) bytes, bits = 1
     (bc, bwn), 2 (twn, ttq, bitnet: the 2-bit format of ``extremeq.packing``)
     or 8 (int8);
@@ -16,8 +18,8 @@ the file):
   * biases, batch-norm parameters and every float layer are float32; batch-norm
     running statistics are counted with the float parameters (they are stored);
   * MACs of a Linear: in * out per example; of a Conv: H' W' kh kw (Cin/groups)
-    Cout. A layer's MACs are filed under its weight precision ("binary",
-    "ternary", "int8", "float"); ``xnor`` counts the binary ones whose inputs are
+    Cout. A layer's MACs are filed under its weight method's precision ("binary",
+    "ternary", "int8", "float", or one a registered method names); ``xnor`` counts the binary ones whose inputs are
     binary too (XNOR-popcount).
 
 ``Summary.energy(table)`` turns these counts into an estimated energy per inference
@@ -37,13 +39,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from extremeq.energy import HOROWITZ_45NM, CostTable, EnergyEstimate, estimate_energy
+from extremeq.methods import PRECISIONS
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 from extremeq.nn.policy import path_string
 
-PRECISIONS = ("binary", "ternary", "int8", "float")
-
 
 def precision_of_bits(bits: int) -> str:
+    """The precision the built-in methods of a bit width have (layers read their method's own)."""
     return {1: "binary", 2: "ternary", 8: "int8"}.get(bits, "float")
 
 
@@ -85,8 +87,14 @@ class Summary:
     def compression(self) -> float:
         return self.float32_bytes / max(self.packed_bytes, 1)
 
+    @property
+    def precisions(self) -> tuple:
+        """The built-in precisions, then any other a layer's method names, in order of appearance."""
+        extra = [p for r in self.rows for p in r.macs if p not in PRECISIONS]
+        return PRECISIONS + tuple(dict.fromkeys(extra))
+
     def total_macs(self) -> dict:
-        return {p: sum(r.macs.get(p, 0) for r in self.rows) for p in PRECISIONS}
+        return {p: sum(r.macs.get(p, 0) for r in self.rows) for p in self.precisions}
 
     @property
     def xnor_macs(self) -> int:
@@ -99,20 +107,20 @@ class Summary:
     def __str__(self) -> str:
         bits = sorted({b for r in self.rows for b in r.params})
         head = ["layer", "type", "W/A"] + [f"{b}-bit params" for b in bits] + [
-            "packed", "float32"] + [f"MACs {p}" for p in PRECISIONS]
+            "packed", "float32"] + [f"MACs {p}" for p in self.precisions]
         lines = [head]
         for r in self.rows:
             lines.append(
                 [r.path, r.kind, f"{r.weight}/{r.inputs}"]
                 + [_fmt_int(r.params.get(b, 0)) for b in bits]
                 + [_fmt_bytes(r.packed_bytes), _fmt_bytes(r.float32_bytes)]
-                + [_fmt_int(r.macs.get(p, 0)) for p in PRECISIONS]
+                + [_fmt_int(r.macs.get(p, 0)) for p in self.precisions]
             )
         tp, tm = self.total_params(), self.total_macs()
         lines.append(
             ["total", "", ""] + [_fmt_int(tp.get(b, 0)) for b in bits]
             + [_fmt_bytes(self.packed_bytes), _fmt_bytes(self.float32_bytes)]
-            + [_fmt_int(tm[p]) for p in PRECISIONS]
+            + [_fmt_int(tm[p]) for p in self.precisions]
         )
         widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
         text = [" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in lines]
@@ -150,16 +158,11 @@ def _fmt_bytes(n: int) -> str:
 
 
 def scale_count(layer: _Quantized) -> int:
-    """How many float32 scales a packed quantized kernel stores beside its codes."""
-    name = layer.kernel_quantizer.name
-    per_channel = layer.kernel_quantizer.option("per_channel", name in ("bwn", "int8"))
-    if name in ("bwn", "int8"):
-        return layer.out_features if per_channel else 1
-    if name in ("twn",):
-        return layer.out_features if per_channel else 1
-    if name == "bitnet":
-        return 1
-    return 0  # fp, bc (no scale); ttq's scales are parameters already
+    """How many float32 scales a packed quantized kernel stores beside its codes (the method's
+    ``scale_count``: per output channel for bwn and int8, one for twn and bitnet, none for fp and
+    bc; ttq's scales are parameters already)."""
+    spec = layer.kernel_quantizer
+    return spec.method.scale_count(spec, layer.out_features)
 
 
 @contextlib.contextmanager
@@ -238,7 +241,7 @@ def summary(model, sample_input) -> Summary:
             if other_n:
                 params[32] = params.get(32, 0) + other_n
             packed = -(-kernel_n * wbits // 8) + 4 * (other_n + n_scales)
-            prec = precision_of_bits(wbits)
+            prec = module.kernel_quantizer.precision if isinstance(module, _Quantized) else "float"
             rows.append(LayerRow(
                 path_string(path), type(module).__name__, wname, iname, params, packed,
                 4 * (kernel_n + other_n), {prec: macs}, macs if (wbits == 1 and ibits == 1) else 0,

@@ -1,4 +1,4 @@
-"""extremeq.export: packed layers against the training layers, trained models end to end (digits,
+"""extremeq.export / extremeq.inference: packed layers against the training layers, trained models end to end (digits,
 MNIST), sizes against extremeq.summary, the file format and its errors."""
 
 import os
@@ -14,13 +14,13 @@ import pytest
 from flax import nnx
 
 import extremeq
-from extremeq.export import ExportFormatError, PackedConv, PackedLinear, _fresh_rng_state, load, pack_layer
+from extremeq.inference import ExportFormatError, PackedConv, PackedLinear, load, pack_layer
+from extremeq.inference import fresh_rng_state as _fresh_rng_state
+from extremeq.kernels import backends
 from extremeq.nn import QuantConv, QuantLinear, clip_latent_weights, method_rules, quant_layers, quantize_model
 from extremeq.nn.models import build_model
 from extremeq.packing import unpack_signs, unpack_ternary
 from extremeq.summary import summary
-
-export_module = sys.modules["extremeq.export"]
 
 LINEAR_CASES = [  # (weight quantizer, input quantizer)
     ("bwn", "fp"), ("bc", "fp"), ("bwn", "xnor"), ("bc", "sign"), ("bwn", "sign"), ("twn", "fp"),
@@ -104,7 +104,8 @@ CONV_CASES = [  # (weight, input, padding, strides, pad_value)
 @pytest.mark.parametrize("via_float", [True, False], ids=["cpu-float-conv", "kernels"])
 @pytest.mark.parametrize("wq,iq,padding,strides,pad_value", CONV_CASES)
 def test_packed_conv_equals_quant_conv(wq, iq, padding, strides, pad_value, via_float, monkeypatch):
-    monkeypatch.setattr(export_module, "CPU_CONV_VIA_FLOAT", via_float)
+    # the CPU's auto choice of packed-conv path: XLA's conv of the decoded filters, or the kernels
+    monkeypatch.setitem(backends.AUTO, ("packed_conv", "cpu"), "conv" if via_float else "kernels")
     # Cin*kh*kw = 5*9 = 45: neither 16 nor 32 divides it, so padding bits of the words are exercised.
     layer = _layer(QuantConv, 5, 12, (3, 3), strides, padding=padding, kernel_quantizer=wq,
                    input_quantizer=iq, pad_value=pad_value)
@@ -212,7 +213,7 @@ def test_resnet_shortcuts_padding_strides(tmp_path):
               "kwargs": {"depth": 8, "in_features": 1, "num_classes": 10, "width": 4, "activation": "hardtanh"}}
 
     def build():
-        m = extremeq.export.build_from_recipe(recipe)
+        m = extremeq.inference.build_from_recipe(recipe)
         quantize_model(m, method_rules("xnor"))
         return m
 
@@ -360,7 +361,7 @@ def test_unknown_layer_and_missing_recipe_are_explained():
 def test_import_extremeq_stays_light():
     code = ("import sys, extremeq; assert 'jax' not in sys.modules, 'jax imported'; "
             "from extremeq import export; assert callable(export) and callable(extremeq.export); "
-            "assert export.PackedModel and export.load")
+            "import extremeq.inference as inference; assert inference.PackedModel and inference.load")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

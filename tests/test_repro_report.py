@@ -4,15 +4,10 @@ epoch read from final.json."""
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "experiments"))
-
-import repro_mnist  # noqa: E402
+import repro_mnist  # experiments/ is on the path (tests/conftest.py)
 
 ACC = {"fp": [0.9870, 0.9860, 0.9859], "bc": [0.9859, 0.9853, 0.9867], "bc_stochastic": [0.9860, 0.9862, 0.9853]}
 AT_BEST_VAL = {"fp": [0.9866, 0.9861, 0.9858], "bc": [0.9855, 0.9851, 0.9869],

@@ -32,7 +32,7 @@ def get_config():
         "progress_bar": False,
         # What these CPU runs used (before the config files took up the papers' loss and lr scale):
         "loss": "cross_entropy",
-        "optimizer": {"schedule": "cosine", "decay_epochs": [], "binary_lr_scale": "none"},
+        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
         "checkpoint": {"every_epochs": 6},
     })
     # The bc_stochastic row ran with the whole learning rate scaled by 30 (the 1/H_Glorot rule

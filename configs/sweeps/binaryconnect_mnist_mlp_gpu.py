@@ -13,10 +13,9 @@ quant.stochastic_eval = "mean") for 100 epochs instead of 250, with the code's p
 (results/mnist_bc_gpu.md).
 """
 
-import pathlib
-import runpy
-
 import ml_collections
+
+from extremeq.train.variants import exponential_decay
 
 PAPER = {"fp": 98.70, "bc": 98.71, "bc_stochastic": 98.82}
 # Printed under the table by experiments/repro_mnist.py.
@@ -25,11 +24,10 @@ NOTES = """BC stoch. tested with the deterministic sign instead (quant.stochasti
 95.37), with 99.99% training accuracy: the stochastic row's accuracy is the real-valued net's,
 as the paper's Sec. 2.6 says it is."""
 EPOCHS = 100
-_base = runpy.run_path(str(pathlib.Path(__file__).parents[1] / "base.py"))
 
 
 def get_config():
-    decay_epochs, decay_factor = _base["exponential_decay"](1e-3, 3e-6, EPOCHS)
+    decay_epochs, decay_factor = exponential_decay(1e-3, 3e-6, EPOCHS)
     c = ml_collections.ConfigDict()
     c.title = f"MNIST, MLP 3x1024 (BinaryConnect, Table 2): {EPOCHS} epochs, the authors' recipe"
     c.config = "configs/mnist_mlp.py"

@@ -28,7 +28,7 @@ def get_config():
         # What these CPU runs used (before the config files took up the papers' loss and lr scale):
         "loss": "cross_entropy",
         "quant": {"latent_init": "keep"},
-        "optimizer": {"schedule": "cosine", "decay_epochs": [], "binary_lr_scale": "none"},
+        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
         "checkpoint": {"every_epochs": 1},
     })
     c.metric = "test_accuracy"

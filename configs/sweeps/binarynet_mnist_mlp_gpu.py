@@ -17,10 +17,9 @@ only settles once the rate is below ~1e-4, which left too few epochs. The paper'
 spends ~500 epochs above 3e-5.
 """
 
-import pathlib
-import runpy
-
 import ml_collections
+
+from extremeq.train.variants import exponential_decay
 
 PAPER = {"bnn": 99.04}
 NOTES = """Short: the first H100 run (the whole decay 3e-3 -> 3e-7 in 50 epochs) ended at 96.10 +- 0.28
@@ -28,11 +27,10 @@ NOTES = """Short: the first H100 run (the whole decay 3e-3 -> 3e-7 in 50 epochs)
 from its midpoint, 3e-5 -> 3e-7, 40 epochs) underfits: 90.6% training accuracy, 93.51% test. The
 authors' 1000 epochs are what this recipe needs; binarynet_mnist_mlp_gpu_ce.py gets 97.97 in 40."""
 EPOCHS = 40
-_base = runpy.run_path(str(pathlib.Path(__file__).parents[1] / "base.py"))
 
 
 def get_config():
-    decay_epochs, decay_factor = _base["exponential_decay"](3e-5, 3e-7, EPOCHS)
+    decay_epochs, decay_factor = exponential_decay(3e-5, 3e-7, EPOCHS)
     c = ml_collections.ConfigDict()
     c.title = f"MNIST, MLP 3x4096, binary weights and activations (BinaryNet): {EPOCHS} epochs, the authors' recipe"
     c.config = "configs/mnist_bnn.py"

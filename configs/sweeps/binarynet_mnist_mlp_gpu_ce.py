@@ -32,7 +32,7 @@ def get_config():
         "progress_bar": False,
         "loss": "cross_entropy",
         "quant": {"latent_init": "keep"},
-        "optimizer": {"schedule": "cosine", "decay_epochs": [], "binary_lr_scale": "none"},
+        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
         "checkpoint": {"every_epochs": EPOCHS},
     })
     c.metric = "test_accuracy"

@@ -22,7 +22,7 @@ def get_config():
         "batch_size": 100,
         "progress_bar": False,
         "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 1e-5, "schedule": "cosine",
-                      "decay_epochs": []},
+                      "decay_epochs": ()},
         "checkpoint": {"every_epochs": 1},
     })
     c.metric = "test_accuracy"

@@ -7,13 +7,16 @@ training pixels in units of 1/255, so that the normalisation used by
 
 Names (``DATASET_NAMES``): ``digits`` (scikit-learn, offline, 8x8x1), ``mnist`` (28x28x1),
 ``cifar10`` / ``cifar100`` (32x32x3), ``npz`` (any file with ``x_train, y_train, x_test, y_test``),
+``image_folder`` (JPEG/PNG files laid out ``<split>/<class>/<file>``, :mod:`extremeq.data.image_folder`)
 and ``imagenet2012``, which does not fit in memory and is streamed by
 :func:`extremeq.data.imagenet.imagenet_dataset` instead.
 
 Sources: ``digits``; ``npz`` (a local file, NHW or NHWC ``uint8``; for ``mnist`` without a path the
 file named by ``$EXTREMEQ_MNIST``, else ``<repo>/../shared/data/mnist.npz``); ``tfds`` (the prepared
 TFDS data set read through ``tfds.data_source``, which needs no TensorFlow; ``tfds.load`` is used only
-as a fallback when TensorFlow is importable, e.g. for data prepared in the TFRecord format).
+as a fallback when TensorFlow is importable, e.g. for data prepared in the TFRecord format);
+``image_folder`` (a folder or .tar(.gz) of images; ``cifar10`` without a path reads
+``$EXTREMEQ_CIFAR10``, else ``<repo>/../shared/data/cifar10_jpeg.tar.gz``).
 
 TFDS and scikit-learn are imported inside the functions that use them, so ``import extremeq.data``
 works on machines that lack them.
@@ -27,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz")
-SOURCE_NAMES = ("digits", "npz", "tfds")
+from extremeq.data import checks
+
+DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz", "image_folder")
+SOURCE_NAMES = ("digits", "npz", "tfds", "image_folder")
 STREAMED_NAMES = ("imagenet2012",)
 
 # Digits: train = first DIGITS_TRAIN_FRACTION of a permutation drawn with this seed, test = the rest.
@@ -103,46 +108,24 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
   return tuple(float(m) / 255.0 for m in mean), tuple(float(v) / 255.0 for v in std)
 
 
-def _as_nhwc_uint8(x: np.ndarray, what: str) -> np.ndarray:
-  x = np.asarray(x)
-  if x.ndim == 3:
-    x = x[..., None]
-  if x.ndim != 4:
-    raise ValueError(
-        f"{what} has shape {x.shape}; expected NHW or NHWC images (3 or 4 dimensions)."
-    )
-  if x.dtype != np.uint8:
-    if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
-      raise ValueError(f"{what} holds values outside 0..255; save images as uint8 0..255.")
-    if not np.issubdtype(x.dtype, np.integer):
-      raise ValueError(
-          f"{what} has dtype {x.dtype}; expected uint8 images in 0..255 (convert with "
-          "np.round(x * 255).astype(np.uint8) if they are floats in [0, 1])."
-      )
-    x = x.astype(np.uint8)
-  return x
-
-
-def _as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
-  y = np.asarray(y)
-  if y.ndim == 2 and y.shape[1] == 1:
-    y = y[:, 0]
-  if y.ndim != 1 or y.shape[0] != n:
-    raise ValueError(f"{what} has shape {y.shape}; expected ({n},) integer class labels.")
-  if not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(f"{what} has dtype {y.dtype}; expected integer class labels.")
-  if y.size and y.min() < 0:
-    raise ValueError(f"{what} holds negative labels; expected classes 0..num_classes-1.")
-  return y.astype(np.int32)
-
-
-def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit) -> ArrayDataset:
+def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, *, origin: str,
+            whence: str = "") -> ArrayDataset:
+  """The ArrayDataset, after the checks of :mod:`extremeq.data.checks` (``num_classes=None``: inferred)."""
+  checks.check_not_empty(len(x_train), origin, "train")
+  checks.check_not_empty(len(x_test), origin, "test")
+  if num_classes is None:
+    num_classes = checks.infer_num_classes({"train": y_train, "test": y_test}, origin)
+    whence = "inferred as max(label) + 1"
+  checks.check_labels(y_train, num_classes, origin, "train", whence)
+  checks.check_labels(y_test, num_classes, origin, "test", whence)
   mean, std = channel_stats(x_train)
   x_val = y_val = None
   if limit is not None and limit >= 0:
     if limit < len(x_train):
       x_val, y_val = np.ascontiguousarray(x_train[limit:]), np.ascontiguousarray(y_train[limit:])
     x_train, y_train = x_train[:limit], y_train[:limit]
+    checks.check_not_empty(len(x_train), origin, "train",
+                           f" config.dataset.limit_train = {limit} keeps none; raise it or set -1 (all).")
   return ArrayDataset(
       name=name,
       x_train=np.ascontiguousarray(x_train),
@@ -173,14 +156,17 @@ def load_digits(*, limit: int | None = None) -> ArrayDataset:
   perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
   n_train = int(DIGITS_TRAIN_FRACTION * n)
   tr, te = perm[:n_train], perm[n_train:]
-  return _finish("digits", images[tr], labels[tr], images[te], labels[te], 10, limit)
+  return _finish("digits", images[tr], labels[tr], images[te], labels[te], 10, limit,
+                 origin="scikit-learn digits", whence="digits has 10")
 
 
 def load_npz(path: str | os.PathLike, *, name: str = "npz", num_classes: int | None = None,
              limit: int | None = None) -> ArrayDataset:
   """A local ``.npz`` with ``x_train, y_train, x_test, y_test`` (images NHW or NHWC uint8).
 
-  ``num_classes`` defaults to ``max(label) + 1`` over both splits.
+  ``num_classes``: the given one, else the file's ``num_classes`` entry, else the classes of
+  ``name`` (``checks.DECLARED_NUM_CLASSES``), else inferred (:func:`checks.infer_num_classes`);
+  labels outside ``[0, num_classes)`` are refused, naming the split, index and value.
   """
   path = Path(path)
   if not path.is_file():
@@ -189,24 +175,28 @@ def load_npz(path: str | os.PathLike, *, name: str = "npz", num_classes: int | N
       hint = (" Point $EXTREMEQ_MNIST (or config.dataset.path) at an MNIST npz, or use "
               "source='tfds' with a prepared TFDS mnist.")
     raise FileNotFoundError(f"npz file {str(path)!r} not found for data set {name!r}.{hint}")
-  with np.load(path, allow_pickle=False) as f:
+  whence = "given (config.dataset.num_classes)"
+  with checks.open_npz(path) as f:
+    if num_classes is None and "num_classes" in f.files:
+      num_classes, whence = int(f["num_classes"]), "declared by the file's num_classes entry"
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
     if missing:
       raise KeyError(
           f"{path} lacks keys {missing}; an npz data set needs x_train, y_train, x_test, y_test "
           f"(it has {sorted(f.files)})."
       )
-    x_train = _as_nhwc_uint8(f["x_train"], f"{path}: x_train")
-    x_test = _as_nhwc_uint8(f["x_test"], f"{path}: x_test")
-    y_train = _as_labels(f["y_train"], x_train.shape[0], f"{path}: y_train")
-    y_test = _as_labels(f["y_test"], x_test.shape[0], f"{path}: y_test")
+    x_train = checks.as_nhwc_uint8(f["x_train"], f"{path}: x_train")
+    x_test = checks.as_nhwc_uint8(f["x_test"], f"{path}: x_test")
+    y_train = checks.as_labels(f["y_train"], x_train.shape[0], f"{path}: y_train")
+    y_test = checks.as_labels(f["y_test"], x_test.shape[0], f"{path}: y_test")
   if x_train.shape[1:] != x_test.shape[1:]:
     raise ValueError(
         f"{path}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape."
     )
-  if num_classes is None:
-    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-  return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit)
+  if num_classes is None and name in checks.DECLARED_NUM_CLASSES:
+    num_classes, whence = checks.DECLARED_NUM_CLASSES[name], f"{name} has {checks.DECLARED_NUM_CLASSES[name]}"
+  return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, origin=str(path),
+                 whence=whence)
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -272,7 +262,8 @@ def _num_classes_from_source(source, name: str) -> int | None:
 
 
 def load_tfds_arrays(name: str, *, data_dir: str | None = None, limit: int | None = None,
-                     train_split: str = "train", test_split: str = "test") -> ArrayDataset:
+                     train_split: str = "train", test_split: str = "test",
+                     num_classes: int | None = None) -> ArrayDataset:
   """A TFDS data set's train and test splits, read whole into memory.
 
   Uses ``tfds.data_source`` (no TensorFlow needed); if that fails and TensorFlow is importable,
@@ -290,17 +281,19 @@ def load_tfds_arrays(name: str, *, data_dir: str | None = None, limit: int | Non
   except DatasetNotPreparedError:
     if not _tensorflow_importable():
       raise
-    return _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split)
+    return _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split, num_classes)
   x_train, y_train = _read_split(train_src)
   x_test, y_test = _read_split(test_src)
-  num_classes = _num_classes_from_source(train_src, name)
+  whence = "given (config.dataset.num_classes)"
   if num_classes is None:
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-  return _finish(name, _as_nhwc_uint8(x_train, f"{name} train images"), y_train,
-                 _as_nhwc_uint8(x_test, f"{name} test images"), y_test, num_classes, limit)
+    num_classes, whence = _num_classes_from_source(train_src, name), "declared by TFDS"
+  return _finish(name, checks.as_nhwc_uint8(x_train, f"{name} train images"), y_train,
+                 checks.as_nhwc_uint8(x_test, f"{name} test images"), y_test, num_classes, limit,
+                 origin=f"TFDS {name} ({data_dir or 'default data_dir'})", whence=whence)
 
 
-def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split) -> ArrayDataset:
+def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split,
+                               num_classes=None) -> ArrayDataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   try:
@@ -309,33 +302,44 @@ def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split) -
   except AssertionError as e:
     raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
   tr, te = tfds.as_numpy(tr), tfds.as_numpy(te)
-  return _finish(name, _as_nhwc_uint8(tr["image"], f"{name} train images"),
-                 tr["label"].astype(np.int32), _as_nhwc_uint8(te["image"], f"{name} test images"),
-                 te["label"].astype(np.int32), info.features["label"].num_classes, limit)
+  return _finish(name, checks.as_nhwc_uint8(tr["image"], f"{name} train images"),
+                 tr["label"].astype(np.int32), checks.as_nhwc_uint8(te["image"], f"{name} test images"),
+                 te["label"].astype(np.int32), num_classes or info.features["label"].num_classes, limit,
+                 origin=f"TFDS {name} ({data_dir or 'default data_dir'})",
+                 whence="given (config.dataset.num_classes)" if num_classes else "declared by TFDS")
 
 
 def _default_source(name: str, path) -> str:
+  from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
+
   if name == "digits":
     return "digits"
+  if name == "image_folder" or (path and (Path(path).is_dir() or image_folder.is_archive(path))):
+    return "image_folder"
   if name == "npz" or path:
     return "npz"
   if name == "mnist" and default_mnist_path().is_file():
     return "npz"
+  if name == "cifar10" and image_folder.default_cifar10_path().exists():
+    return "image_folder"
   return "tfds"
 
 
 def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike | None = None,
-                data_dir: str | None = None, limit: int | None = None) -> ArrayDataset:
+                data_dir: str | None = None, limit: int | None = None,
+                num_classes: int | None = None) -> ArrayDataset:
   """Loads a data set whole into memory; the arguments mirror ``config.dataset``.
 
   Args:
     name: one of ``DATASET_NAMES`` except ``imagenet2012`` (streamed instead).
-    source: ``"digits"``, ``"npz"`` or ``"tfds"``; ``None`` picks ``digits`` for digits, ``npz``
-      for npz, for any name given a ``path``, and for mnist when :func:`default_mnist_path` exists;
-      ``tfds`` otherwise.
-    path: the npz file (source ``npz``); for mnist defaults to :func:`default_mnist_path`.
+    source: ``"digits"``, ``"npz"``, ``"tfds"`` or ``"image_folder"``; ``None`` picks ``image_folder``
+      for image_folder, a folder or .tar(.gz) path, and cifar10 when its default archive exists; ``npz``
+      for npz, any other path, and mnist when :func:`default_mnist_path` exists; ``tfds`` otherwise.
+    path: the npz file, or image folder / archive; mnist and cifar10 have defaults (see above).
     data_dir: the TFDS data directory (source ``tfds``); ``None`` means TFDS's default.
     limit: keep only the first ``limit`` training examples (``None`` or negative: all).
+    num_classes: the number of classes (``None``: the data set's declared classes, see
+      :mod:`extremeq.data.checks`); every label must lie in ``[0, num_classes)``.
 
   Returns:
     An :class:`ArrayDataset`.
@@ -351,6 +355,8 @@ def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike
   if source == "digits":
     if name != "digits":
       raise ValueError(f"source 'digits' serves only the data set 'digits', not {name!r}.")
+    if num_classes not in (None, 10):
+      raise ValueError(f"digits has 10 classes, not num_classes = {num_classes}.")
     return load_digits(limit=limit)
   if source == "npz":
     if not path:
@@ -361,21 +367,27 @@ def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike
             f"source 'npz' for data set {name!r} needs a path (config.dataset.path) to a file with "
             "x_train, y_train, x_test, y_test."
         )
-    return load_npz(path, name=name, limit=limit)
-  if name in ("digits", "npz"):
+    return load_npz(path, name=name, limit=limit, num_classes=num_classes)
+  if source == "image_folder":
+    from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
+
+    return image_folder.load_named(name, path, limit=limit, num_classes=num_classes)
+  if name in ("digits", "npz", "image_folder"):
     raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")
-  return load_tfds_arrays(name, data_dir=data_dir, limit=limit)
+  return load_tfds_arrays(name, data_dir=data_dir, limit=limit, num_classes=num_classes)
 
 
 def load_from_config(dataset_config) -> ArrayDataset:
   """:func:`load_arrays` from a ``config.dataset`` ConfigDict (fields name, source, path, data_dir,
-  limit_train); missing fields take their defaults."""
+  limit_train, num_classes); missing fields take their defaults (num_classes <= 0: declared by the data)."""
   get = dataset_config.get if hasattr(dataset_config, "get") else (
       lambda k, d=None: getattr(dataset_config, k, d))
+  num_classes = get("num_classes", None) or 0
   return load_arrays(
       get("name"),
       source=get("source", None) or None,
       path=get("path", None) or None,
       data_dir=get("data_dir", None) or None,
       limit=get("limit_train", None),
+      num_classes=int(num_classes) if num_classes > 0 else None,
   )

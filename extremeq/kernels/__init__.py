@@ -19,7 +19,12 @@ padding)``                                                  ``conv(sign x, sign 
 ``binary_weight_matmul(x, w_bits, alpha)``                  float x [..., K], sign weights [N,
                                                             ceil(K/32)] -> x (alpha sign W)^T.
 ``ternary_weight_matmul(x, w_2bit, alpha)``                 float x [..., K], ternary weights [N,
-                                                            ceil(K/16)] -> x (alpha t)^T.
+                                                            ceil(K/16)] -> x (alpha t)^T
+                                                            (``alpha_neg``: TTQ's W_n on -1).
+``packed_conv(x, w, alpha, *, weight_format, kernel_size,   conv of x padded with ``pad_value``
+strides, padding, pad_value, binary_inputs)``               and alpha decode(W) (binary or
+                                                            ternary filters); ``backend="auto"``
+                                                            picks the path per platform.
 ==========================================================  =====================================
 
 Weights for inference (from a layer's latent or quantized kernel):
@@ -27,18 +32,26 @@ Weights for inference (from a layer's latent or quantized kernel):
 ``pack_ternary_weights(q [K, N]) -> (w_2bit [N, W2], alpha [N])``,
 ``pack_conv_weights(kernel HWIO) -> w_bits [O, W]`` with ``conv_alpha(kernel) -> [O]``.
 
+Layout: one public entry per operation (``xnor_matmul.py``, ``binary_weight_matmul.py``,
+``ternary_weight_matmul.py``, ``xnor_conv.py``, ``packed_conv.py``); the Pallas kernels in ``gpu/``
+(Triton) and ``tpu/`` (Mosaic), each a kernel body and one ``pallas_call`` wrapper with block sizes
+as keyword arguments; the plain-XLA paths in ``xla.py``; the references in ``reference.py``; the
+one backend resolver (``backends.py``, its ``AUTO`` table says what ``backend="auto"`` runs per
+platform) and the one table of tile configurations (``tiles.py``, ``BlockSizes``).
+
 Backends: ``"auto"`` picks the fastest measured path for the platform (GPU/TPU: the Pallas
 kernel; CPU: XLA, see BENCHMARKS.md); ``"pallas"`` the fused kernel (Triton on GPU, Mosaic
 on TPU; on CPU it warns with :class:`KernelFallbackWarning` and uses the CPU path);
 ``"interpret"`` the Pallas kernel body under the interpreter (CPU tests); ``"xla_popcount"``
-(XNOR kernels only) and ``"dot"`` (unpack in XLA, then one dot). Pallas tile options
-(``block_m``, ``block_n``, ``block_words``, ``num_warps``, ``num_stages``, ``split_k``; XNOR
-also ``slice_dtype``) are keyword arguments of the public functions; the GPU tiles checked for
-exactness are ``xnor_matmul.GPU_TILE_CONFIGS`` and ``_weight_only.GPU_TILE_CONFIGS``.
+(XNOR kernels only) and ``"dot"`` (unpack in XLA, then one dot). ``packed_conv`` chooses among
+``"conv"``, ``"patches"`` and ``"xnor"``. Pallas tile options (``block_m``, ``block_n``,
+``block_words``, ``num_warps``, ``num_stages``, ``split_k``; XNOR also ``slice_dtype``) are keyword
+arguments of the public functions; the GPU tiles checked for exactness are
+``tiles.XNOR_GPU_TILES`` and ``tiles.WEIGHT_ONLY_GPU_TILES``.
 
-On a GPU, ``"auto"`` means the Pallas kernel for every shape until a GPU benchmark says
-otherwise: the H100 anchors suggest XLA's int8 dot (``"dot"``) may win the compute-bound
-square shapes, where unpacking costs little next to the product.
+The K contract: packed words carry no length. Every entry takes the unpacked K explicitly
+(``xnor_matmul(..., k)``; ``k=`` for the weight-only matmuls and ``xnor_linear``; ``in_features=``
+for the convolutions) and refuses inputs whose K differs.
 """
 
 from __future__ import annotations
@@ -46,8 +59,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from extremeq.kernels._common import BACKENDS, KernelFallbackWarning
+from extremeq import quantizers as Q
+from extremeq.kernels.backends import BACKENDS, KernelFallbackWarning
 from extremeq.kernels.binary_weight_matmul import binary_weight_matmul, binary_weight_matmul_reference
+from extremeq.kernels.packed_conv import packed_conv, packed_conv_reference
 from extremeq.kernels.ternary_weight_matmul import ternary_weight_matmul, ternary_weight_matmul_reference
 from extremeq.kernels.xnor_conv import conv_alpha, pack_conv_weights, xnor_conv, xnor_conv_reference, xnor_kmap
 from extremeq.kernels.xnor_matmul import (
@@ -72,6 +87,8 @@ __all__ = [
     "binary_weight_matmul_reference",
     "ternary_weight_matmul",
     "ternary_weight_matmul_reference",
+    "packed_conv",
+    "packed_conv_reference",
     "pack_binary_weights",
     "pack_ternary_weights",
     "pack_conv_weights",
@@ -94,7 +111,7 @@ def pack_binary_weights(kernel):
 
 @jax.jit
 def _binary_parts(kernel):
-    return pack_signs(kernel.T, axis=-1), jnp.mean(jnp.abs(kernel.astype(jnp.float32)), axis=0)
+    return pack_signs(kernel.T, axis=-1), Q.bwn_scale(kernel.astype(jnp.float32), per_channel=True)[0]
 
 
 def pack_ternary_weights(q):

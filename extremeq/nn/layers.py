@@ -10,10 +10,12 @@ input scale (1 for every input quantizer except "xnor"). ``(*)`` is a matmul
 or a convolution. ``quantized_kernel()`` returns Q_w(W), the weights the
 forward pass really multiplies with.
 
-TTQ layers own two learned scalars ``ttq_wp`` and ``ttq_wn`` (initialised from
-the latent weights, TTQ's fine-tuning start). A stochastic BinaryConnect layer
-draws its noise from the ``quant`` stream of the layer's ``nnx.Rngs`` while
-training, and uses the deterministic sign after ``model.eval()``.
+Every method-specific fact comes from the method's registry entry (``extremeq.methods``):
+the forward, its learned scales (TTQ layers own two learned scalars ``ttq_wp`` and
+``ttq_wn``, initialised from the latent weights, TTQ's fine-tuning start), whether it is
+stochastic (a stochastic BinaryConnect layer draws its noise from the ``quant`` stream of
+the layer's ``nnx.Rngs`` while training, and uses the deterministic sign after
+``model.eval()``).
 
 Binary-input convolutions pad with ``pad_value`` *after* binarization (default
 +1, i.e. sign(0)), as Larq's ``pad_values=1``: a packed 1-bit inference kernel
@@ -28,81 +30,82 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from extremeq import quantizers as Q
+from extremeq.nn.conv import conv_general_dilated
 from extremeq.nn.specs import QuantizerSpec, as_spec
 
 default_kernel_init = nnx.initializers.lecun_normal()
 
 
-def quantize_weight(spec: QuantizerSpec, w, *, w_p=None, w_n=None, key=None):
-    """Q_w(W) for a weight spec (pure function; the layers call it)."""
-    est = spec.estimator
-    name = spec.name
-    if name == "fp":
-        return w
-    if name == "bc":
-        return Q.binary_connect(w, est)
-    if name == "bc_stochastic":
-        if key is None:  # evaluation
-            if spec.option("eval", "sign") == "mean":
-                # E[w_b] = 2 hard_sigmoid(w) - 1 = clip(w, -1, 1): BinaryConnect's test-time use of
-                # the real-valued weights for the stochastic variant (Courbariaux et al. 2015, Sec. 2.6).
-                return jnp.clip(w, -1.0, 1.0)
-            return Q.binary_connect(w, est)  # the deployable net: deterministic sign
-        return Q.binary_connect_stochastic(w, key, est)
-    if name == "bwn":
-        return Q.bwn(w, est, per_channel=spec.option("per_channel", True))
-    if name == "twn":
-        return Q.twn(w, est, per_channel=spec.option("per_channel", False))
-    if name == "ttq":
-        return Q.ttq(w, w_p, w_n, t=spec.option("t", Q.TTQ_THRESHOLD_FACTOR), estimator=est)
-    if name == "bitnet":
-        return Q.bitnet(w, est)
-    if name == "int8":
-        return Q.int8(w, est, per_channel=spec.option("per_channel", True))
-    raise AssertionError(name)
+def quantize_weight(spec: QuantizerSpec, w, *, w_p=None, w_n=None, key=None, scales=None):
+    """Q_w(W) for a weight spec (pure function; the layers call it): the registered method's forward.
+
+    ``scales``: the method's learned scales by name (TTQ: ``ttq_wp``, ``ttq_wn``, also accepted as
+    ``w_p``/``w_n``); ``key``: a PRNG key while training a stochastic method, else None.
+    """
+    scales = dict(scales or {})
+    if w_p is not None:
+        scales["ttq_wp"] = w_p
+    if w_n is not None:
+        scales["ttq_wn"] = w_n
+    return spec.method.forward(w, spec, scales=scales, key=key)
 
 
 def quantize_input(spec: QuantizerSpec, x, *, kernel_size=None, strides=1, padding="SAME"):
-    """(Q_in(x), K) for an input spec; K is None unless the spec is "xnor"."""
-    if spec.name == "fp":
-        return x, None
-    if spec.name == "sign":
-        return Q.sign_activation(x, spec.estimator), None
-    if spec.name == "xnor":
-        return Q.xnor_activation(x, spec.estimator, kernel_size, strides, padding)
-    if spec.name == "int8":
-        return Q.int8_activation(x, spec.estimator), None
-    raise AssertionError(spec.name)
+    """(Q_in(x), K) for an input spec; K is None unless the method has an input scale ("xnor")."""
+    return spec.method.forward(x, spec, kernel_size=kernel_size, strides=strides, padding=padding)
+
+
+def _check_features(cls: str, in_features: int, out_features: int):
+    for name, n in (("in_features", in_features), ("out_features", out_features)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{cls} needs {name} >= 1 (an int), got {n!r}")
 
 
 class _Quantized(nnx.Module):
-    """Shared state and logic: latent kernel, specs, TTQ scales, rng stream."""
+    """Shared state and logic: latent kernel, specs, learned scales (TTQ), rng stream."""
 
     def _setup_quantizers(self, kernel_quantizer, input_quantizer, ste, ste_kwargs, rngs):
         self.kernel_quantizer = as_spec(kernel_quantizer, "weight", ste, ste_kwargs)
         self.input_quantizer = as_spec(input_quantizer, "input", ste, ste_kwargs)
         self.deterministic = False  # flipped by model.eval()/model.train()
-        if self.kernel_quantizer.name == "ttq":
-            w_p, w_n = Q.ttq_init_scales(self.kernel[...], self.kernel_quantizer.option("t", Q.TTQ_THRESHOLD_FACTOR))
-            self.ttq_wp = nnx.Param(jnp.asarray(w_p, jnp.float32))
-            self.ttq_wn = nnx.Param(jnp.asarray(w_n, jnp.float32))
-        if self.kernel_quantizer.name == "bc_stochastic":
+        method = self.kernel_quantizer.method
+        for name in method.learned_scales:
+            setattr(self, name, nnx.Param(jnp.zeros((), jnp.float32)))
+        self.init_learned_scales()
+        if method.stochastic:
             if rngs is None or "quant" not in rngs:
                 raise ValueError(
-                    "a 'bc_stochastic' layer needs a 'quant' rng stream: pass rngs=nnx.Rngs(0, quant=1)"
+                    f"a {self.kernel_quantizer.name!r} layer needs a 'quant' rng stream: "
+                    "pass rngs=nnx.Rngs(0, quant=1)"
                 )
             self.quant_rngs = rngs.quant.fork() if hasattr(rngs.quant, "fork") else rngs.quant
+
+    def init_learned_scales(self):
+        """Set the method's learned scales from the current latent kernel (TTQ's fine-tuning start)."""
+        method = self.kernel_quantizer.method
+        if method.learned_scales:
+            values = method.init_scales(self.kernel[...], self.kernel_quantizer)
+            for name in method.learned_scales:
+                getattr(self, name)[...] = jnp.asarray(values[name], jnp.float32)
+
+    def learned_scales(self) -> dict:
+        """The method's learned scales by name (empty for all but TTQ among the built-ins)."""
+        return {name: getattr(self, name)[...] for name in self.kernel_quantizer.method.learned_scales}
 
     def quantized_kernel(self):
         """Q_w(W): the weights the forward pass multiplies with."""
         spec = self.kernel_quantizer
-        key = None
-        if spec.name == "bc_stochastic" and not self.deterministic:
-            key = self.quant_rngs()
-        w_p = self.ttq_wp[...] if spec.name == "ttq" else None
-        w_n = self.ttq_wn[...] if spec.name == "ttq" else None
-        return quantize_weight(spec, self.kernel[...], w_p=w_p, w_n=w_n, key=key)
+        key = self.quant_rngs() if spec.method.stochastic and not self.deterministic else None
+        return quantize_weight(spec, self.kernel[...], key=key, scales=self.learned_scales())
+
+    def encoded_kernel(self):
+        """The integer codes and scales of the evaluation forward (``methods.QArray``), or None
+        for a float kernel; ``encoded_kernel().dequantize()`` equals ``quantized_kernel()`` after
+        ``model.eval()``."""
+        spec = self.kernel_quantizer
+        if spec.method.encode is None:
+            return None
+        return spec.method.encode(self.kernel[...], spec, self.learned_scales())
 
 
 class QuantLinear(_Quantized):
@@ -122,6 +125,7 @@ class QuantLinear(_Quantized):
         bias_init=nnx.initializers.zeros_init(),
         rngs: nnx.Rngs,
     ):
+        _check_features("QuantLinear", in_features, out_features)
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias
@@ -167,6 +171,7 @@ class QuantConv(_Quantized):
         bias_init=nnx.initializers.zeros_init(),
         rngs: nnx.Rngs,
     ):
+        _check_features("QuantConv", in_features, out_features)
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = _pair(kernel_size)
@@ -213,7 +218,7 @@ class QuantConv(_Quantized):
         if pad_border and self.feature_group_count != 1:
             xq = jnp.pad(xq, [(0, 0), *pads, (0, 0)], constant_values=self.pad_value)
             pads, pad_border = [(0, 0), (0, 0)], False
-        y = jax.lax.conv_general_dilated(
+        y = conv_general_dilated(  # XLA's, input materialized on the CPU (extremeq.nn.conv)
             xq, kernel, window_strides=self.strides, padding=pads,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.feature_group_count,
         )

@@ -14,7 +14,8 @@ against the rules in order; the first ``re.fullmatch`` decides. A spec of
 left alone too. Replaced layers keep their kernel and bias values.
 
 ``method_rules(method)`` writes the rule list of a paper's method for the model
-zoo's convention (first layer ``stem``, last layer ``head``).
+zoo's convention (first layer ``stem``, last layer ``head``); the methods are the
+registered ones (``extremeq.methods.METHODS``, yours included once registered).
 """
 
 from __future__ import annotations
@@ -26,20 +27,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from extremeq import methods as registry
+from extremeq.methods import METHODS  # noqa: F401  (re-exported: method -> (weight, input) quantizers, live)
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 
-# method -> (weight quantizer, input quantizer)
-METHODS = {
-    "fp": ("fp", "fp"),
-    "bc": ("bc", "fp"),
-    "bc_stochastic": ("bc_stochastic", "fp"),
-    "bwn": ("bwn", "fp"),
-    "twn": ("twn", "fp"),
-    "ttq": ("ttq", "fp"),
-    "bitnet": ("bitnet", "fp"),
-    "xnor": ("bwn", "xnor"),
-    "bnn": ("bc", "sign"),
-}
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 _SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init"}
 LATENT_INITS = (None, "keep", "uniform")
@@ -122,11 +113,7 @@ def _converted(layer, spec: Mapping, rngs: nnx.Rngs):
         new.kernel[...] = jax.random.uniform(rngs.params(), new.kernel.shape, jnp.float32, -1.0, 1.0)
     if layer.bias is not None:
         new.bias[...] = layer.bias[...]
-    if new.kernel_quantizer.name == "ttq":  # scales from the kept weights, not the fresh init
-        from extremeq.quantizers import TTQ_THRESHOLD_FACTOR, ttq_init_scales
-
-        w_p, w_n = ttq_init_scales(new.kernel[...], new.kernel_quantizer.option("t", TTQ_THRESHOLD_FACTOR))
-        new.ttq_wp[...], new.ttq_wn[...] = jnp.asarray(w_p), jnp.asarray(w_n)
+    new.init_learned_scales()  # TTQ: scales from the kept weights, not the fresh init
     return new
 
 
@@ -177,17 +164,16 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
     (BinaryNet's first layer: binary weights, real-valued pixels); or quantize
     like the rest. ``method`` in ``METHODS``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} unknown; choose one of {', '.join(METHODS)}")
+    entry = registry.method(method)  # an unknown name raises, listing the registered ones
     for name, value in (("first", first), ("last", last)):
         if value not in EDGE_PRECISIONS:
             raise ValueError(f"{name}={value!r} unknown; choose one of {', '.join(EDGE_PRECISIONS)}")
-    kernel, inp = METHODS[method]
+    kernel, inp = entry.kernel, entry.input
     if stochastic_eval not in ("sign", "mean"):
         raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose 'sign' or 'mean'")
-    if kernel == "bc_stochastic" and stochastic_eval != "sign":
+    if registry.weight_method(kernel).stochastic and stochastic_eval != "sign":
         kernel = {"name": kernel, "eval": stochastic_eval}
-    body = None if method == "fp" else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
+    body = None if (kernel, inp) == ("fp", "fp") else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
     int8 = dict(kernel="int8", input="int8")
     rules = []
     for pattern, value in (("stem", first), ("head", last)):

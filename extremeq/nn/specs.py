@@ -1,12 +1,12 @@
-"""Quantizer specs: a name (plus estimator and its parameters) -> a callable.
+"""Quantizer specs: a registered name (plus estimator and its parameters) -> a configured quantizer.
 
 A spec is what a layer is configured with: ``"bwn"``, or
 ``QuantizerSpec("twn", estimator=Estimator("clipped"))``, or a dict
-``{"name": "swish_sign", ...}``. It knows its bit width (for the summary and
-export) and whether the latent weights are clipped to [-1, 1] after each
-update (BinaryConnect).
+``{"name": "swish_sign", ...}``. Every fact about the named method (forward, bit width,
+precision, scales, whether the latent weights are clipped) comes from its registry entry
+(``spec.method``, see ``extremeq.methods``), so a method registered there is accepted here.
 
-Weight quantizers (``WEIGHT_QUANTIZERS``):
+Weight quantizers (``WEIGHT_QUANTIZERS``, built-in):
   fp             float, no quantization                             32 bits
   bc             BinaryConnect, sign(W)                             1 bit, clipped latent
   bc_stochastic  BinaryConnect, stochastic sign (needs a key)       1 bit, clipped latent
@@ -16,7 +16,7 @@ Weight quantizers (``WEIGHT_QUANTIZERS``):
   bitnet         BitNet b1.58 absmean ternary                       2 bits (1.58)
   int8           symmetric int8, per output channel                 8 bits
 
-Input (activation) quantizers (``INPUT_QUANTIZERS``):
+Input (activation) quantizers (``INPUT_QUANTIZERS``, built-in):
   fp     float                                                      32 bits
   sign   BinaryNet sign(x), no scale                                1 bit
   xnor   XNOR-Net sign(x) with the K-map scale                      1 bit
@@ -28,22 +28,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from extremeq import methods as registry
+from extremeq.methods import BINARY, INPUT_QUANTIZERS, TERNARY, WEIGHT_QUANTIZERS
 from extremeq.ste import ESTIMATORS, Estimator, get_estimator
 
-WEIGHT_QUANTIZERS = {
-    # name: (bits, clip_latent)
-    "fp": (32, False),
-    "bc": (1, True),
-    "bc_stochastic": (1, True),
-    "bwn": (1, False),
-    "twn": (2, False),
-    "ttq": (2, False),
-    "bitnet": (2, False),
-    "int8": (8, False),
-}
-INPUT_QUANTIZERS = {"fp": 32, "sign": 1, "xnor": 1, "int8": 8}
-BINARY = ("bc", "bc_stochastic", "bwn")
-TERNARY = ("twn", "ttq", "bitnet")
+__all__ = ["BINARY", "INPUT_QUANTIZERS", "TERNARY", "WEIGHT_QUANTIZERS", "QuantizerSpec", "as_spec"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,23 +52,28 @@ class QuantizerSpec:
     options: tuple = ()
 
     def __post_init__(self):
-        table = WEIGHT_QUANTIZERS if self.kind == "weight" else INPUT_QUANTIZERS
         if self.kind not in ("weight", "input"):
             raise ValueError(f"quantizer kind must be 'weight' or 'input', got {self.kind!r}")
-        if self.name not in table:
-            raise ValueError(
-                f"{self.kind} quantizer {self.name!r} unknown; choose one of {', '.join(table)}"
-            )
+        _ = self.method  # an unknown name fails here, naming the registered ones
+
+    @property
+    def method(self) -> registry.WeightMethod | registry.InputMethod:
+        """The registry entry of this quantizer."""
+        if self.kind == "weight":
+            return registry.weight_method(self.name)
+        return registry.input_method(self.name)
 
     @property
     def bits(self) -> int:
-        if self.kind == "weight":
-            return WEIGHT_QUANTIZERS[self.name][0]
-        return INPUT_QUANTIZERS[self.name]
+        return self.method.bits
+
+    @property
+    def precision(self) -> str:
+        return self.method.precision
 
     @property
     def clip_latent(self) -> bool:
-        return self.kind == "weight" and WEIGHT_QUANTIZERS[self.name][1]
+        return self.kind == "weight" and self.method.clip_latent
 
     @property
     def is_binary(self) -> bool:
@@ -87,7 +81,7 @@ class QuantizerSpec:
 
     @property
     def is_ternary(self) -> bool:
-        return self.kind == "weight" and self.name in TERNARY
+        return self.kind == "weight" and self.precision == "ternary"
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
@@ -98,8 +92,8 @@ def as_spec(spec, kind: str = "weight", ste=None, ste_kwargs: Mapping | None = N
 
     ``ste``/``ste_kwargs`` set the estimator when ``spec`` is a name. A dict
     may hold ``name``, ``ste``, ``ste_kwargs`` and any extra options.
-    The default estimator is "ste", except BinaryNet's "sign" input, which
-    uses the clipped STE of the paper.
+    The default estimator is "ste", or the input method's ``default_estimator``
+    (BinaryNet's "sign" input: the clipped STE of the paper).
     """
     if isinstance(spec, QuantizerSpec):
         if spec.kind != kind:
@@ -120,8 +114,8 @@ def as_spec(spec, kind: str = "weight", ste=None, ste_kwargs: Mapping | None = N
         name = spec
     else:
         raise TypeError(f"a quantizer is a name, dict or QuantizerSpec, got {type(spec).__name__}")
-    if ste is None:
-        ste = "clipped" if (kind == "input" and name == "sign") else "ste"
+    if ste is None:  # the method's own default (BinaryNet's sign input: the clipped STE of the paper)
+        ste = registry.input_method(name).default_estimator if kind == "input" and name in INPUT_QUANTIZERS else "ste"
     if isinstance(ste, str) and ste not in ESTIMATORS:
         raise ValueError(f"estimator {ste!r} unknown; choose one of {', '.join(ESTIMATORS)}")
     estimator = get_estimator(ste, **dict(ste_kwargs or {}))

@@ -1,5 +1,3 @@
-"""``python -m extremeq.train``: see extremeq/train/main.py."""
-
-from extremeq.train.main import run
+from extremeq.train.main import __doc__, run  # noqa: F401  (absl prints this module's __doc__ for --help)
 
 run()

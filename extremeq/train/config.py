@@ -1,110 +1,149 @@
-"""The training config schema: defaults for every key, and validation before anything runs.
+"""The training config: one schema (``default_config``, every knob with its default and meaning) and
+its validation (``validate_config``), run once before anything trains.
 
-``validate_config(config)`` returns a new ConfigDict with the defaults filled in, or raises
+Config files (``configs/*.py``) start from ``default_config()`` by a normal import and override only
+what their paper's recipe changes (the shape of flax's ``examples/imagenet/configs/default.py`` and
+big_vision's ``configs/common.py``); ``extremeq.train.variants`` parses their variant argument.
+List-valued keys are tuples, so ml_collections itself parses ``--config.model.hidden=(512,512)``
+(``[512,512]`` is read as the same tuple). ``config.model`` is open: keys besides ``name`` are
+passed to the model constructor and checked against its signature when the model is built.
+
+``validate_config(config)`` returns a new, locked ConfigDict with the defaults filled in, or raises
 ``ConfigError`` naming the offending key (``config.optimizer.learning_rate``) and what to do.
-``config.model`` is open: keys besides ``name`` are passed to the model constructor and checked
-against its signature.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import Any
 
-DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz")
-SOURCE_NAMES = ("", "digits", "npz", "tfds")
+import ml_collections
+
+from extremeq.data.sources import (
+    DATASET_NAMES,
+    SOURCE_NAMES,
+    STREAMED_NAMES,
+    default_mnist_path,
+)
+
+# ---------------------------------------------------------------------------------- method tables
+# The precision policy's tables, read in this one place. (They move to the method registry of
+# extremeq.nn; config validation and the variants read them from here.)
+from extremeq.nn import METHODS  # method -> (weight quantizer, input quantizer)
+from extremeq.nn.policy import EDGE_PRECISIONS  # first/last layer precisions
+from extremeq.nn.specs import WEIGHT_QUANTIZERS  # weight quantizer -> (bits, ...)
+from extremeq.ste import ESTIMATORS
+
+# Methods whose layers binarize their inputs: the activation before them cannot be ReLU
+# (sign(relu(x)) = +1), so the config files use hardtanh there (BinaryNet's htanh).
+BINARY_INPUT_METHODS = tuple(m for m, (_, inp) in METHODS.items() if inp != "fp")
+# Methods whose kernels are 1-bit (BinaryConnect's per-layer learning-rate scale applies to them).
+BINARY_METHODS = tuple(m for m, (kernel, _) in METHODS.items() if WEIGHT_QUANTIZERS[kernel][0] == 1)
+# ---------------------------------------------------------------------------------------------
+
 OPTIMIZERS = ("sgd", "adam", "bop")
 BOP_BASES = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
-STREAMED = ("imagenet2012",)
 LOSS_NAMES = ("cross_entropy", "squared_hinge")
 LR_SCALES = ("none", "glorot")
+LATENT_INITS = ("keep", "uniform")
+STOCHASTIC_EVALS = ("sign", "mean")
+INIT_WEIGHTS = ("latent", "quantized")  # quant.init_weights (DSD re-dense: "quantized")
 
 
 class ConfigError(ValueError):
-    """A config value that cannot run; the message names the key."""
+    """A config value that cannot run; the message names the key and what to do."""
 
 
-def default_config():
-    """Every key train_and_evaluate reads, with its default (a ConfigDict)."""
-    import ml_collections  # pylint: disable=g-import-not-at-top
+def mnist_path() -> str:
+    """$EXTREMEQ_MNIST, else ``<repo>/../shared/data/mnist.npz`` (the data package's default)."""
+    return os.path.normpath(str(default_mnist_path()))
 
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every key ``train_and_evaluate`` reads, with its default: a small MLP on scikit-learn's digits."""
     c = ml_collections.ConfigDict()
-    c.seed = 0  # seeds init, data order (a pure function of (seed, epoch)), augmentation, dropout
-    c.num_epochs = 10
-    c.batch_size = 128  # global batch, split over all devices
-    c.eval_batch_size = 512  # the last batch is padded (masked)
-    c.max_steps = -1  # stop after this many steps (-1/None: num_epochs * steps_per_epoch)
-    c.log_every_steps = 50  # host sync (non-finite check, progress) every this many steps
+    c.seed = 0  # init, data order (a pure function of (seed, epoch)), augmentation, dropout
+    c.num_epochs = 10  # passes over the training split
+    c.batch_size = 128  # global training batch, split over all devices
+    c.eval_batch_size = 512  # evaluation batch (the last one is padded and masked)
+    c.max_steps = -1  # stop after this many steps (-1: num_epochs * steps_per_epoch)
+    c.log_every_steps = 50  # host sync (non-finite check) every this many steps
     c.num_devices = -1  # data-parallel over the first N devices (-1: all devices)
-    c.distributed = False  # call jax.distributed.initialize() (multi-host)
+    c.distributed = False  # call jax.distributed.initialize() first (several hosts)
     c.progress_bar = True  # tqdm over the steps of each epoch
     c.sync_every_step = False  # block_until_ready after each step (multi-device CPU tests, debugging)
-    c.loss = "cross_entropy"  # or "squared_hinge" (BinaryConnect / BinaryNet's L2-SVM output)
+    c.loss = "cross_entropy"  # cross_entropy | squared_hinge (BinaryConnect / BinaryNet's L2-SVM output)
+    # Resume a run although this config differs from the one it was started with; the change and the
+    # step it applies from are recorded in <workdir>/config_changes.jsonl.
+    c.resume_with_changes = False
 
     c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "digits"
-    c.dataset.source = ""  # "" picks the default for the name
-    c.dataset.path = ""  # npz file
-    c.dataset.data_dir = ""  # TFDS data dir
-    c.dataset.augment = ml_collections.ConfigDict(dict(crop_padding=0, flip=False))
-    c.dataset.normalize = True  # (x/255 - mean)/std with the train split's statistics
-    c.dataset.image_size = 224  # imagenet only
-    c.dataset.limit_train = -1
-    # Evaluate the training examples past limit_train every epoch (val_loss, val_accuracy), and report
+    c.dataset.name = "digits"  # one of DATASET_NAMES: digits | mnist | cifar10 | cifar100 | imagenet2012 | npz
+    c.dataset.source = ""  # digits (scikit-learn) | npz | tfds; "" picks the default for the name
+    c.dataset.path = ""  # npz file (x_train, y_train, x_test, y_test), for source "npz"
+    c.dataset.data_dir = ""  # TFDS data_dir, for source "tfds" ("" = TFDS default)
+    c.dataset.num_classes = 0  # labels lie in [0, num_classes); 0: as the data set declares (or max label + 1)
+    c.dataset.augment = ml_collections.ConfigDict()
+    c.dataset.augment.crop_padding = 0  # random crop after zero-padding this many pixels (CIFAR: 4)
+    c.dataset.augment.flip = False  # random horizontal flip
+    c.dataset.normalize = True  # per-channel (x/255 - mean) / std with the training split's statistics
+    c.dataset.image_size = 224  # ImageNet crop size
+    c.dataset.limit_train = -1  # use only the first N training examples (-1: all)
+    # Evaluate the training examples past limit_train every epoch (val_loss, val_accuracy) and report
     # the test accuracy at the best validation epoch in final.json (BinaryConnect/BinaryNet's protocol).
     c.dataset.validation = False
-    c.dataset.workers = 0  # imagenet only: grain worker processes
+    c.dataset.workers = 0  # ImageNet only: grain worker processes
 
-    c.model = ml_collections.ConfigDict(dict(name="mlp"))  # + model kwargs
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "mlp"  # a name of extremeq.nn.models.MODEL_NAMES; files add the constructor's kwargs
 
     c.quant = ml_collections.ConfigDict()
-    c.quant.method = "fp"
-    c.quant.first = "fp"
-    c.quant.last = "fp"
-    c.quant.ste = "ste"
-    c.quant.ste_kwargs = ml_collections.ConfigDict()
-    c.quant.init_from = ""  # workdir of a finished FP run to start from
-    c.quant.init_weights = "latent"  # latent | quantized (DSD re-dense: float layers holding Q_w(W))
-    c.quant.keep_fp = ()  # regexes of layer paths kept float before the method's rules (Bi-Real's downsample)
-    c.quant.latent_init = "keep"  # keep | uniform (BinaryConnect: quantized layers' latent W ~ U(-1, 1))
+    c.quant.method = "fp"  # one of METHODS
+    c.quant.first = "fp"  # the stem layer: fp | int8 | weights (method's weights, float inputs) | same
+    c.quant.last = "fp"  # the head layer: fp | int8 | weights | same
+    c.quant.ste = "ste"  # straight-through estimator of the quantizers (extremeq.ste.ESTIMATORS)
+    c.quant.ste_kwargs = ml_collections.ConfigDict()  # e.g. clip_value for "clipped", beta for "tanh"
+    c.quant.init_from = ""  # workdir of a finished FP run to start from (TTQ fine-tuning); "" = scratch
+    # what init_from's quantized layers give: their "latent" weights, or their "quantized" Q_w(W) in float
+    # layers (Dense-Sparse-Dense's re-dense step from a sparse/ternary run, extremeq.nn.densify)
+    c.quant.init_weights = "latent"
+    c.quant.keep_fp = ()  # layer-path regexes kept float ahead of the method's rules (Bi-Real's ".*/downsample")
+    c.quant.latent_init = "keep"  # keep | uniform: BinaryConnect's U(-1, 1) start of the latent weights
     # bc_stochastic at evaluation: "sign" (deterministic sign, the 1-bit net export packs) or "mean"
     # (E[w_b] = clip(W, -1, 1), the real-valued weights BinaryConnect's paper tests stochastic rows with)
     c.quant.stochastic_eval = "sign"
 
     c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "sgd"
-    c.optimizer.learning_rate = 0.1
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = False
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.decay_epochs = []
-    c.optimizer.decay_factor = 0.1
-    c.optimizer.warmup_epochs = 0.0
+    c.optimizer.name = "sgd"  # sgd | adam | bop (Bop for the binary latent weights)
+    c.optimizer.learning_rate = 0.1  # peak learning rate
+    c.optimizer.momentum = 0.9  # SGD momentum (Adam: beta1)
+    c.optimizer.nesterov = False  # Nesterov momentum (SGD)
+    c.optimizer.weight_decay = 0.0  # L2 weight decay coefficient
+    c.optimizer.schedule = "constant"  # constant | step | cosine
+    c.optimizer.decay_epochs = ()  # "step": epochs at which the rate is multiplied by decay_factor
+    c.optimizer.decay_factor = 0.1  # "step": multiplier at each decay epoch
+    c.optimizer.warmup_epochs = 0.0  # linear warm-up from 0 over this many epochs
     # "glorot": the updates of binary kernels are multiplied by 1/H, H = sqrt(1.5/(fan_in + fan_out))
     # (BinaryConnect / BinaryNet's per-layer learning-rate scale, "W_LR_scale"); "none": not scaled.
     c.optimizer.binary_lr_scale = "none"
-    c.optimizer.bop_threshold = 1e-8  # tau (Helwegen et al. 2019)
-    c.optimizer.bop_gamma = 1e-4  # gamma
+    c.optimizer.bop_threshold = 1e-8  # Bop tau (Helwegen et al. 2019)
+    c.optimizer.bop_gamma = 1e-4  # Bop gamma (adaptivity rate of the gradient moving average)
     c.optimizer.bop_base = "adam"  # optimizer of the non-binary parameters under Bop
 
     c.distill = ml_collections.ConfigDict()
-    c.distill.teacher_workdir = ""
-    c.distill.alpha = 1.0  # lambda
-    c.distill.temperature = 4.0  # T
+    c.distill.teacher_workdir = ""  # workdir of a trained teacher; "" = no distillation
+    c.distill.alpha = 1.0  # lambda: weight of the distillation term
+    c.distill.temperature = 4.0  # softmax temperature T of teacher and student
 
     c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.keep = 3
-    c.checkpoint.every_epochs = 1
+    c.checkpoint.keep = 3  # checkpoints kept
+    c.checkpoint.every_epochs = 1  # save every this many epochs
     return c
 
 
 # Sections whose unknown keys are allowed (passed on), and keys whose values are free dicts.
-_OPEN_SECTIONS = ("model",)
+OPEN_SECTIONS = ("model",)
 _FREE_DICTS = ("quant.ste_kwargs",)
 
 
@@ -120,7 +159,7 @@ def _merge(defaults: dict, given: dict, prefix: str = "") -> None:
             defaults[key] = dict(value or {})
             continue
         if key not in defaults:
-            if prefix.rstrip(".") in _OPEN_SECTIONS:
+            if prefix.rstrip(".") in OPEN_SECTIONS:
                 defaults[key] = value
                 continue
             known = ", ".join(sorted(defaults))
@@ -134,14 +173,31 @@ def _merge(defaults: dict, given: dict, prefix: str = "") -> None:
             defaults[key] = value
 
 
-def _num(config, key, kind=float, lo=None, hi=None, lo_open=False, allow_none=False):
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node[p]
-    v = node[leaf]
-    if v is None and allow_none:
-        return v
+def _tuples(value):
+    """Lists as tuples, in nested dicts too (list-valued keys are tuples, which ml_collections parses)."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def with_defaults(config) -> ml_collections.ConfigDict:
+    """``default_config()`` with the keys ``config`` sets (unlocked, unchecked); unknown keys raise."""
+    merged = default_config().to_dict()
+    _merge(merged, config.to_dict() if hasattr(config, "to_dict") else dict(config))
+    return ml_collections.ConfigDict(_tuples(merged))
+
+
+def _at(config, key):
+    """The value at dotted ``key``."""
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def _num(config, key, kind=float, lo=None, hi=None, lo_open=False):
+    v = _at(config, key)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         _fail(key, f"must be a number, got {v!r}")
     if kind is int and int(v) != v:
@@ -158,44 +214,16 @@ def _choice(value, key, choices):
         _fail(key, f"{value!r} unknown; choose one of {', '.join(repr(c) for c in choices)}")
 
 
-def _known_methods():
-    try:
-        from extremeq.nn import METHODS  # pylint: disable=g-import-not-at-top
-
-        return tuple(METHODS)
-    except ImportError:
-        return ("fp", "bc", "bc_stochastic", "bwn", "twn", "ttq", "bitnet", "xnor", "bnn")
-
-
-def _has_binary_kernels(method) -> bool:
-    try:
-        from extremeq.nn import METHODS  # pylint: disable=g-import-not-at-top
-        from extremeq.nn.specs import WEIGHT_QUANTIZERS  # pylint: disable=g-import-not-at-top
-    except ImportError:
-        return method in ("bc", "bc_stochastic", "bwn", "xnor", "bnn")
-    kernel = METHODS[method][0] if method in METHODS else None
-    return kernel in WEIGHT_QUANTIZERS and WEIGHT_QUANTIZERS[kernel][0] == 1
-
-
-def _check_model(model_cfg):
-    """The name against the zoo; the other keys are checked by ``build_model`` when it builds."""
-    try:
-        from extremeq.nn.models import MODEL_NAMES  # pylint: disable=g-import-not-at-top
-    except ImportError:
-        return
-    _choice(model_cfg.name, "model.name", tuple(MODEL_NAMES))
+def _flag(value, key):
+    if not isinstance(value, bool):
+        _fail(key, f"must be True or False, got {value!r}")
 
 
 def validate_config(config, num_devices: int | None = None):
     """Defaults filled in and every value checked; raises ``ConfigError`` naming the key."""
-    import ml_collections  # pylint: disable=g-import-not-at-top
-
-    merged = default_config().to_dict()
-    given = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    _merge(merged, given)
-    if merged["max_steps"] is None:
-        merged["max_steps"] = -1
-    c = ml_collections.ConfigDict(merged)
+    c = with_defaults(config)
+    if c.max_steps is None:
+        c.max_steps = -1
 
     _num(c, "seed", int, lo=0)
     _num(c, "num_epochs", int, lo=1)
@@ -204,6 +232,9 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "log_every_steps", int, lo=1)
     if c.max_steps != -1:
         _num(c, "max_steps", int, lo=1)
+    for key in ("distributed", "progress_bar", "sync_every_step", "resume_with_changes",
+                "dataset.normalize", "dataset.validation", "dataset.augment.flip"):
+        _flag(_at(c, key), key)
     if num_devices is None:
         import jax  # pylint: disable=g-import-not-at-top
 
@@ -217,35 +248,39 @@ def validate_config(config, num_devices: int | None = None):
                   f"use a multiple of {num_devices}")
 
     _choice(c.dataset.name, "dataset.name", DATASET_NAMES)
-    _choice(c.dataset.source, "dataset.source", SOURCE_NAMES)
+    _choice(c.dataset.source, "dataset.source", ("",) + SOURCE_NAMES)
     if c.dataset.name == "npz" and not c.dataset.path:
         _fail("dataset.path", "dataset 'npz' needs the path of an npz file")
+    if c.dataset.name == "image_folder" and not c.dataset.path:
+        _fail("dataset.path", "dataset 'image_folder' needs a folder or .tar(.gz) of <split>/<class>/<image>")
     _num(c, "dataset.augment.crop_padding", int, lo=0)
     _num(c, "dataset.image_size", int, lo=1)
     _num(c, "dataset.limit_train", int, lo=-1)
-    if not isinstance(c.dataset.validation, bool):
-        _fail("dataset.validation", f"must be True or False, got {c.dataset.validation!r}")
+    _num(c, "dataset.num_classes", int, lo=0)
     if c.dataset.validation and c.dataset.limit_train < 0:
         _fail("dataset.validation", "needs a held-out part of the training split: set "
               "dataset.limit_train (MNIST: 50000 keeps the last 10000 training images for validation)")
-    if c.dataset.validation and c.dataset.name in STREAMED:
+    if c.dataset.validation and c.dataset.name in STREAMED_NAMES:
         _fail("dataset.validation", f"not supported for the streamed data set {c.dataset.name!r}; "
               "set it to False")
     _num(c, "dataset.workers", int, lo=0)
 
+    from extremeq.nn.models import MODEL_NAMES  # pylint: disable=g-import-not-at-top
+
     if not isinstance(c.model.get("name"), str):
         _fail("model.name", "must name a model of the zoo")
-    _check_model(c.model)
+    _choice(c.model.name, "model.name", tuple(MODEL_NAMES))
 
-    _choice(c.quant.method, "quant.method", _known_methods())
+    _choice(c.quant.method, "quant.method", tuple(METHODS))
     _choice(c.quant.first, "quant.first", EDGE_PRECISIONS)
     _choice(c.quant.last, "quant.last", EDGE_PRECISIONS)
-    from extremeq.ste import ESTIMATORS  # pylint: disable=g-import-not-at-top
-
     _choice(c.quant.ste, "quant.ste", ESTIMATORS)
-    _choice(c.quant.latent_init, "quant.latent_init", ("keep", "uniform"))
-    _choice(c.quant.stochastic_eval, "quant.stochastic_eval", ("sign", "mean"))
-    _choice(c.quant.init_weights, "quant.init_weights", ("latent", "quantized"))
+    _choice(c.quant.latent_init, "quant.latent_init", LATENT_INITS)
+    _choice(c.quant.stochastic_eval, "quant.stochastic_eval", STOCHASTIC_EVALS)
+    _choice(c.quant.init_weights, "quant.init_weights", INIT_WEIGHTS)
+    if isinstance(c.quant.keep_fp, str):
+        _fail("quant.keep_fp", f"must be a tuple of layer-path regexes, got the string {c.quant.keep_fp!r}; "
+              "write ('.*/downsample',)")
     for pattern in c.quant.keep_fp:
         try:
             re.compile(pattern)
@@ -253,7 +288,7 @@ def validate_config(config, num_devices: int | None = None):
             _fail("quant.keep_fp", f"{pattern!r} is not a regular expression ({e}); give layer-path "
                   "regexes, e.g. ('.*/downsample',)")
     if c.quant.init_from:
-        _check_workdir(c.quant.init_from, "quant.init_from")
+        _check_run_dir(c.quant.init_from, "quant.init_from")
 
     o = c.optimizer
     _choice(o.name, "optimizer.name", OPTIMIZERS)
@@ -275,9 +310,9 @@ def validate_config(config, num_devices: int | None = None):
         _fail("optimizer.decay_epochs", "schedule 'step' needs at least one decay epoch")
 
     _choice(o.binary_lr_scale, "optimizer.binary_lr_scale", LR_SCALES)
-    if o.binary_lr_scale != "none" and not _has_binary_kernels(c.quant.method):
+    if o.binary_lr_scale != "none" and c.quant.method not in BINARY_METHODS:
         _fail("optimizer.binary_lr_scale", f"quant.method {c.quant.method!r} has no 1-bit kernels to scale; "
-              "use 'none', or a binary method (bc, bc_stochastic, bwn, xnor, bnn)")
+              f"use 'none', or a binary method ({', '.join(BINARY_METHODS)})")
     if o.binary_lr_scale != "none" and o.name == "bop":
         _fail("optimizer.binary_lr_scale", "Bop has no learning rate for the binary kernels; use 'none' with bop")
     _choice(c.loss, "loss", LOSS_NAMES)
@@ -287,50 +322,35 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "distill.alpha", lo=0.0)
     _num(c, "distill.temperature", lo=0.0, lo_open=True)
     if c.distill.teacher_workdir:
-        _check_workdir(c.distill.teacher_workdir, "distill.teacher_workdir")
+        _check_run_dir(c.distill.teacher_workdir, "distill.teacher_workdir")
     _num(c, "checkpoint.keep", int, lo=1)
     _num(c, "checkpoint.every_epochs", int, lo=1)
     c.lock()
     return c
 
 
-def _check_workdir(path, key):
+def _check_run_dir(path, key):
     if not os.path.isfile(os.path.join(path, "config.json")):
         _fail(key, f"{path!r} is not a training workdir (no config.json in it); "
               "point it at the --workdir of a finished run")
 
 
-def save_config(config, workdir):
-    """workdir/config.json: the validated config (to rebuild the model as a teacher or init)."""
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
-
-def load_workdir_config(workdir):
-    """The validated ConfigDict a run saved in ``workdir/config.json``."""
-    import ml_collections  # pylint: disable=g-import-not-at-top
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        raw = json.load(f)
-    raw["num_devices"] = -1  # the saving run's device count does not bind a reader
-    return validate_config(ml_collections.ConfigDict(raw), num_devices=1)
-
-
 def load_config_file(spec: str):
-    """``path/to/config.py[:arg]`` -> ``get_config(arg)`` (as ``config_flags`` does)."""
+    """``path/to/config.py[:arg]`` -> ``get_config(arg)``, as ``config_flags`` loads it.
+
+    Raises ``ConfigError`` for a missing file or one without ``get_config``; errors of the file's own
+    ``get_config`` (an unknown variant token: ValueError) propagate unchanged.
+    """
     import importlib.util  # pylint: disable=g-import-not-at-top
 
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} not found")
+        raise ConfigError(f"config file {path!r} not found (the repository's configs are in configs/, "
+                          "e.g. --config=configs/digits_mlp.py:twn)")
     name = "_extremeq_config_" + os.path.splitext(os.path.basename(path))[0]
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path!r} has no get_config()")
+        raise ConfigError(f"config file {path!r} has no get_config(); define get_config(arg=None)")
     return module.get_config(arg) if arg else module.get_config()
-
-
-def to_dict(config) -> dict[str, Any]:
-    return json.loads(config.to_json_best_effort())

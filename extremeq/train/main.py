@@ -1,116 +1,100 @@
-"""Command line: ``python -m extremeq.train --config configs/<file>.py:<variant> --workdir <dir>``.
+"""Train a quantized network from a config file.
 
-Any config key can be overridden: ``--config.optimizer.learning_rate=0.01 --config.num_epochs=2``,
-lists as Python literals (``--config.model.hidden=[512,512] --config.optimizer.decay_epochs=[30,60]``),
-also keys of the training schema (extremeq/train/config.py) that the config file does not set
-(``--config.num_devices=1``). The config is validated (unknown keys, unknown method/dataset,
-impossible values) before anything runs; the run resumes from ``<workdir>/checkpoints`` if there
-is one. SIGTERM saves a checkpoint and exits with status 0; rerun the same command to resume.
+  python -m extremeq.train --config=configs/<file>.py[:<variant>] --workdir=<dir> [--config.<key>=<value> ...]
+
+Example:
+  python -m extremeq.train --config=configs/digits_mlp.py:twn --workdir=runs/digits_twn --config.num_epochs=5
+
+Config files are in the repository's configs/ folder (digits_mlp, mnist_mlp, mnist_bnn, mnist_lenet5,
+cifar10_resnet, cifar100_resnet, cifar10_vgg7, imagenet_alexnet, imagenet_resnet18). The variant after
+':' names the method (fp, bc, bc_stochastic, bwn, xnor, twn, ttq, bitnet, bnn), a model where a file
+has several (cifar10_resnet.py:resnet56:ttq), and ste=/first=/last= options. Every key, its default and
+its meaning: extremeq/train/config.py (default_config); lists are tuples (--config.model.hidden=(512,512)).
+
+The run resumes from <workdir>/checkpoints; SIGTERM saves and exits 0; rerunning a finished run
+prints where its results are. A resumed run whose config changed is refused unless
+--config.resume_with_changes=True.
 """
 
 from __future__ import annotations
 
-import ast
+import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
 
-from extremeq.train import config as config_lib
+from extremeq.train.config import (
+    OPEN_SECTIONS,
+    ConfigError,
+    default_config,
+    load_config_file,
+    with_defaults,
+)
+from extremeq.train.variants import VariantError
+from extremeq.train.workdir import FINAL_FILE, WorkdirError
 
 FLAGS = flags.FLAGS
+_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(?:=.*)?$")
 
 
-def _define_flags():
-    # After split_overrides rewrote sys.argv: config_flags reads the override names from sys.argv
-    # when the flag is defined.
-    if "config" in FLAGS:
-        return
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and config.json.")
-    config_flags.DEFINE_config_file("config", None, "Training config file (path.py[:variant]).",
-                                    lock_config=False)
-    flags.mark_flags_as_required(["config", "workdir"])
+def user_errors() -> tuple:
+    """Exceptions that are the user's to fix: one or two lines and exit status 2, no traceback."""
+    from extremeq.data import DataError, DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
+    from extremeq.train.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
 
-_SCHEMA_OVERRIDES: dict[str, str] = {}
+    return (ConfigError, VariantError, WorkdirError, DatasetNotPreparedError, DataError, CheckpointError,
+            FileNotFoundError)
 
 
-_MISSING = object()
+def _fail(error, status: int = 2):
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(status)
 
 
-def _get(cfg, path, default=_MISSING):
-    """The value at dotted ``path`` of nested sections, or ``default`` where the path does not exist."""
-    node = cfg
-    for part in path.split("."):
-        if not hasattr(node, "keys") or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def _has_path(cfg, path) -> bool:
-    return _get(cfg, path) is not _MISSING
-
-
-def split_overrides(argv):
-    """Takes the ``--config.a.b=v`` overrides of keys the config file lacks out of ``argv``, and
-    those of list-valued keys (``--config.model.hidden=[512,512]``, which config_flags cannot parse).
-
-    config_flags can only override keys that the loaded file has; schema keys the file leaves to
-    their defaults are applied after parsing instead. A key in neither stops here, named.
-    """
-    spec = None
-    for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
+def _pop_config_spec(argv):
+    """(the value of --config, argv without it)."""
+    spec, rest, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith(("--config=", "-config=")):
             spec = arg.split("=", 1)[1]
-        elif arg == "--config" and i + 1 < len(argv):
-            spec = argv[i + 1]
-    if spec is None:
-        return argv, {}
-    try:
-        file_config = config_lib.load_config_file(spec)
-    except Exception:  # config_flags reports a broken file itself
-        return argv, {}
-    defaults = config_lib.default_config()
-    kept, extra = [], {}
+        elif arg in ("--config", "-config") and i + 1 < len(argv):
+            spec, i = argv[i + 1], i + 1
+        else:
+            rest.append(arg)
+        i += 1
+    return spec, rest
+
+
+def _prepare_overrides(config, argv):
+    """Model options the config file does not set become keys ml_collections parses as Python literals
+    (``config.model`` is open: its keys are the constructor's); any other unknown key is an error."""
     for arg in argv:
-        if arg.startswith("--config.") and "=" in arg:
-            path, raw = arg[len("--config."):].split("=", 1)
-            if isinstance(_get(file_config, path, None), (list, tuple)):
-                extra[path] = raw  # a Python literal, e.g. [512,512]
-                continue
-            if not _has_path(file_config, path):
-                if _has_path(defaults, path) or path.startswith("model."):
-                    extra[path] = raw
-                    continue
-                parent = path.rsplit(".", 1)[0] if "." in path else ""
-                node = defaults
-                for part in parent.split(".") if parent else []:
-                    node = node[part] if hasattr(node, "keys") and part in node else None
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "-"
-                raise config_lib.ConfigError(f"config.{path}: unknown key; known keys here: {known}")
-        kept.append(arg)
-    return kept, extra
-
-
-def _parse_value(raw: str):
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw  # a bare string
-
-
-def apply_overrides(config, overrides: dict[str, str]):
-    import ml_collections  # pylint: disable=g-import-not-at-top
-
-    for path, raw in overrides.items():
+        m = _OVERRIDE.match(arg)
+        if not m:
+            continue
+        *parents, leaf = m.group(1).split(".")
         node = config
-        *parents, leaf = path.split(".")
         for part in parents:
-            if part not in node:
-                node[part] = ml_collections.ConfigDict()
+            if not (isinstance(node, config_dict.ConfigDict) and part in node):
+                node = None
+                break
             node = node[part]
-        node[leaf] = _parse_value(raw)
-    return config
+        if isinstance(node, config_dict.ConfigDict) and leaf in node:
+            continue
+        if node is not None and ".".join(parents) in OPEN_SECTIONS:
+            node[leaf] = config_dict.placeholder(object)
+            continue
+        known = ", ".join(sorted(node.keys())) if isinstance(node, config_dict.ConfigDict) else "-"
+        raise ConfigError(f"config.{m.group(1)}: unknown key; known keys here: {known}")
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{e}\n(see --help; every key and its default: extremeq/train/config.py)")
 
 
 def _quiet_orbax():
@@ -123,29 +107,57 @@ def main(argv):
     from extremeq.train.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
 
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        _fail(f"unexpected arguments {argv[1:]}; see --help")
+    if FLAGS.workdir is None:
+        _fail("--workdir is required (the run's directory), e.g. --workdir=runs/digits_twn")
     logging.set_verbosity(logging.INFO)
     _quiet_orbax()
+    if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
+        from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
+
+        train_lm(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES), FLAGS.workdir)
+        return
     try:
-        config = config_lib.validate_config(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES))
-    except config_lib.ConfigError as e:
-        print(f"invalid config: {e}", file=sys.stderr)
-        sys.exit(2)
-    result = train_and_evaluate(config, FLAGS.workdir)
+        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except user_errors() as e:
+        _fail(e)
+    except FloatingPointError as e:  # the NaN guard
+        _fail(e, status=1)
     if result.get("preempted"):
         logging.warning("stopped by SIGTERM after a checkpoint; rerun the same command to resume")
+    elif result.get("finished"):
+        print(f"finished at step {result['step']}: results in {FLAGS.workdir}/{FINAL_FILE} and metrics.jsonl")
 
 
-def run():
+def define_flags(argv, flag_values=FLAGS):
+    """Loads the file of ``--config``, fills in the schema's defaults, and defines ``--config`` (whose
+    ``--config.<key>=<value>`` overrides ml_collections parses and type-checks) and ``--workdir``.
+    Returns ``argv`` without ``--config``, for ``flag_values(argv)``. Raises the user errors."""
+    spec, argv = _pop_config_spec(list(argv))
+    wants_help = any(a.lstrip("-") in ("help", "helpfull", "helpshort", "h", "?") for a in argv)
+    if spec is None and not wants_help:
+        raise ConfigError("--config is required, e.g. --config=configs/digits_mlp.py:twn (see --help)")
+    config = with_defaults(load_config_file(spec)) if spec else default_config()
+    _prepare_overrides(config, argv)
+    flags.DEFINE_string("workdir", None, "The run's directory: config.json, metrics.jsonl, checkpoints/, "
+                        "final.json (created; rerun the same command to resume).", flag_values=flag_values)
+    config_flags.DEFINE_config_dict(
+        "config", config, "Training config file, path.py[:variant] (e.g. configs/digits_mlp.py:twn); "
+        "override any key with --config.<section>.<key>=<value>.", flag_values=flag_values,
+        lock_config=True, sys_argv=argv)
+    flag_values["config"].default_as_str = None  # not the whole config in --help
+    for name in ("config", "workdir"):  # listed by --help, which shows the main module's flags
+        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[name])
+    return argv
+
+
+def run(argv=None):
+    """The entry point of ``python -m extremeq.train``."""
     try:
-        argv, extra = split_overrides(sys.argv)
-    except config_lib.ConfigError as e:
-        print(f"invalid config: {e}", file=sys.stderr)
-        sys.exit(2)
-    _SCHEMA_OVERRIDES.update(extra)
-    sys.argv[:] = argv
-    _define_flags()
-    app.run(main)
+        argv = define_flags(sys.argv if argv is None else argv)
+    except user_errors() as e:
+        _fail(e)
+    app.run(main, argv=argv, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,28 @@ several processes the batches are dealt round-robin and only whole rounds are us
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from extremeq.train import config as config_lib
-from extremeq.train import train as train_lib
+from extremeq.train.loop import run_loop
+from extremeq.train.model import create_model, load_teacher, model_spec
+from extremeq.train.state import (
+    OptimizerSpec,
+    begin_epoch,
+    create_train_state,
+    steps_per_epoch,
+)
+from extremeq.train.steps import (
+    Inputs,
+    Objective,
+    eval_step,
+    make_mesh,
+    quant_stats,
+    train_step,
+)
 
 
 class _Limited:
@@ -56,32 +70,25 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
     from extremeq import data as data_lib  # pylint: disable=g-import-not-at-top
     from extremeq.data.imagenet import IMAGENET_NUM_CLASSES  # pylint: disable=g-import-not-at-top
 
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        config_lib.save_config(config, workdir)
-    mesh = train_lib._make_mesh(config.num_devices)  # pylint: disable=protected-access
+    mesh = make_mesh(config.num_devices)
     replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     n_proc, proc = jax.process_count(), jax.process_index()
     local_batch = config.batch_size // n_proc
     local_eval_batch = config.eval_batch_size // n_proc
 
     train_source, eval_source = _sources(config)
-    steps_per_epoch = len(train_source) // config.batch_size
-    if steps_per_epoch == 0:
-        raise config_lib.ConfigError(
-            f"config.batch_size: {config.batch_size} exceeds the {len(train_source)} training examples")
+    spe = steps_per_epoch(config, len(train_source))
     size = config.dataset.image_size
     input_shape = (size, size, 3)
-    if config.dataset.normalize:
-        mean, std = data_lib.IMAGENET_MEAN, data_lib.IMAGENET_STD
-    else:
-        mean, std = (0.0,), (1.0,)
-    model = train_lib.create_model(config, IMAGENET_NUM_CLASSES, input_shape)
-    teacher_graphdef, teacher_vars = train_lib._load_teacher(  # pylint: disable=protected-access
-        config, IMAGENET_NUM_CLASSES, input_shape, replicated)
-    state, ctx = train_lib.create_train_state(config, model, steps_per_epoch, mesh, mean=mean, std=std,
-                                              teacher_graphdef=teacher_graphdef, streamed=True)
+    model = create_model(config, IMAGENET_NUM_CLASSES, input_shape)
+    spec = model_spec(model)
+    optimizer = OptimizerSpec.from_config(config, spe, spec)
+    state = create_train_state(model, optimizer, mesh)
     del model
+    teacher_graphdef, teacher_vars = load_teacher(config, IMAGENET_NUM_CLASSES, input_shape, mesh)
+    inputs = Inputs.from_config(config, mesh, data_lib.IMAGENET_MEAN, data_lib.IMAGENET_STD, streamed=True)
+    static = dict(model=spec, optimizer=optimizer, inputs=inputs,
+                  objective=Objective.from_config(config, teacher_graphdef))
 
     train_ds = data_lib.imagenet_dataset(train_source, train=True, batch_size=local_batch,
                                          image_size=size, seed=config.seed, num_epochs=None,
@@ -94,17 +101,10 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
                 jax.make_array_from_process_local_data(batch_sharding, local["label"].astype("int32")),
                 jax.make_array_from_process_local_data(batch_sharding, local["mask"]))
 
-    def build(c):
-        return dict(
-            step=jax.jit(functools.partial(train_lib.train_step, ctx=c), donate_argnums=(0,),
-                         out_shardings=replicated),
-            eval=jax.jit(functools.partial(train_lib.eval_step, ctx=c)),
-            begin=jax.jit(functools.partial(train_lib.begin_epoch, ctx=c), out_shardings=replicated),
-            stats=jax.jit(functools.partial(train_lib.quant_stats, ctx=c)),
-        )
-
-    fns = train_lib.compiled_functions(config, ctx, ("streamed", len(train_source), size), build)
-    p_step, p_eval, p_begin, p_stats = fns["step"], fns["eval"], fns["begin"], fns["stats"]
+    p_step = jax.jit(functools.partial(train_step, **static), donate_argnums=(0,), out_shardings=replicated)
+    p_eval = jax.jit(functools.partial(eval_step, model=spec, inputs=inputs, loss=config.loss))
+    p_begin = jax.jit(functools.partial(begin_epoch, binary_kernels=spec.binary_kernels), out_shardings=replicated)
+    p_stats = jax.jit(functools.partial(quant_stats, model=spec))
     no_key = jax.random.key(0)
     stream = {}
 
@@ -128,6 +128,5 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
         loss, correct, count = (float(v) for v in jax.device_get(totals))
         return {"test_loss": loss / max(count, 1), "test_accuracy": correct / max(count, 1)}
 
-    return train_lib._run_loop(  # pylint: disable=protected-access
-        config, workdir, state, ctx, steps_per_epoch, step_fn=step_fn, plan_fn=lambda epoch: None,
-        begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)
+    return run_loop(config, workdir, state, optimizer=optimizer, mesh=mesh, step_fn=step_fn,
+                    plan_fn=lambda epoch: None, begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)

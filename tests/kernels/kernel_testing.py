@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from extremeq.kernels._common import platform
+from extremeq.kernels.backends import platform
 
 ON_ACCELERATOR = platform() in ("gpu", "tpu")
 # The compiled kernel where there is a GPU/TPU, the same kernel body interpreted on CPU.

@@ -13,7 +13,7 @@ from kernel_testing import ON_ACCELERATOR, np_pack_signs, pm1_product, random_pm
 
 from extremeq import kernels  # noqa: E402
 from extremeq.kernels import KernelFallbackWarning, binary_weight_matmul, ternary_weight_matmul, xnor_matmul  # noqa: E402
-from extremeq.kernels.xnor_matmul import _resolve_backend  # noqa: E402
+from extremeq.kernels.backends import resolve  # noqa: E402
 
 cpu_only = pytest.mark.skipif(ON_ACCELERATOR, reason="checks the CPU choice")
 
@@ -22,12 +22,12 @@ cpu_only = pytest.mark.skipif(ON_ACCELERATOR, reason="checks the CPU choice")
 def test_auto_on_cpu_follows_the_measured_rule():
     """BENCHMARKS.md: the XLA popcount won at every M from 1 to 2048 on the CPU here."""
     for m in (1, 16, 256, 4096):
-        assert _resolve_backend("t", "auto", m) == "xla_popcount"
+        assert resolve("t", "auto", "xnor_matmul") == "xla_popcount"
 
 
 @pytest.mark.skipif(not ON_ACCELERATOR, reason="needs a GPU/TPU")
 def test_auto_on_accelerator_is_pallas():
-    assert _resolve_backend("t", "auto", 1) == "pallas"
+    assert resolve("t", "auto", "xnor_matmul") == "pallas"
 
 
 @cpu_only
@@ -101,15 +101,16 @@ def test_bad_weight_only_inputs():
 
 def test_gpu_tile_rules():
     """Tile options the GPU kernel refuses (the anchors' silent-wrong int8 K = 16 case first)."""
-    from extremeq.kernels.xnor_matmul import xnor_matmul_pallas
+    from extremeq.kernels.gpu.xnor_matmul import xnor_matmul_gpu
+    from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
 
     a = jnp.zeros((4, 1), jnp.uint32)
     with pytest.raises(ValueError, match="K = 16"):
-        xnor_matmul_pallas(a, a, k=10, block_words=16)
+        xnor_matmul_gpu(a, a, k=10, block_words=16)
     with pytest.raises(ValueError, match="powers of two"):
-        xnor_matmul_pallas(a, a, k=10, block_m=48)
+        xnor_matmul_gpu(a, a, k=10, block_m=48)
     with pytest.raises(ValueError, match="TPU tiles"):
-        xnor_matmul_pallas(a, a, k=10, target="tpu", block_words=32)
+        xnor_matmul_tpu(a, a, k=10, block_words=32)
 
 
 def test_public_api_is_documented():
@@ -138,3 +139,25 @@ def test_kernels_import_without_training_stack():
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_gpu_selection_table_picks_per_shape(monkeypatch):
+    """backend="auto" on a GPU follows the measured table row by row (first match), with its tiles;
+    shapes no row covers fall back to the platform default."""
+    from extremeq.kernels import backends
+    from extremeq.kernels.tiles import BlockSizes
+
+    small = BlockSizes(block_m=16, block_n=128, block_words=64, num_warps=4, num_stages=3)
+    rows = (backends.Selection(family="weight_only_matmul", backend="pallas", max_m=16, tiles=small),
+            backends.Selection(family="weight_only_matmul", backend="dot", min_k=1),
+            backends.Selection(family="xnor_matmul", backend="dot", min_n=4096))
+    monkeypatch.setattr(backends, "platform", lambda: "gpu")
+    monkeypatch.setattr(backends, "GPU_SELECTION", rows)
+    assert backends.select("weight_only_matmul", "gpu", (1, 8192, 8192)) == ("pallas", small)
+    assert backends.resolve("t", "auto", "weight_only_matmul", shape=(64, 8192, 8192)) == "dot"
+    assert backends.resolve("t", "auto", "xnor_matmul", shape=(64, 4096, 4096)) == "dot"
+    assert backends.resolve("t", "auto", "xnor_matmul", shape=(64, 1024, 4096)) == "pallas"  # no row
+    assert backends.auto_tiles("weight_only_matmul", "auto", {}, (4, 512, 512)) == small.kwargs()
+    assert backends.auto_tiles("weight_only_matmul", "auto", {"block_m": 32}, (4, 512, 512)) == {"block_m": 32}
+    assert backends.auto_tiles("weight_only_matmul", "pallas", {}, (4, 512, 512)) == {}
+    assert backends.select("weight_only_matmul", "cpu", (1, 8192, 8192)) == ("dot", None)  # CPU: no table

@@ -80,16 +80,14 @@ def test_split_k_partial_sums():
 def test_tpu_kernel_interpreted(kind):
     from jax.experimental.pallas import tpu as pltpu
 
-    from extremeq.kernels._weight_only import weight_only_matmul_pallas
-    from extremeq.kernels.binary_weight_matmul import decode_sign_slot
-    from extremeq.kernels.ternary_weight_matmul import decode_ternary_slot
+    from extremeq.kernels.slots import decode_sign_slot, decode_ternary_slot
+    from extremeq.kernels.tpu.weight_only import weight_only_matmul_tpu
 
     decode, per_word = (decode_sign_slot, 32) if kind == "binary" else (decode_ternary_slot, 16)
     m, n, k = 3, 130, per_word * 129 + 3  # 2 K steps of 128 words, 2 column tiles
     x, w, alpha, want = _case(kind, 11, m, n, k, jnp.float32)
-    got = weight_only_matmul_pallas(x, w, jnp.asarray(alpha), decode=decode, per_word=per_word,
-                                    name=kind, target="tpu", block_n=128,
-                                    interpret=pltpu.InterpretParams())
+    got = weight_only_matmul_tpu(x, w, jnp.asarray(alpha), decode=decode, per_word=per_word,
+                                 name=kind, block_n=128, interpret=pltpu.InterpretParams())
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-3)
 
 

@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_signs, pm1_product, random_pm1  # noqa: E402
 
 from extremeq.kernels import xnor_linear, xnor_linear_reference, xnor_matmul, xnor_matmul_reference  # noqa: E402
-from extremeq.kernels.xnor_matmul import xnor_matmul_pallas  # noqa: E402
+from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu  # noqa: E402
+from extremeq.kernels import xla as xla_kernels  # noqa: E402
 
 SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
           (65, 20, 1000), (2, 3, 4097)]
@@ -99,8 +100,7 @@ def test_tpu_kernel_interpreted(scaled):
     m, n, k = 9, 130, 32 * 129 + 5  # 2 K steps of 128 words, 2 column tiles
     a, b, ab, bb = _case(6, m, n, k)
     args = (jnp.ones(m), jnp.full((n,), 2.0)) if scaled else ()
-    out = xnor_matmul_pallas(ab, bb, *args, k=k, target="tpu", block_n=128,
-                             interpret=pltpu.InterpretParams())
+    out = xnor_matmul_tpu(ab, bb, *args, k=k, block_n=128, interpret=pltpu.InterpretParams())
     np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b) * (2 if scaled else 1))
 
 
@@ -152,10 +152,10 @@ def test_xnor_linear_matches_float_layer():
 def test_dot_backend_gpu_formulation_exact(monkeypatch, m, n, k):
     """The GPU form of the 'dot' backend (bfloat16 +-1 operands, float32 sums) is exact; run here by
     pretending to be on a GPU. The shapes are those where XLA's int8 dot was wrong on an H100."""
-    from extremeq.kernels import _common
-    from extremeq.kernels.xnor_matmul import xnor_matmul_dot
+    from extremeq.kernels import backends
+    from extremeq.kernels.xla import xnor_matmul_dot
 
-    monkeypatch.setattr(_common, "platform", lambda: "gpu")
+    monkeypatch.setattr(backends, "platform", lambda: "gpu")
     a, b, ab, bb = _case(m + n + k, m, n, k)
     xnor_matmul_dot.clear_cache()  # earlier tests compiled the int8 form for these shapes
     try:
@@ -166,3 +166,10 @@ def test_dot_backend_gpu_formulation_exact(monkeypatch, m, n, k):
     assert "bf16" in text and "xi8" not in text  # the bfloat16 form ran
     assert out.dtype == jnp.int32
     np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b))
+
+
+@pytest.mark.parametrize("m", [1, xla_kernels.SMALL_M, xla_kernels.SMALL_M + 1])
+def test_xla_popcount_both_sides_of_the_small_m_switch(m):
+    """Rows <= SMALL_M reduce over the word axis in place, more rows scan over word chunks: same ints."""
+    a, b, ab, bb = _case(m, m, 37, 1000)
+    np.testing.assert_array_equal(np.asarray(xla_kernels.xnor_matmul_xla_popcount(ab, bb, k=1000)), pm1_product(a, b))

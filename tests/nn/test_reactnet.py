@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 
 from extremeq.nn import method_rules, quantize_model
-from extremeq.nn.reactnet import (
+from extremeq.nn.models import build_model
+from extremeq.nn.models.reactnet import (
     REAL_VALUED_LAYERS,
     BiRealResNet,
     BiRealUnit,
@@ -102,8 +103,10 @@ def test_resnet20_parameter_count_by_hand(block):
 
 
 def test_resnet18_cifar_shapes():
-    m = nnx.eval_shape(lambda: BiRealResNet(18, 3, 10, block="reactnet", rngs=nnx.Rngs(0)))
-    assert len(m.blocks) == 8 and m.head.in_features == 512
+    m = nnx.eval_shape(lambda: build_model({"name": "reactnet_resnet18"}, 10, (32, 32, 3), nnx.Rngs(0)))
+    assert len(m.blocks) == 8 and m.head.in_features == 512 and m.blocks[0].unit1.rsign is not None
+    m = nnx.eval_shape(lambda: build_model({"name": "bireal_resnet20"}, 10, (32, 32, 3), nnx.Rngs(0)))
+    assert len(m.blocks) == 9 and m.head.in_features == 64 and m.blocks[0].unit1.rsign is None
     with pytest.raises(ValueError, match="6n\\+2"):
         BiRealResNet(19, 3, 10, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="choose one of"):
@@ -123,3 +126,31 @@ def test_xnor_policy_binarizes_the_convs_and_trains_the_thresholds():
     grads = nnx.grad(loss)(model)
     g = grads.blocks[3].unit1.rsign.threshold[...]
     assert g.shape == (4,) and float(jnp.max(jnp.abs(g))) > 0
+
+
+@pytest.mark.parametrize("block", ["bireal", "reactnet"])
+def test_packed_export_matches_the_trained_model(block, tmp_path):
+    """A bnn Bi-Real/ReActNet ResNet-8 (1x1 downsampling convs kept float, as the config does) exported
+    to the packed format and loaded back gives the quantized model's predictions."""
+    import extremeq
+    from extremeq.inference import load
+
+    recipe = {"factory": "extremeq.nn.models:BiRealResNet",
+              "kwargs": {"depth": 8, "in_features": 3, "num_classes": 10, "width": 8, "block": block}}
+    model = extremeq.inference.build_from_recipe(recipe)
+    quantize_model(model, [(".*/downsample", None)] + method_rules("bnn", ste="approx_sign"))
+    rng = np.random.default_rng(0)
+    for _, m in nnx.iter_modules(model):  # trained-looking statistics and thresholds
+        if isinstance(m, nnx.BatchNorm):
+            m.mean[...] = jnp.asarray(0.3 * rng.standard_normal(m.mean[...].shape), jnp.float32)
+            m.var[...] = jnp.asarray(np.exp(0.5 * rng.standard_normal(m.var[...].shape)), jnp.float32)
+        if isinstance(m, RSign):
+            m.threshold[...] = jnp.asarray(0.2 * rng.standard_normal(m.threshold[...].shape), jnp.float32)
+    model.eval()
+    x = jnp.asarray(rng.standard_normal((64, 8, 8, 3)), jnp.float32)
+    ref = model(x)
+    packed = extremeq.export(model, recipe=recipe)
+    packed.save(tmp_path / "m.npz")
+    got = load(tmp_path / "m.npz")(x)
+    assert float(jnp.mean(jnp.argmax(ref, -1) == jnp.argmax(got, -1))) >= 0.98
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(ref))))

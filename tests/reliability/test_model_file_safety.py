@@ -7,8 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import extremeq
-from extremeq.export import META_KEY, ExportFormatError, load
+from extremeq.inference import META_KEY, ExportFormatError, build_from_recipe, load, register_factory
 
 
 def _write_export_file(path, recipe):
@@ -45,8 +44,8 @@ def test_registered_factory_is_allowed_and_unregistered_export_refused():
         return MLP(in_features=4, hidden=(8,), num_classes=3, rngs=nnx.Rngs(0))
 
     with pytest.raises(ValueError, match="not a registered model builder"):
-        extremeq.export.build_from_recipe({"factory": "my_lab:tiny_mlp", "kwargs": {}})
+        build_from_recipe({"factory": "my_lab:tiny_mlp", "kwargs": {}})
     assert calls == []
-    extremeq.export.register_factory("my_lab:tiny_mlp", builder)
-    extremeq.export.build_from_recipe({"factory": "my_lab:tiny_mlp", "kwargs": {}})
+    register_factory("my_lab:tiny_mlp", builder)
+    build_from_recipe({"factory": "my_lab:tiny_mlp", "kwargs": {}})
     assert calls == [{}]

@@ -10,8 +10,6 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(__file__))
 from train_testing import load_raw, read_rows, tiny_config  # noqa: E402
 
 from extremeq.train import train_and_evaluate  # noqa: E402

@@ -1,17 +1,14 @@
 """Config validation: every bad value stops with a message naming its key."""
 
-import json
 import os
 import subprocess
 import sys
 
 import ml_collections
 import pytest
+from train_testing import TINY_CONFIG, tiny_config
 
 from extremeq.train.config import ConfigError, validate_config
-
-sys.path.insert(0, os.path.dirname(__file__))
-from train_testing import TINY_CONFIG, tiny_config  # noqa: E402
 
 
 def test_defaults_filled_and_given_values_kept():
@@ -87,28 +84,36 @@ def test_cli_rejects_unknown_key_before_running(tmp_path):
     assert not wd.exists()  # nothing ran
 
 
-def test_cli_overrides_of_schema_keys_the_file_lacks():
-    from extremeq.train.main import apply_overrides, split_overrides
+def _parse_cli(argv):
+    """The config the command line ``argv`` gives (extremeq.train.main's flags, on fresh FlagValues)."""
+    from absl import flags
 
-    argv = ["prog", f"--config={TINY_CONFIG}:fp", "--workdir=/tmp/x", "--config.num_epochs=3",
+    from extremeq.train.main import define_flags
+
+    fv = flags.FlagValues()
+    fv(define_flags(argv, fv))
+    return fv.config
+
+
+def test_cli_overrides_of_schema_keys_the_file_lacks(tmp_path):
+    """A config file that sets only some keys: the schema's others, and model options the file does
+    not set, are overridable too; a key in neither stops, named."""
+    partial = tmp_path / "partial.py"
+    partial.write_text("import ml_collections\n\ndef get_config():\n"
+                       "    return ml_collections.ConfigDict(dict(num_epochs=2, model=dict(name='mlp')))\n")
+    argv = ["prog", f"--config={partial}", "--workdir=/tmp/x", "--config.num_epochs=3",
             "--config.num_devices=1", "--config.optimizer.bop_base=sgd", "--config.model.width=2"]
-    kept, extra = split_overrides(argv)
-    assert kept == argv[:4]  # num_epochs is in the file: left to config_flags
-    assert extra == {"num_devices": "1", "optimizer.bop_base": "sgd", "model.width": "2"}
-    c = apply_overrides(tiny_config("fp"), extra)
+    c = _parse_cli(argv)
+    assert c.num_epochs == 3
     assert c.num_devices == 1 and c.optimizer.bop_base == "sgd" and c.model.width == 2
     with pytest.raises(ConfigError, match=r"^config\.optimizer\.lr: unknown key; known keys here: .*learning_rate"):
-        split_overrides(["prog", f"--config={TINY_CONFIG}:fp", "--config.optimizer.lr=0.1"])
+        _parse_cli(["prog", f"--config={TINY_CONFIG}:fp", "--config.optimizer.lr=0.1"])
 
 
 def test_cli_overrides_list_valued_keys():
-    """config_flags cannot parse lists; they are applied after parsing, as Python literals."""
-    from extremeq.train.main import apply_overrides, split_overrides
-
+    """List-valued keys are tuples: ml_collections parses ``(16,8)``, and the list spelling ``[16, 8]``."""
     argv = ["prog", f"--config={TINY_CONFIG}:fp", "--workdir=/tmp/x", "--config.model.hidden=[16, 8]",
-            "--config.optimizer.decay_epochs=[1]"]
-    kept, extra = split_overrides(argv)
-    assert kept == argv[:3]
-    assert extra == {"model.hidden": "[16, 8]", "optimizer.decay_epochs": "[1]"}
-    c = apply_overrides(tiny_config("fp"), extra)
+            "--config.optimizer.decay_epochs=(1,)"]
+    c = _parse_cli(argv)
     assert list(c.model.hidden) == [16, 8] and list(c.optimizer.decay_epochs) == [1]
+    assert _parse_cli(argv[:3] + ["--config.model.hidden=(16,8)"]).model.hidden == (16, 8)

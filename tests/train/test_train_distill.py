@@ -48,7 +48,7 @@ def test_soft_term_gradient_and_teacher_is_constant():
 
 def test_squared_hinge_matches_numpy_and_its_gradient():
     """mean_{i,k} max(0, 1 - t_ik z_ik)^2, t = 2 onehot(y) - 1; d/dz = -2 t max(0, 1 - t z) / (N K)."""
-    from extremeq.train.distill import squared_hinge
+    from extremeq.train.losses import squared_hinge
 
     rng = np.random.default_rng(3)
     z = rng.normal(0, 1.5, (7, 10)).astype(np.float32)

@@ -15,7 +15,7 @@ from extremeq.train import train_and_evaluate
 
 def test_redense_starts_from_the_ternary_weights(tmp_path):
     from extremeq.train.config import validate_config
-    from extremeq.train.train import create_model
+    from extremeq.train.model import create_model
 
     wd = str(tmp_path / "twn")
     train_and_evaluate(tiny_config("twn", num_epochs=1), wd)

@@ -14,7 +14,7 @@ from extremeq.train.config import ConfigError, validate_config
 
 def test_keep_fp_leaves_the_named_layers_float():
     from extremeq.nn import quant_layers
-    from extremeq.train.train import build_quantized_model
+    from extremeq.train.model import build_quantized_model
 
     c = tiny_config("bwn", num_epochs=1)
     c.quant.keep_fp = ("blocks/1/.*",)

@@ -3,16 +3,13 @@ independent computations from the checkpoints, non-finite loss, init_from + dist
 
 import os
 import re
-import sys
 
 import ml_collections
 import numpy as np
 import pytest
+from train_testing import leaves_by_path, load_raw, read_rows, tiny_config
 
-sys.path.insert(0, os.path.dirname(__file__))
-from train_testing import leaves_by_path, load_raw, read_rows, tiny_config  # noqa: E402
-
-from extremeq.train import train_and_evaluate  # noqa: E402
+from extremeq.train import train_and_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +97,15 @@ def test_nonfinite_loss_stops_naming_the_step(tmp_path):
 
 def test_init_from_and_distillation(run_a, tmp_path):
     """TWN student initialised from run A's weights, distilled from run A as the teacher."""
-    from extremeq.train.train import create_model, _split
     from extremeq.train.config import validate_config
+    from extremeq.train.model import create_model, split_model
 
     wd_a, _ = run_a
     c = tiny_config("twn", num_epochs=1)
     c.quant.init_from = wd_a
     c.distill = ml_collections.ConfigDict(dict(teacher_workdir=wd_a, alpha=0.5, temperature=2.0))
     model = create_model(validate_config(c), 10, (8, 8, 1))
-    _, params, _ = _split(model)
+    _, params, _ = split_model(model)
     m_a, _, meta_a = load_raw(wd_a)
     saved = leaves_by_path(m_a, meta_a["model_paths"])
     np.testing.assert_array_equal(params["blocks"][0]["dense"]["kernel"],
@@ -156,11 +153,11 @@ def test_squared_hinge_with_glorot_lr_scale_learns(tmp_path):
     import jax.numpy as jnp
 
     from extremeq.data import load_from_config, normalize
-    from extremeq.train.distill import squared_hinge
-    from extremeq.train.train import _load_vars, restore_model_vars
+    from extremeq.train.losses import squared_hinge
+    from extremeq.train.model import load_model_vars, restore_model_vars
 
     config, model, model_vars = restore_model_vars(wd, 10, (8, 8, 1))
-    _load_vars(model, model_vars)
+    load_model_vars(model, model_vars)
     model.eval()
     ds = load_from_config(config.dataset)
     z = model(normalize(jnp.asarray(ds.x_test), ds.mean, ds.std), train=False)
@@ -175,7 +172,9 @@ def test_glorot_lr_scale_reaches_the_train_step():
 
     from extremeq.optim import glorot_lr_scale, tree_paths
     from extremeq.train.config import validate_config
-    from extremeq.train.train import _make_mesh, build_quantized_model, create_train_state, in_memory_train_step
+    from extremeq.train.model import build_quantized_model, model_spec
+    from extremeq.train.state import OptimizerSpec, create_train_state
+    from extremeq.train.steps import Inputs, Objective, in_memory_train_step, make_mesh
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.integers(0, 17, (256, 8, 8, 1)), jnp.uint8)
@@ -187,13 +186,18 @@ def test_glorot_lr_scale_reaches_the_train_step():
         c.num_devices = 1
         c.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-4, binary_lr_scale=scale))
         c = validate_config(c, num_devices=1)
-        state, ctx = create_train_state(c, build_quantized_model(c, 10, (8, 8, 1)), 2, _make_mesh(1))
+        net = build_quantized_model(c, 10, (8, 8, 1))
+        spec, mesh = model_spec(net), make_mesh(1)
+        optimizer = OptimizerSpec.from_config(c, 2, spec)
+        state = create_train_state(net, optimizer, mesh)
+        aug_key = jax.random.split(jax.random.key(c.seed))[1]
         p0 = jax.device_get(state.params)
         plan = jnp.arange(256, dtype=jnp.int32).reshape(2, 128)
-        state = in_memory_train_step(state, x, y, plan, ctx.aug_key, None, ctx=ctx)
+        state = in_memory_train_step(state, x, y, plan, aug_key, None, model=spec, optimizer=optimizer,
+                                     inputs=Inputs.from_config(c, mesh), objective=Objective.from_config(c))
         moved[scale] = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b),
                                               jax.device_get(state.params), p0)
-    binary = set(ctx.binary_kernels)
+    binary = set(spec.binary_kernels)
     assert binary
     for path, d_none, d_glorot in zip(jax.tree_util.tree_leaves(tree_paths(moved["none"])),
                                       jax.tree_util.tree_leaves(moved["none"]),

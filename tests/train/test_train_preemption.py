@@ -8,11 +8,9 @@ import sys
 import time
 
 import numpy as np
+from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
 
-sys.path.insert(0, os.path.dirname(__file__))
-from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config  # noqa: E402
-
-from extremeq.train import train_and_evaluate  # noqa: E402
+from extremeq.train import train_and_evaluate
 
 
 def test_sigterm_saves_and_resume_is_exact(tmp_path):

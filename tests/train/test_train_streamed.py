@@ -1,16 +1,11 @@
 """The streamed (grain, ImageNet-style) path on a fake random-access source: exact resume."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
+from train_testing import load_raw, read_rows, tiny_config
 
-sys.path.insert(0, os.path.dirname(__file__))
-from train_testing import load_raw, read_rows, tiny_config  # noqa: E402
-
-from extremeq import data as data_lib  # noqa: E402
-from extremeq.train import train_and_evaluate  # noqa: E402
+from extremeq import data as data_lib
+from extremeq.train import train_and_evaluate
 
 
 class FakeImageNet:

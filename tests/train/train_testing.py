@@ -1,7 +1,6 @@
 """Helpers for the training tests: the tiny digits config."""
 
 import os
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY_CONFIG = os.path.join(HERE, "tiny_config.py")

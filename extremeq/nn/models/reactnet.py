@@ -37,6 +37,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from extremeq.nn.models.blocks import (
+    ACTIVATIONS,
+    _as_nhwc,
+    _batch_norm,
+    _bn,
+    _check_activation,
+    conv,
+)
 from extremeq.ste import get_estimator
 
 BLOCKS = ("bireal", "reactnet")
@@ -83,10 +91,6 @@ class RPReLU(nnx.Module):
         return rprelu(x, self.gamma[...], self.beta[...], self.zeta[...])
 
 
-def _bn(bn: nnx.BatchNorm, x: jax.Array, train: bool | None) -> jax.Array:
-    return bn(x, use_running_average=None if train is None else not train)
-
-
 class BiRealUnit(nnx.Module):
     """One binary conv with its own real shortcut: ``[RPReLU](BN(conv([RSign shift](x))) + s(x))``.
 
@@ -102,15 +106,15 @@ class BiRealUnit(nnx.Module):
             raise ValueError(f"strides must be 1 or 2, got {strides}")
         react = block == "reactnet"
         self.rsign = RSign(in_features) if react else None
-        self.conv = nnx.Conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
+        self.conv = conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
                              use_bias=False, rngs=rngs)
-        self.bn = nnx.BatchNorm(out_features, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs)
+        self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.rprelu = RPReLU(out_features) if react else None
         self.strides = strides
         reshape = strides != 1 or in_features != out_features
-        self.downsample = (nnx.Conv(in_features, out_features, (1, 1), padding="VALID", use_bias=False, rngs=rngs)
+        self.downsample = (conv(in_features, out_features, (1, 1), padding="VALID", use_bias=False, rngs=rngs)
                            if reshape else None)
-        self.downsample_bn = (nnx.BatchNorm(out_features, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs)
+        self.downsample_bn = (_batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
                               if reshape else None)
 
     def _shortcut(self, x: jax.Array, train: bool | None) -> jax.Array:
@@ -153,21 +157,24 @@ def _stage_plan(depth: int, width: int):
 class BiRealResNet(nnx.Module):
     """CIFAR ResNet with Bi-Real (``block="bireal"``) or ReActNet (``"reactnet"``) units.
 
-    ``depth`` 20/32/44/56: He et al.'s CIFAR plan (3 stages, width 16-32-64 by default) with
-    every conv in a :class:`BiRealUnit`; ``depth`` 18: ResNet-18's 4 stages (64-128-256-512 by
-    default) with the CIFAR stem (3x3 conv, stride 1, no max-pool), as Bi-Real/ReActNet-style
+    ``depth`` 20/32/44/56: He et al.'s CIFAR plan (3 stages, ``width``-2w-4w, 16-32-64 for the
+    default 16) with every conv in a :class:`BiRealUnit`; ``depth`` 18: ResNet-18's 4 stages
+    (w-2w-4w-8w; the zoo builds it with width 64, i.e. 64-128-256-512) with the CIFAR stem (3x3 conv, stride 1, no max-pool), as Bi-Real/ReActNet-style
     CIFAR experiments use. stem conv -> BN; blocks; global average pool; ``head``. The stem
     has no ReLU: the next conv takes the sign of its output (sign(relu(x)) would be +1).
+    ``activation`` (default ``"identity"``, both papers) is applied after every block.
     """
 
-    def __init__(self, depth: int, in_features: int, num_classes: int, *, width: int | None = None,
-                 block: str = "bireal", bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
-        width = (64 if depth == 18 else 16) if width is None else int(width)
+    def __init__(self, depth: int, in_features: int, num_classes: int, *, width: int = 16,
+                 block: str = "bireal", activation: str = "identity", bn_momentum: float = 0.9,
+                 bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+        width = int(width)
         if width < 1:
             raise ValueError(f"width must be a positive channel count, got {width}")
         plan = _stage_plan(depth, width)
-        self.stem = nnx.Conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
-        self.stem_bn = nnx.BatchNorm(width, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs)
+        self.activation = _check_activation(activation)
+        self.stem = conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
         blocks, c_in = [], width
         for stage, (c_out, n) in enumerate(plan):
             for i in range(n):
@@ -178,11 +185,10 @@ class BiRealResNet(nnx.Module):
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
-        if x.ndim == 3:
-            x = x[..., None]
-        x = _bn(self.stem_bn, self.stem(x), train)
+        act = ACTIVATIONS[self.activation]
+        x = _bn(self.stem_bn, self.stem(_as_nhwc(x)), train)
         for b in self.blocks:
-            x = b(x, train=train)
+            x = act(b(x, train=train))
         return self.head(jnp.mean(x, axis=(1, 2)))
 
 

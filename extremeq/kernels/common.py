@@ -1,4 +1,4 @@
-"""Shared plumbing for the kernels: backend choice, input checks, padding.
+"""Shared plumbing of the kernels: input checks (the K contract), padding, the jit wrapper.
 
 Nothing here knows about models; every function takes and returns arrays.
 """
@@ -6,45 +6,11 @@ Nothing here knows about models; every function takes and returns arrays.
 from __future__ import annotations
 
 import functools
-import warnings
 
 import jax
 import jax.numpy as jnp
 
 WORD_BITS = 32
-
-#: Backends every public kernel function understands.
-#:  * ``"auto"``: the fastest path measured for the current platform (see BENCHMARKS.md).
-#:  * ``"pallas"``: the fused Pallas kernel (Triton lowering on GPU, Mosaic on TPU).
-#:  * ``"interpret"``: the same Pallas kernel body run by the Pallas interpreter (CPU tests).
-#:  * ``"xla_popcount"``: XOR + ``lax.population_count`` in plain XLA (XNOR kernels only).
-#:  * ``"dot"``: unpack the bits to +-1 (or ternary) values in XLA, then one ``dot_general``.
-BACKENDS = ("auto", "pallas", "interpret", "xla_popcount", "dot")
-
-
-class KernelFallbackWarning(UserWarning):
-    """A requested backend could not run this call; another backend was used instead."""
-
-
-def platform() -> str:
-    """``"cpu"``, ``"gpu"`` or ``"tpu"``: the platform of the default device."""
-    p = jax.default_backend()
-    return "gpu" if p in ("cuda", "rocm", "gpu") else p
-
-
-def check_backend(backend: str, allowed=BACKENDS) -> str:
-    if backend not in allowed:
-        raise ValueError(f"backend {backend!r} unknown; choose one of {', '.join(map(repr, allowed))}.")
-    return backend
-
-
-def fallback(op: str, requested: str, used: str, why: str) -> str:
-    warnings.warn(
-        f"{op}: backend {requested!r} cannot run this call ({why}); using {used!r} instead.",
-        KernelFallbackWarning,
-        stacklevel=3,
-    )
-    return used
 
 
 def check_words(name: str, words, ndim: int = 2):
@@ -68,6 +34,25 @@ def check_scale(name: str, scale, length: int):
     if scale.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},) (or be a scalar), got {scale.shape}.")
     return scale
+
+
+def check_k(op: str, x_k: int, k, words: int, per_word: int) -> int:
+    """The K contract of an entry with float inputs [..., K] and packed weights [N, W].
+
+    ``k`` is the K the weights were packed from (None: take x's K, the caller vouches for it).
+    Words carry no length, so K = 40 against weights packed from K = 33 (both 2 words) is caught
+    only through ``k``: x's K must equal it, and ``ceil(K / per_word)`` must equal W.
+    """
+    if k is not None and int(k) != x_k:
+        raise ValueError(f"{op}: x has K={x_k} but the weights were packed from k={int(k)}; "
+                         "the inputs must have exactly the K the weights were packed from.")
+    need = -(-x_k // per_word)
+    if words != need:
+        raise ValueError(
+            f"{op}: x has K={x_k}, which packs into ceil(K/{per_word}) = {need} words per output "
+            f"channel, but the weights have {words}. Pack the weights along K (rows = output channels)."
+        )
+    return x_k
 
 
 def mask_padding_bits(words, k: int, bits_per_element: int = 1):
@@ -95,10 +80,6 @@ def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def is_power_of_2(n: int) -> bool:
-    return n > 0 and (n & (n - 1)) == 0
-
-
 # The interpreter exists for tests on CPU; its programs are tiny, and XLA's optimising
 # passes over 32 unrolled bit-slice dots cost more than running them (about 2x compile time).
 INTERPRET_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
@@ -121,21 +102,3 @@ def backend_jit(static_argnames):
         return run
 
     return wrap
-
-
-def gpu_split_k(split_k, programs: int, num_steps: int, target_programs: int = 256) -> int:
-    """K splits for a GPU grid of ``programs`` output tiles with ``num_steps`` K steps each.
-
-    Small-M shapes (decoding, batch-1 inference) give too few output tiles to fill a GPU
-    (an H100 has 132 SMs), so the K loop is split over extra programs whose partial sums
-    are added afterwards. ``split_k=None`` picks the largest power of two that brings the
-    grid to about ``target_programs`` without exceeding ``num_steps``.
-    """
-    if split_k is not None:
-        if int(split_k) < 1:
-            raise ValueError(f"split_k must be >= 1, got {split_k}.")
-        return min(int(split_k), num_steps)
-    s = 1
-    while programs * s * 2 <= target_programs and s * 2 <= num_steps:
-        s *= 2
-    return s
