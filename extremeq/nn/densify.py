@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from flax import nnx
 
-from extremeq.nn.layers import QuantConv, QuantLinear
-from extremeq.nn.policy import path_string, quant_layers
+from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
+from extremeq.nn.policy import path_string, set_module_at
 
 
 def _dense_twin(layer, rngs: nnx.Rngs):
@@ -25,7 +25,7 @@ def _dense_twin(layer, rngs: nnx.Rngs):
         new = nnx.Conv(layer.in_features, layer.out_features, layer.kernel_size, strides=layer.strides,
                        padding=layer.padding, feature_group_count=layer.feature_group_count, use_bias=use_bias,
                        rngs=rngs)
-    else:  # pragma: no cover - quant_layers yields only these two
+    else:
         raise TypeError(f"densify_model: unsupported layer {type(layer).__name__}")
     new.kernel[...] = layer.quantized_kernel()
     if use_bias:
@@ -37,15 +37,7 @@ def densify_model(model) -> list[str]:
     """Replace every quantized layer of ``model`` (in place) by a float layer holding its
     quantized weights (see module docstring). Returns the replaced paths."""
     rngs = nnx.Rngs(0)
-    targets = [(path, layer) for path, layer in quant_layers(model)]
+    targets = [(path, layer) for path, layer in nnx.iter_modules(model) if isinstance(layer, _Quantized)]
     for path, layer in targets:
-        parent = model
-        keys = path.split("/")
-        for key in keys[:-1]:
-            parent = parent[int(key)] if key.isdigit() else getattr(parent, key)
-        new = _dense_twin(layer, rngs)
-        if keys[-1].isdigit():
-            parent[int(keys[-1])] = new
-        else:
-            setattr(parent, keys[-1], new)
-    return [path_string(p.split("/")) for p, _ in targets]
+        set_module_at(model, path, _dense_twin(layer, rngs))
+    return [path_string(p) for p, _ in targets]
