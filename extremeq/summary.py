@@ -21,6 +21,10 @@ method of your own is summarised without a change here:
     Cout. A layer's MACs are filed under its weight method's precision ("binary",
     "ternary", "int8", "float", or one a registered method names); ``xnor`` counts the binary ones whose inputs are
     binary too (XNOR-popcount).
+
+``Summary.energy(table)`` turns these counts into an estimated energy per inference
+(compute + weight reads from DRAM) with :mod:`extremeq.energy`'s cost model: an estimate
+from a cost table, not a measurement.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from extremeq.energy import HOROWITZ_45NM, CostTable, EnergyEstimate, estimate_energy
 from extremeq.methods import PRECISIONS
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 from extremeq.nn.policy import path_string
@@ -95,6 +100,10 @@ class Summary:
     def xnor_macs(self) -> int:
         return sum(r.xnor_macs for r in self.rows)
 
+    def energy(self, table: CostTable = HOROWITZ_45NM) -> EnergyEstimate:
+        """Estimated energy per inference (batch 1) from the cost model of :mod:`extremeq.energy`."""
+        return estimate_energy(self.total_macs(), self.xnor_macs, self.packed_bytes, table)
+
     def __str__(self) -> str:
         bits = sorted({b for r in self.rows for b in r.params})
         head = ["layer", "type", "W/A"] + [f"{b}-bit params" for b in bits] + [
@@ -121,6 +130,7 @@ class Summary:
             f"compression (float32 / packed): {self.compression:.2f}x; "
             f"XNOR-popcount MACs: {_fmt_int(self.xnor_macs)}"
         )
+        text.append(str(self.energy()))
         return "\n".join(text)
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,6 +142,7 @@ class Summary:
             "compression": self.compression,
             "macs": self.total_macs(),
             "xnor_macs": self.xnor_macs,
+            "energy": self.energy().as_dict(),
         }
 
 

@@ -26,12 +26,14 @@ from extremeq.inference.rebuild import path_tuple, set_at
 from extremeq.inference.recipes import check_recipe
 from extremeq.inference.weights import FloatWeights, Int8Weights, numpy_arrays
 from extremeq.nn.layers import QuantConv, QuantLinear
+from extremeq.nn.models.reactnet import RPReLU, RSign
 from extremeq.nn.policy import path_string, quant_layers
 
 __all__ = ["export", "pack_layer", "check_supported", "SUPPORTED"]
 
 #: Modules export knows. Other modules may hold sub-modules, but not parameters of their own.
-SUPPORTED = (QuantLinear, QuantConv, nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.LayerNorm, nnx.Dropout)
+#: ReActNet's RSign and RPReLU (per-channel float parameters) are stored as they are, like BatchNorm.
+SUPPORTED = (QuantLinear, QuantConv, nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.LayerNorm, nnx.Dropout, RSign, RPReLU)
 
 
 def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear | PackedConv:

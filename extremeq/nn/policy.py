@@ -139,15 +139,19 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
                         targets.append((path, module, spec))
                     break
     for path, module, spec in targets:
-        parent = model
-        for key in path[:-1]:
-            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-        new = _converted(module, spec, rngs)
-        if isinstance(path[-1], int):
-            parent[path[-1]] = new
-        else:
-            setattr(parent, path[-1], new)
+        set_module_at(model, path, _converted(module, spec, rngs))
     return [path_string(p) for p, _, _ in targets]
+
+
+def set_module_at(root, path: tuple, new) -> None:
+    """Replace the sub-module of ``root`` at attribute/index ``path`` (e.g. ``("blocks", 0, "dense")``) by ``new``."""
+    parent = root
+    for key in path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+    if isinstance(path[-1], int):
+        parent[path[-1]] = new
+    else:
+        setattr(parent, path[-1], new)
 
 
 def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None,

@@ -15,6 +15,7 @@ passed to the model constructor and checked against its signature when the model
 from __future__ import annotations
 
 import os
+import re
 
 import ml_collections
 
@@ -47,6 +48,7 @@ LOSS_NAMES = ("cross_entropy", "squared_hinge")
 LR_SCALES = ("none", "glorot")
 LATENT_INITS = ("keep", "uniform")
 STOCHASTIC_EVALS = ("sign", "mean")
+INIT_WEIGHTS = ("latent", "quantized")  # quant.init_weights (DSD re-dense: "quantized")
 
 
 class ConfigError(ValueError):
@@ -113,6 +115,10 @@ def default_config() -> ml_collections.ConfigDict:
     # with init_from: re-estimate BatchNorm's running statistics of the quantized model on this many
     # training batches before the first step (extremeq.nn.batch_norm); 0 keeps the FP run's statistics
     c.quant.init_bn_batches = 20
+    # what init_from's quantized layers give: their "latent" weights, or their "quantized" Q_w(W) in float
+    # layers (Dense-Sparse-Dense's re-dense step from a sparse/ternary run, extremeq.nn.densify)
+    c.quant.init_weights = "latent"
+    c.quant.keep_fp = ()  # layer-path regexes kept float ahead of the method's rules (Bi-Real's ".*/downsample")
     c.quant.latent_init = "keep"  # keep | uniform: BinaryConnect's U(-1, 1) start of the latent weights
     # bc_stochastic at evaluation: "sign" (deterministic sign, the 1-bit net export packs) or "mean"
     # (E[w_b] = clip(W, -1, 1), the real-valued weights BinaryConnect's paper tests stochastic rows with)
@@ -290,6 +296,16 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.quant.ste, "quant.ste", ESTIMATORS)
     _choice(c.quant.latent_init, "quant.latent_init", LATENT_INITS)
     _choice(c.quant.stochastic_eval, "quant.stochastic_eval", STOCHASTIC_EVALS)
+    _choice(c.quant.init_weights, "quant.init_weights", INIT_WEIGHTS)
+    if isinstance(c.quant.keep_fp, str):
+        _fail("quant.keep_fp", f"must be a tuple of layer-path regexes, got the string {c.quant.keep_fp!r}; "
+              "write ('.*/downsample',)")
+    for pattern in c.quant.keep_fp:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as e:
+            _fail("quant.keep_fp", f"{pattern!r} is not a regular expression ({e}); give layer-path "
+                  "regexes, e.g. ('.*/downsample',)")
     if c.quant.init_from:
         _check_run_dir(c.quant.init_from, "quant.init_from")
     _num(c, "quant.init_bn_batches", int, lo=0)

@@ -76,8 +76,9 @@ def _quantize(model, config):
     from extremeq.nn import method_rules, quantize_model  # pylint: disable=g-import-not-at-top
 
     q = config.quant
-    rules = method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
-                         ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.latent_init)
+    keep = [(pattern, None) for pattern in q.get("keep_fp", ())]  # kept float ahead of the method's rules
+    rules = keep + method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
+                                ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.latent_init)
     quantize_model(model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return model
 
@@ -114,7 +115,8 @@ def restore_model_vars(workdir: str, num_classes: int, input_shape):
 
 
 def create_model(config, num_classes: int, input_shape):
-    """The model to train: built, optionally initialised from ``quant.init_from``, quantized."""
+    """The model to train: built, optionally initialised from ``quant.init_from`` (its latent weights,
+    or with ``quant.init_weights = "quantized"`` its quantized weights in float layers), quantized."""
     if not config.quant.init_from:
         return build_quantized_model(config, num_classes, input_shape)
     src_cfg, src_model, src_vars = restore_model_vars(config.quant.init_from, num_classes, input_shape)
@@ -124,6 +126,10 @@ def create_model(config, num_classes: int, input_shape):
             f"but this config builds {config.model.to_dict()}; they must match"
         )
     load_model_vars(src_model, src_vars)
+    if config.quant.get("init_weights", "latent") == "quantized":
+        from extremeq.nn.densify import densify_model  # pylint: disable=g-import-not-at-top
+
+        densify_model(src_model)  # Dense-Sparse-Dense's re-dense start: float layers holding Q_w(W)
     return _quantize(src_model, config)
 
 

@@ -4,7 +4,8 @@ The variant argument (``get_config(arg)``, the part after ``:`` on the command l
 tokens separated by ``,`` or ``:``, in any order:
   * a method: fp, bc, bc_stochastic, bwn, xnor, twn, ttq, bitnet, bnn (default: fp);
   * a model, where a file serves several (``cifar10_resnet.py:resnet56,ttq``);
-  * ``key=value`` shorthands for ``config.quant``: ``ste=clipped``, ``first=int8``, ``last=same``.
+  * ``key=value`` shorthands for ``config.quant``: ``ste=clipped``, ``first=int8``, ``last=same``,
+    ``init_weights=quantized`` (Dense-Sparse-Dense's re-dense start).
 Examples: ``configs/mnist_lenet5.py:twn``, ``configs/cifar10_resnet.py:resnet20:ttq``,
 ``configs/mnist_bnn.py:bnn,ste=tanh``. Anything else is a dotted override on the command line
 (``--config.optimizer.learning_rate=0.05``).
@@ -18,10 +19,12 @@ from extremeq.train.config import (
     BINARY_INPUT_METHODS,
     EDGE_PRECISIONS,
     ESTIMATORS,
+    INIT_WEIGHTS,
     METHODS,
 )
 
-QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS}
+QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS,
+                    "init_weights": INIT_WEIGHTS}
 
 
 class VariantError(ValueError):

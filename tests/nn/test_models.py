@@ -191,7 +191,8 @@ def test_build_model_errors():
     with pytest.raises(ValueError, match="input_shape"):
         build_model({"name": "vgg7"}, 10, (32,), 0)
     assert set(models.MODEL_NAMES) == {"mlp", "lenet5", "vgg7", "resnet20", "resnet32", "resnet44",
-                                       "resnet56", "resnet18", "alexnet"}
+                                       "resnet56", "resnet18", "alexnet", "bireal_resnet20", "bireal_resnet18",
+                                       "reactnet_resnet20", "reactnet_resnet18"}
 
 
 def test_hardtanh_activation_keeps_sign_information():

@@ -53,6 +53,7 @@ from extremeq.nn.models.blocks import (
 )
 from extremeq.nn.models.cnn import VGG7, AlexNet, LeNet5
 from extremeq.nn.models.mlp import MLP
+from extremeq.nn.models.reactnet import BiRealResNet
 from extremeq.nn.models.resnet import CifarResNet, ResNet18
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "VGG7",
     "ZOO_CLASSES",
     "AlexNet",
+    "BiRealResNet",
     "BasicBlock",
     "CifarResNet",
     "ConvBlock",
@@ -98,6 +100,26 @@ def _build_cifar_resnet(depth):
     return build
 
 
+def _build_bireal(depth, block):
+    def build(kw, num_classes, input_shape, rngs):
+        _, _, c = _image_shape(input_shape, f"{block}_resnet{depth}")
+        kw.setdefault("width", 64 if depth == 18 else 16)
+        return BiRealResNet, dict(depth=depth, block=block, in_features=c, num_classes=num_classes, rngs=rngs), kw
+    return build
+
+
+def _scaled_width(cls, kw, multiplier, name: str) -> int:
+    """Wider networks: the model's ``width`` (its channel plan's base) times ``width_multiplier``,
+    rounded to a whole channel count (every stage scales with it)."""
+    params = inspect.signature(cls.__init__).parameters
+    if "width" not in params:
+        raise ValueError(f"model {name!r} has no channel width to multiply; width_multiplier applies to "
+                         "the ResNets, VGG-7 and the Bi-Real/ReActNet ResNets")
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier <= 0:
+        raise ValueError(f"width_multiplier must be a positive number (e.g. 2 for a 2x-wide net), got {multiplier!r}")
+    return max(1, round(kw.get("width", params["width"].default) * multiplier))
+
+
 _BUILDERS = {
     "mlp": _build_mlp,
     "lenet5": _build_image(LeNet5, True),
@@ -108,17 +130,23 @@ _BUILDERS = {
     "resnet56": _build_cifar_resnet(56),
     "resnet18": _build_image(ResNet18, False),
     "alexnet": _build_image(AlexNet, True),
+    "bireal_resnet20": _build_bireal(20, "bireal"),
+    "bireal_resnet18": _build_bireal(18, "bireal"),
+    "reactnet_resnet20": _build_bireal(20, "reactnet"),
+    "reactnet_resnet18": _build_bireal(18, "reactnet"),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 # The zoo's network classes: the builders a model file's recipe may name (extremeq.export.register_factory).
-ZOO_CLASSES: tuple[type, ...] = (MLP, LeNet5, VGG7, CifarResNet, ResNet18, AlexNet)
+ZOO_CLASSES: tuple[type, ...] = (MLP, LeNet5, VGG7, CifarResNet, ResNet18, AlexNet, BiRealResNet)
 
 
 def build_model(model_config, num_classes: int, input_shape: Sequence[int], rngs: nnx.Rngs | int) -> nnx.Module:
     """Builds a zoo model from ``config.model`` (a ConfigDict or mapping: ``name`` plus keyword
-    arguments of the model class, e.g. ``hidden``, ``dropout``, ``activation``, ``shortcut``).
+    arguments of the model class, e.g. ``hidden``, ``dropout``, ``activation``, ``shortcut``), plus
+    ``width_multiplier`` (wider networks: the ResNets', VGG-7's and the Bi-Real/ReActNet ResNets'
+    ``width`` times it, e.g. ``--config.model.width_multiplier=2``).
 
     ``input_shape`` is the shape of one example without the batch axis, (H, W, C) or (H, W) for
     images (the MLP flattens any shape). ``rngs`` is an ``nnx.Rngs`` or an integer seed.
@@ -139,7 +167,10 @@ def build_model(model_config, num_classes: int, input_shape: Sequence[int], rngs
     for key in ("hidden", "input_size"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
+    multiplier = kwargs.pop("width_multiplier", 1)
     cls, fixed, kw = _BUILDERS[name](kwargs, num_classes, tuple(input_shape), rngs)
+    if multiplier != 1:
+        kw["width"] = _scaled_width(cls, kw, multiplier, name)
     params = inspect.signature(cls.__init__).parameters
     allowed = sorted(k for k, p in params.items() if k != "self" and k not in fixed
                      and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
