@@ -13,9 +13,10 @@ through ``extremeq.kernels``.
 
 Modules, one concept each:
 
-* :mod:`~extremeq.inference.methods`: the per-method facts (which packed kind a weight quantizer
-  becomes, how it is packed): the one place that knows individual methods.
-* :mod:`~extremeq.inference.weights`: typed packed weights, one dataclass per kind, with forwards.
+* :mod:`~extremeq.inference.weights`: typed packed weights, one dataclass per storage format
+  (``WeightMethod.packing`` of the method registry, ``extremeq.methods``), built from the method's
+  ``encode``, with forwards. No module here knows a method by name: a method registered from a file
+  of your own is exported, saved, loaded (after the same registration) and run like a built-in one.
 * :mod:`~extremeq.inference.layers`: ``PackedLinear`` / ``PackedConv``.
 * :mod:`~extremeq.inference.exporter`: ``export(model)``, ``pack_layer``.
 * :mod:`~extremeq.inference.model`: ``PackedModel``, ``load``.
@@ -39,6 +40,7 @@ from extremeq.inference.rebuild import fresh_rng_state
 from extremeq.inference.recipes import build_from_recipe, register_factory
 from extremeq.inference.weights import (
     BinaryWeights,
+    CodesWeights,
     FloatWeights,
     Int8Weights,
     PackedWeights,
@@ -52,6 +54,7 @@ __all__ = [
     "META_KEY",
     "SUPPORTED",
     "BinaryWeights",
+    "CodesWeights",
     "ExportFormatError",
     "FloatWeights",
     "Int8Weights",
