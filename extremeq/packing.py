@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from extremeq.ste import sign_bit
+
 WORD_BITS = 32
 TERNARY_PER_WORD = 16
 
@@ -141,7 +143,7 @@ def pack_signs(x, axis: int = -1):
             f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; "
             "for 0/1 bits use pack_bits."
         )
-    return pack_bits(x >= 0, axis, checks=False)
+    return pack_bits(sign_bit(x), axis, checks=False)
 
 
 def unpack_signs(words, length: int, axis: int = -1, dtype=jnp.float32):

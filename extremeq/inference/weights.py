@@ -105,8 +105,16 @@ class PackedWeights:
 class _BitPacked(PackedWeights):
     """Binary or ternary words with one scale for both signs (or none: 1)."""
 
-    FORMAT: ClassVar[str] = ""
+    FORMAT: ClassVar[str] = ""  # "binary" (1-bit words) or "ternary" (2-bit words), extremeq.packing
     GROUPED_CONV: ClassVar[bool] = False
+
+    @classmethod
+    def words_of(cls, q, is_conv: bool):
+        """The codes of ``q`` (+-1, or {-1, 0, 1}) as [N, words] rows in the kernels' order."""
+        rows = kernel_rows(_codes(q, cls.PACKING), is_conv)
+        if cls.FORMAT == "binary":
+            return np.asarray(pack_signs(rows, axis=-1))
+        return np.asarray(pack_ternary(rows.astype(np.int8), axis=-1))
 
     def scale(self):
         raise NotImplementedError
@@ -124,22 +132,27 @@ class _BitPacked(PackedWeights):
 
 
 @dataclasses.dataclass(frozen=True)
-class BinaryWeights(_BitPacked):
-    """sign(Q_w(W)) as 1-bit words, alpha (BWN) or none (BinaryConnect)."""
+class _WordsAndAlpha(_BitPacked):
+    """Words and one optional scale ``alpha`` for both signs (per tensor or output channel)."""
 
-    FORMAT: ClassVar[str] = "binary"
-    PACKING: ClassVar[str] = "binary"
     FIELDS: ClassVar[dict[str, str]] = {"words": "w", "alpha": "alpha"}
     words: Array = None
     alpha: Array | None = None
 
     @classmethod
     def pack(cls, q, latent, *, is_conv):
-        words = np.asarray(pack_signs(kernel_rows(_codes(q, cls.PACKING), is_conv), axis=-1))
-        return cls(words=words, alpha=channel_scale(q.scales.get("alpha")))
+        return cls(words=cls.words_of(q, is_conv), alpha=channel_scale(q.scales.get("alpha")))
 
     def scale(self):
         return 1.0 if self.alpha is None else self.alpha
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryWeights(_WordsAndAlpha):
+    """sign(Q_w(W)) as 1-bit words, alpha (BWN) or none (BinaryConnect)."""
+
+    FORMAT: ClassVar[str] = "binary"
+    PACKING: ClassVar[str] = "binary"
 
     def matmul(self, x, *, k: int):
         return K.binary_weight_matmul(x, self.words, self.scale(), k=k)
@@ -153,28 +166,14 @@ class BinaryWeights(_BitPacked):
 
 
 @dataclasses.dataclass(frozen=True)
-class TernaryWeights(_BitPacked):
+class TernaryWeights(_WordsAndAlpha):
     """T(Q_w(W)) as 2-bit codes and one scale per tensor or output channel (TWN, BitNet b1.58)."""
 
     FORMAT: ClassVar[str] = "ternary"
     PACKING: ClassVar[str] = "ternary"
-    FIELDS: ClassVar[dict[str, str]] = {"words": "w", "alpha": "alpha"}
-    words: Array = None
-    alpha: Array = None
-
-    @classmethod
-    def pack(cls, q, latent, *, is_conv):
-        return cls(words=_pack_ternary_rows(q, cls.PACKING, is_conv), alpha=channel_scale(q.scales["alpha"]))
-
-    def scale(self):
-        return self.alpha
 
     def matmul(self, x, *, k: int):
-        return K.ternary_weight_matmul(x, self.words, self.alpha, k=k)
-
-
-def _pack_ternary_rows(q, packing: str, is_conv: bool):
-    return np.asarray(pack_ternary(kernel_rows(_codes(q, packing), is_conv).astype(np.int8), axis=-1))
+        return K.ternary_weight_matmul(x, self.words, self.scale(), k=k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +189,7 @@ class TTQWeights(_BitPacked):
 
     @classmethod
     def pack(cls, q, latent, *, is_conv):
-        return cls(words=_pack_ternary_rows(q, cls.PACKING, is_conv), w_p=np.asarray(q.scales["w_p"], np.float32),
+        return cls(words=cls.words_of(q, is_conv), w_p=np.asarray(q.scales["w_p"], np.float32),
                    w_n=np.asarray(q.scales["w_n"], np.float32))
 
     def scale(self):

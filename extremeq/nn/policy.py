@@ -34,6 +34,8 @@ from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 _SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init"}
 LATENT_INITS = (None, "keep", "uniform")
+#: What a stochastic method's layers compute after ``model.eval()`` (``method_rules(stochastic_eval=)``).
+STOCHASTIC_EVALS = ("sign", "mean")
 
 
 def path_string(path) -> str:
@@ -169,8 +171,8 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
         if value not in EDGE_PRECISIONS:
             raise ValueError(f"{name}={value!r} unknown; choose one of {', '.join(EDGE_PRECISIONS)}")
     kernel, inp = entry.kernel, entry.input
-    if stochastic_eval not in ("sign", "mean"):
-        raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose 'sign' or 'mean'")
+    if stochastic_eval not in STOCHASTIC_EVALS:
+        raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose one of {STOCHASTIC_EVALS}")
     if registry.weight_method(kernel).stochastic and stochastic_eval != "sign":
         kernel = {"name": kernel, "eval": stochastic_eval}
     body = None if (kernel, inp) == ("fp", "fp") else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
