@@ -92,3 +92,63 @@ def test_trains_on_digits(dorefa):
     model.eval()
     acc = float(jnp.mean(jnp.argmax(model(x), -1) == y))
     assert losses[-1] < 0.5 * losses[0] and acc > 0.8
+
+
+def test_end_to_end_config_train_summary_export_load_run_packed(dorefa, tmp_path):
+    """README, "Adding a method", step by step: the user's method trained from a config by the training
+    API, summarised, exported, saved, loaded and run packed, no extremeq file edited."""
+    import extremeq
+    from extremeq import data
+    from extremeq.inference import CodesWeights, load
+    from extremeq.train import default_config, train_and_evaluate, validate_config
+    from extremeq.train.model import load_model_vars, restore_model_vars
+
+    c = default_config()  # digits, an MLP
+    c.model.hidden = (64, 64)
+    c.quant.method = "dorefa4"  # the registered name: config validation reads the registry
+    c.quant.first = c.quant.last = "weights"  # the stem and head get 4-bit weights too (float inputs)
+    c.optimizer.update(name="adam", learning_rate=3e-3)
+    c.num_epochs, c.progress_bar = 3, False
+    assert validate_config(c).quant.method == "dorefa4"
+    c.quant.method = "dorefa3"
+    with pytest.raises(extremeq.train.ConfigError, match="dorefa4"):  # the error lists registered names
+        validate_config(c)
+    c.quant.method = "dorefa4"
+    result = train_and_evaluate(c, str(tmp_path / "run"))
+    assert result["finished"] and result["test_accuracy"] > 0.85
+
+    # The trained network, from the run's checkpoint; the test images, normalised as in training.
+    ds = data.load_from_config(c.dataset)
+    cfg, model, variables = restore_model_vars(str(tmp_path / "run"), ds.num_classes, ds.image_shape)
+    load_model_vars(model, variables)
+    model.eval()
+    x = data.normalize(ds.x_test, ds.mean, ds.std)
+
+    s = summary(model, x[:1])
+    assert {r.path: r.weight for r in s.rows if r.weight != "fp"} == {
+        "stem": "dorefa4", "blocks/0/dense": "dorefa4", "head": "dorefa4"}
+    assert s.total_params()[4] == 64 * 64 + 64 * 64 + 64 * 10 and s.total_macs()["4-bit"] == s.total_params()[4]
+
+    packed = extremeq.export(model, recipe={"model": cfg.model.to_dict(), "num_classes": ds.num_classes,
+                                            "input_shape": ds.image_shape})
+    packed.save(tmp_path / "model.npz")
+    loaded = load(tmp_path / "model.npz")  # the method must be registered in the loading process too
+
+    layers = dict(quant_layers(model))
+    for path, layer in layers.items():
+        stored = loaded.module
+        for key in path.split("/"):
+            stored = stored[int(key)] if key.isdigit() else getattr(stored, key)
+        weights = stored.packed_weights()
+        assert isinstance(weights, CodesWeights) and weights.codes.dtype == jnp.int8
+        assert set(np.unique(np.asarray(weights.codes))) <= set(range(-15, 16, 2))  # 4-bit odd codes
+        # The loaded file's weights are, bit for bit, those the training graph multiplies with.
+        np.testing.assert_array_equal(np.asarray(weights.kernel()), np.asarray(layer.quantized_kernel()))
+
+    ref = np.asarray(model(x))  # the training graph in evaluation mode
+    got = np.asarray(loaded(x))
+    # Same weights bit for bit (above) and the same float32 ops in the same order (dot, batch norm,
+    # ReLU); only XLA's fusion of the jitted packed graph against the eager training graph may
+    # round differently, a few float32 ulps of the logits (|logits| ~ 10).
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(got.argmax(-1), ref.argmax(-1))
