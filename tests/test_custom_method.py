@@ -140,10 +140,14 @@ def test_end_to_end_config_train_summary_export_load_run_packed(dorefa, tmp_path
         for key in path.split("/"):
             stored = stored[int(key)] if key.isdigit() else getattr(stored, key)
         weights = stored.packed_weights()
-        assert isinstance(weights, CodesWeights) and weights.codes.dtype == jnp.int8
-        assert set(np.unique(np.asarray(weights.codes))) <= set(range(-15, 16, 2))  # 4-bit odd codes
+        k, n = layer.in_features, layer.out_features
+        assert isinstance(weights, CodesWeights) and weights.words.shape == (n, -(-k // 8))  # 8 4-bit codes a word
+        assert set(np.asarray(weights.codebook)) <= set(range(-15, 16, 2))  # the odd codes, at most 16
         # The loaded file's weights are, bit for bit, those the training graph multiplies with.
-        np.testing.assert_array_equal(np.asarray(weights.kernel()), np.asarray(layer.quantized_kernel()))
+        np.testing.assert_array_equal(np.asarray(weights.kernel((k, n))), np.asarray(layer.quantized_kernel()))
+
+    # 4 bits a weight, as the summary counts them; the file adds each layer's codebook and alpha.
+    assert 0 < packed.nbytes - s.packed_bytes <= 3 * (16 + 4)
 
     ref = np.asarray(model(x))  # the training graph in evaluation mode
     got = np.asarray(loaded(x))
@@ -152,3 +156,43 @@ def test_end_to_end_config_train_summary_export_load_run_packed(dorefa, tmp_path
     # round differently, a few float32 ulps of the logits (|logits| ~ 10).
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert np.array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+class _ConvNet(nnx.Module):
+    def __init__(self, kernel_quantizer, rngs):
+        from extremeq.nn import QuantConv
+
+        self.conv = QuantConv(3, 8, 3, strides=2, kernel_quantizer=kernel_quantizer, rngs=rngs)
+
+    def __call__(self, x):
+        return self.conv(x)
+
+
+def test_a_user_method_in_a_convolution_runs_packed(dorefa):
+    import extremeq
+
+    net = _ConvNet("dorefa2", nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 9, 9, 3)).astype(np.float32))
+    packed = extremeq.export(net)
+    weights = packed.module.conv.packed_weights()
+    assert weights.words.shape == (8, -(-27 // 16))  # 2-bit indices, 16 a word, K = 3*3*3
+    np.testing.assert_array_equal(weights.kernel((3, 3, 3, 8)), net.conv.quantized_kernel())
+    np.testing.assert_allclose(packed(x), net(x), rtol=1e-5, atol=1e-5)  # float rounding of the conv only
+
+
+def test_more_distinct_codes_than_the_bits_allow_is_refused():
+    import extremeq
+    from extremeq import methods
+
+    def forward(w, spec, *, scales, key):
+        return jnp.round(jnp.clip(w * 2, -2, 2))  # 5 levels
+
+    def encode(w, spec, scales):
+        return methods.QArray(forward(w, spec, scales=scales, key=None), {}, spec.name)
+
+    methods.register(methods.WeightMethod(name="five_levels_for_test", bits=2, precision="2-bit", forward=forward,
+                                          encode=encode), replace=True)
+    net = _ConvNet("five_levels_for_test", nnx.Rngs(0))
+    net.conv.kernel[...] = jnp.linspace(-2, 2, 216).reshape(3, 3, 3, 8)  # all five levels
+    with pytest.raises(ValueError, match="five_levels_for_test.*bits=2.*5 distinct codes"):
+        extremeq.export(net)

@@ -33,7 +33,12 @@ and shift, as at initialisation) is +1 here but +-rounding noise in the float gr
 """
 
 from extremeq.inference.exporter import SUPPORTED, check_supported, export, pack_layer
-from extremeq.inference.file_format import FORMAT, FORMAT_VERSION, META_KEY, ExportFormatError
+from extremeq.inference.file_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    META_KEY,
+    ExportFormatError,
+)
 from extremeq.inference.layers import PackedConv, PackedLinear
 from extremeq.inference.model import PackedModel, SizeRow, load
 from extremeq.inference.rebuild import fresh_rng_state

@@ -12,8 +12,9 @@ TTQWeights          ``w``: T(W) as 2-bit words, ``ttq_wp``,      the same with W
                     ``ttq_wn`` (TTQ's W_p, W_n)                  (``alpha_neg``)
 Int8Weights         ``w``: int8 codes [K, N] (HWIO for convs),   dequantize s * codes, float dot
                     ``alpha``: float32 scales s                  (exactly the training forward)
-CodesWeights        ``w``: a registered method's integer codes   the method's ``decode`` (default
-                    as int8 [K, N] / HWIO, ``alpha`` (optional)  codes * alpha), float dot / conv
+CodesWeights        ``w``: k-bit indices into ``codebook`` (the  the method's ``decode`` (default
+                    method's distinct int8 codes) as words       codes * alpha), float dot / conv
+                    [N, ceil(K/(32//k))], ``alpha`` (optional)
 FloatWeights        ``w``: the float32 kernel                    float dot / conv
 ==================  =========================================  ===================================
 
@@ -30,6 +31,7 @@ already through the layer's input quantizer.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar, Mapping
 
 import jax.numpy as jnp
@@ -38,7 +40,7 @@ import numpy as np
 from extremeq import kernels as K
 from extremeq import methods
 from extremeq.kernels.xla import padded_conv
-from extremeq.packing import pack_signs, pack_ternary
+from extremeq.packing import pack_signs, pack_ternary, pack_uint, unpack_uint
 
 Array = Any
 
@@ -244,28 +246,55 @@ def _int8_codes(q, packing: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class CodesWeights(_FloatKernel):
-    """A registered method's own integer codes (int8) and optional ``alpha``; the kernel is the
-    method's ``decode`` of them (``extremeq.methods.WeightMethod``, packing ``"codes"``)."""
+class CodesWeights(PackedWeights):
+    """A registered method's own integer codes (packing ``"codes"``): its ``bits``-bit indices into
+    a per-layer ``codebook`` (the distinct codes, int8, at most 2^bits of them) as k-bit words
+    [N, ceil(K / (32 // bits))] (:func:`extremeq.packing.pack_uint`), and an optional ``alpha``.
+    The forward decodes them with the method's ``decode`` (default codes * alpha) and runs a float
+    dot / convolution: the weights of the training graph's evaluation forward, bit for bit."""
 
     PACKING: ClassVar[str] = "codes"
-    FIELDS: ClassVar[dict[str, str]] = {"codes": "w", "alpha": "alpha"}
-    codes: Array = None
+    FIELDS: ClassVar[dict[str, str]] = {"words": "w", "codebook": "codebook", "alpha": "alpha"}
+    words: Array = None
+    codebook: Array = None
     alpha: Array | None = None
     method: str = ""
 
     @classmethod
     def from_arrays(cls, arrays, method):
-        return cls(codes=arrays.get("w"), alpha=arrays.get("alpha"), method=method)
+        return cls(**{f: arrays.get(name) for f, name in cls.FIELDS.items()}, method=method)
 
     @classmethod
     def pack(cls, q, latent, *, is_conv):
-        return cls(codes=_int8_codes(q, cls.PACKING), alpha=channel_scale(q.scales.get("alpha")), method=q.method)
+        codes = _int8_codes(q, cls.PACKING)
+        codebook = np.unique(codes)
+        bits = min(methods.weight_method(q.method).bits, 8)
+        if codebook.size > 2**bits:
+            raise ValueError(f"weight method {q.method!r} has bits={bits}, but its encode gives {codebook.size} "
+                             f"distinct codes (at most 2^{bits}); fix its bits or its encode")
+        index = kernel_rows(np.searchsorted(codebook, codes), is_conv)
+        return cls(words=np.asarray(pack_uint(index, bits, axis=-1)), codebook=codebook,
+                   alpha=channel_scale(q.scales.get("alpha")), method=q.method)
 
-    def kernel(self):
+    def kernel(self, shape):
+        """The decoded float kernel of ``shape``: [K, N] (dense) or HWIO (convolution)."""
+        bits = min(methods.weight_method(self.method).bits, 8)
+        k = math.prod(shape[:-1])
+        rows = jnp.asarray(self.codebook, jnp.float32)[unpack_uint(self.words, k, bits, axis=-1)]  # [N, K]
+        if len(shape) == 4:
+            kh, kw, c, o = shape
+            codes = rows.reshape(o, c, kh, kw).transpose(2, 3, 1, 0)
+        else:
+            codes = rows.T
         scales = {} if self.alpha is None else {"alpha": jnp.asarray(self.alpha, jnp.float32)}
-        q = methods.QArray(jnp.asarray(self.codes).astype(jnp.float32), scales, self.method)
-        return q.dequantize()
+        return methods.QArray(codes, scales, self.method).dequantize()
+
+    def matmul(self, x, *, k: int):
+        return jnp.dot(x, self.kernel((k, self.words.shape[0])))
+
+    def conv(self, x, *, shape, strides, pads, pad_value, feature_group_count, binary_inputs):
+        return padded_conv(x, self.kernel(shape), strides=strides, pads=pads, pad_value=pad_value,
+                           feature_group_count=feature_group_count)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,8 +91,9 @@ class WeightMethod:
       packing: how export stores the codes: ``"binary"`` (+-1 codes as 1-bit words, optional
         ``alpha``), ``"ternary"`` ({-1, 0, 1} as 2-bit words, ``alpha``), ``"ttq"`` (2-bit words,
         ``w_p``/``w_n``), ``"int8"`` (int8 codes, ``alpha``), ``"float"`` (the kernel itself), or
-        ``"codes"`` (the default for a method of your own: integer codes in [-127, 127] stored as
-        int8 with an optional ``alpha``, turned back into weights by ``decode`` when loaded).
+        ``"codes"`` (the default for a method of your own: integer codes in [-127, 127], at most
+        2^bits distinct ones per layer, stored as ``bits``-bit indices into a per-layer codebook,
+        with an optional ``alpha``; turned back into weights by ``decode`` when loaded).
       doc: one line for tables and error messages.
     """
 

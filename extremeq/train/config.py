@@ -32,7 +32,10 @@ from extremeq.methods import (  # noqa: F401  (re-exported for config files and 
     BINARY_METHODS,  # methods whose kernels are 1-bit (BinaryConnect's per-layer learning-rate scale)
     METHODS,  # method -> (weight quantizer, input quantizer)
 )
-from extremeq.nn.policy import EDGE_PRECISIONS, STOCHASTIC_EVALS  # first/last layer precisions; bc_stochastic eval
+from extremeq.nn.policy import (  # first/last layer precisions; bc_stochastic eval
+    EDGE_PRECISIONS,
+    STOCHASTIC_EVALS,
+)
 from extremeq.ste import ESTIMATORS
 
 OPTIMIZERS = ("sgd", "adam", "bop")
