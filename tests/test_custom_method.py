@@ -1,8 +1,10 @@
 """Adding a method takes one file (README, "Adding a method"): DoReFa-Net k-bit weights, defined in
 ``experiments/custom_method_dorefa.py`` outside the package, registered on import, then used by
-``quantize_model`` / ``method_rules``, summarised and trained, with no extremeq file edited."""
+``quantize_model`` / ``method_rules``, validated and trained from a config (training API and command
+line), summarised, exported, saved, loaded and run packed, with no extremeq file edited."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -196,3 +198,27 @@ def test_more_distinct_codes_than_the_bits_allow_is_refused():
     net.conv.kernel[...] = jnp.linspace(-2, 2, 216).reshape(3, 3, 3, 8)  # all five levels
     with pytest.raises(ValueError, match="five_levels_for_test.*bits=2.*5 distinct codes"):
         extremeq.export(net)
+
+
+def test_the_command_line_trains_a_user_method_named_by_a_config_file(tmp_path):
+    """README, "Adding a method": a config file that imports the method's file; the CLI as for any method."""
+    import json
+    import subprocess
+
+    config = tmp_path / "dorefa_config.py"
+    config.write_text(
+        "import custom_method_dorefa  # noqa: F401  (registers dorefa2, dorefa4)\n"
+        "from extremeq.train.config import default_config\n\n\n"
+        "def get_config(method='dorefa4'):\n"
+        "    c = default_config()\n"
+        "    c.quant.method = method\n"
+        "    c.progress_bar = False\n"
+        "    return c\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(USER_FILE.parent), os.environ["PYTHONPATH"]]),
+               JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-m", "extremeq.train", f"--config={config}:dorefa2",
+                          f"--workdir={tmp_path / 'run'}", "--config.max_steps=2"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["step"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["quant"]["method"] == "dorefa2"
