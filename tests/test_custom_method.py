@@ -3,7 +3,6 @@
 ``quantize_model`` / ``method_rules``, validated and trained from a config (training API and command
 line), summarised, exported, saved, loaded and run packed, with no extremeq file edited."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -24,13 +23,10 @@ USER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "custom_method
 
 @pytest.fixture(scope="module")
 def dorefa():
-    name = "custom_method_dorefa"
-    if name not in sys.modules:  # import once per process: registering twice is refused
-        spec = importlib.util.spec_from_file_location(name, USER_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    import custom_method_dorefa  # as in the README: experiments/ is on the path (tests/conftest.py)
+
+    assert Path(custom_method_dorefa.__file__).resolve() == USER_FILE  # the file outside the package
+    return custom_method_dorefa
 
 
 def _np_dorefa(w, k):
