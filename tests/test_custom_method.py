@@ -218,3 +218,21 @@ def test_the_command_line_trains_a_user_method_named_by_a_config_file(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "final.json").read_text())["step"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["quant"]["method"] == "dorefa2"
+
+
+def test_a_method_without_codes_is_stored_as_its_evaluation_forward():
+    import extremeq
+    from extremeq import methods
+    from extremeq.inference import FloatWeights
+
+    entry = methods.WeightMethod(name="halve_export_for_test", bits=32, precision="float",
+                                 forward=lambda w, spec, *, scales, key: w / 2)
+    assert entry.packing == "float"  # no encode: the default packing stores the float kernel
+    methods.register(entry, replace=True)
+    net = _ConvNet("halve_export_for_test", nnx.Rngs(0))
+    packed = extremeq.export(net)
+    weights = packed.module.conv.packed_weights()
+    assert isinstance(weights, FloatWeights)
+    np.testing.assert_array_equal(weights.w, net.conv.kernel[...] / 2)  # Q_w(W), not the latent W
+    with pytest.raises(ValueError, match="packing 'codes' stores integer codes, so it needs an encode"):
+        methods.WeightMethod(name="x", bits=4, precision="4-bit", forward=entry.forward, packing="codes")

@@ -43,7 +43,8 @@ def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear 
     evaluated with ``stochastic_eval='mean'``: real-valued weights, packed as the 1-bit sign net).
     """
     spec = layer.kernel_quantizer
-    weights = pack_weights(spec, layer.kernel[...], layer.learned_scales(), is_conv=isinstance(layer, QuantConv))
+    weights = pack_weights(spec, layer.kernel[...], layer.learned_scales(), layer.quantized_kernel(),
+                           is_conv=isinstance(layer, QuantConv))
     _warn_if_not_the_eval_forward(layer, path)
     arrays = numpy_arrays(weights)
     if layer.bias is not None:

@@ -88,9 +88,9 @@ class PackedWeights:
         return cls(**{f: arrays.get(name) for f, name in cls.FIELDS.items()})
 
     @classmethod
-    def pack(cls, q: methods.QArray | None, latent, *, is_conv: bool) -> "PackedWeights":
-        """The packed weights of a kernel from its method's ``encode`` (codes and scales), or from
-        the ``latent`` kernel itself ([K, N] or HWIO) for a float kind."""
+    def pack(cls, q: methods.QArray | None, kernel, *, is_conv: bool) -> "PackedWeights":
+        """The packed weights of a layer from its method's ``encode`` (codes and scales), or, for
+        the float kind, from ``kernel``: Q_w(W) of the evaluation forward ([K, N] or HWIO)."""
         raise NotImplementedError
 
     def matmul(self, x, *, k: int):
@@ -142,7 +142,7 @@ class _WordsAndAlpha(_BitPacked):
     alpha: Array | None = None
 
     @classmethod
-    def pack(cls, q, latent, *, is_conv):
+    def pack(cls, q, kernel, *, is_conv):
         return cls(words=cls.words_of(q, is_conv), alpha=channel_scale(q.scales.get("alpha")))
 
     def scale(self):
@@ -190,7 +190,7 @@ class TTQWeights(_BitPacked):
     w_n: Array = None
 
     @classmethod
-    def pack(cls, q, latent, *, is_conv):
+    def pack(cls, q, kernel, *, is_conv):
         return cls(words=cls.words_of(q, is_conv), w_p=np.asarray(q.scales["w_p"], np.float32),
                    w_n=np.asarray(q.scales["w_n"], np.float32))
 
@@ -229,7 +229,7 @@ class Int8Weights(_FloatKernel):
     scale: Array = None
 
     @classmethod
-    def pack(cls, q, latent, *, is_conv):
+    def pack(cls, q, kernel, *, is_conv):
         return cls(codes=_int8_codes(q, cls.PACKING), scale=channel_scale(q.scales["alpha"]))
 
     def kernel(self):
@@ -265,7 +265,7 @@ class CodesWeights(PackedWeights):
         return cls(**{f: arrays.get(name) for f, name in cls.FIELDS.items()}, method=method)
 
     @classmethod
-    def pack(cls, q, latent, *, is_conv):
+    def pack(cls, q, kernel, *, is_conv):
         codes = _int8_codes(q, cls.PACKING)
         codebook = np.unique(codes)
         bits = min(methods.weight_method(q.method).bits, 8)
@@ -306,8 +306,8 @@ class FloatWeights(_FloatKernel):
     w: Array = None
 
     @classmethod
-    def pack(cls, q, latent, *, is_conv):
-        return cls(w=np.asarray(latent, np.float32))
+    def pack(cls, q, kernel, *, is_conv):
+        return cls(w=np.asarray(kernel, np.float32))
 
     def kernel(self):
         return self.w
@@ -326,17 +326,18 @@ def packed_kind(weight: str) -> type[PackedWeights]:
     return KINDS[methods.weight_method(weight).packing]
 
 
-def pack_weights(spec, latent, scales, *, is_conv: bool) -> PackedWeights:
+def pack_weights(spec, latent, scales, kernel, *, is_conv: bool) -> PackedWeights:
     """The packed weights of one layer: its method's ``encode`` of the latent kernel (the codes and
     scales of the evaluation forward), stored as the method's ``packing``.
 
     Args:
       spec: the layer's weight QuantizerSpec; latent: the latent float kernel W ([K, N] or HWIO);
-      scales: the layer's learned scales by name (TTQ's ttq_wp, ttq_wn); is_conv: HWIO kernel.
+      scales: the layer's learned scales by name (TTQ's ttq_wp, ttq_wn); kernel: Q_w(W) of the
+      evaluation forward (what the float kind stores); is_conv: HWIO kernel.
     """
     method = spec.method
     q = None if method.encode is None else method.encode(jnp.asarray(latent, jnp.float32), spec, scales)
-    return KINDS[method.packing].pack(q, latent, is_conv=is_conv)
+    return KINDS[method.packing].pack(q, kernel, is_conv=is_conv)
 
 
 def numpy_arrays(weights: PackedWeights) -> dict[str, np.ndarray]:
