@@ -57,7 +57,11 @@ def random_model(recipe, method, seed=0):
         quantize_model(m, method_rules(method))
         return m
 
-    model = nnx.eval_shape(build)
+    return fill_random(nnx.eval_shape(build), seed)
+
+
+def fill_random(model, seed=0):
+    """Draws every variable of an (abstract) model with NumPy, in eval mode (see random_model)."""
     rng = np.random.default_rng(seed)
     state = nnx.state(model, nnx.Not(nnx.RngState))
     for path, var in nnx.to_flat_state(state):

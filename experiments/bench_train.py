@@ -111,11 +111,11 @@ def machine_info() -> str:
             f"{platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}")
 
 
-def write_section(path: str, text: str) -> None:
-    """Replaces the '## Training step' section of ``path`` (up to the next '## ') or appends it."""
+def write_section(path: str, text: str, section: str = SECTION) -> None:
+    """Replaces the ``section`` ('## Training step') of ``path`` (up to the next '## ') or appends it."""
     old = open(path).read() if os.path.isfile(path) else "# Benchmarks\n"
     lines = old.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    start = next((i for i, l in enumerate(lines) if l.strip() == section), None)
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:

@@ -1,7 +1,8 @@
 """The package's layout, read statically (``ast``, nothing imported): no file under ``extremeq/`` over
 400 lines, no import cycle between its modules, and imports that run one way,
 
-    ste -> quantizers, packing, data -> kernels, methods, optim -> nn -> summary -> train, inference -> sweep
+    ste -> quantizers, packing, data -> kernels, methods, optim -> nn -> summary
+        -> train, inference, lm_export -> sweep
 
 (a group imports only groups of earlier tiers, never one of its own tier: kernels and packing know
 nothing of the method registry, the layers or Flax models; train and inference do not import each
@@ -27,7 +28,7 @@ TIERS = (
     ("kernels", "methods", "optim"),
     ("nn",),
     ("summary",),
-    ("train", "inference"),
+    ("train", "inference", "lm_export"),
     ("sweep",),
 )
 TIER = {group: i for i, groups in enumerate(TIERS) for group in groups}

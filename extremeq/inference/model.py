@@ -50,15 +50,31 @@ class PackedModel:
         self.summary = summary
         self.file_bytes: int | None = None
         graphdef, state = nnx.split(module)
-        self._state = state
+        # The state as a flat list of arrays, flattened once: a call passes it to an executable
+        # compiled ahead of time for the input's shape (no pytree walk, no re-tracing per call).
+        self._leaves, treedef = jax.tree_util.tree_flatten(state)
 
-        def forward(state, x):
-            return nnx.merge(graphdef, state)(x)
+        def forward(leaves, x):
+            return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, leaves))(x)
 
         self._forward = jax.jit(forward)
+        self._executables = {}
+
+    def executable(self, shape):
+        """The compiled forward pass for float32 inputs of ``shape`` (compiled on first use)."""
+        shape = tuple(int(d) for d in shape)
+        exe = self._executables.get(shape)
+        if exe is None:
+            x = jax.ShapeDtypeStruct(shape, jnp.float32)
+            exe = self._executables[shape] = self._forward.lower(self._leaves, x).compile()
+        return exe
 
     def __call__(self, x):
-        return self._forward(self._state, jnp.asarray(x, jnp.float32))
+        if isinstance(x, jax.core.Tracer):  # inside the caller's own jit: trace through
+            return self._forward(self._leaves, jnp.asarray(x, jnp.float32))
+        if not (isinstance(x, jax.Array) and x.dtype == jnp.float32):
+            x = jnp.asarray(x, jnp.float32)
+        return self.executable(x.shape)(self._leaves, x)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every stored array by name (what :meth:`save` writes besides the metadata)."""

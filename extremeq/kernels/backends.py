@@ -35,11 +35,15 @@ CONV_BACKENDS = ("auto", "conv", "patches", "xnor")
 #: ``backend="auto"``: (operation, platform) -> backend. Measured on CPU with
 #: experiments/bench_kernels.py and experiments/bench_inference.py (2-core AVX-512 host, jax 0.10.2,
 #: BENCHMARKS.md): the K-chunked XLA popcount beat unpack + int8 dot at every M from 1 to 2048
-#: (N = K = 2048, by 10x at M = 1); XLA's float convolution of decoded filters beat both the XNOR
-#: conv and patches @ packed weights for the zoo's convolutions. On GPU/TPU the Pallas kernels until
-#: a GPU benchmark says otherwise (the H100 anchors suggest XLA's int8 dot may win square
-#: compute-bound shapes). ``packed_conv`` on GPU/TPU: "xnor" for binary inputs and binary weights,
-#: else "patches" (resolved by :func:`resolve_conv`).
+#: (N = K = 2048, by 10x at M = 1). ``packed_conv`` with binary inputs and binary filters
+#: ("packed_conv_binary"): the XNOR path (sign bits packed per pixel, patches of words, popcount)
+#: beat XLA's float convolution with self-padding + border term by 2-9x and the +-1 int8 patches dot
+#: by 1.5-7x on every 3x3 shape measured (C = 16 to 128, O = 16 to 256, strides 1 and 2, batch 1 and
+#: 64; experiments/proto_packed_conv.py, BENCHMARKS.md "Packed inference vs LCE (CPU)"), exact in
+#: integers. Other inputs or filters: XLA's float convolution of decoded filters on the CPU (it beat
+#: patches @ packed weights for the zoo's convolutions), "patches" on GPU/TPU. On GPU/TPU the Pallas
+#: kernels until a GPU benchmark says otherwise (the H100 anchors suggest XLA's int8 dot may win
+#: square compute-bound shapes).
 AUTO = {
     ("xnor_matmul", "cpu"): "xla_popcount",
     ("xnor_matmul", "gpu"): "pallas",
@@ -48,8 +52,11 @@ AUTO = {
     ("weight_only_matmul", "gpu"): "pallas",
     ("weight_only_matmul", "tpu"): "pallas",
     ("packed_conv", "cpu"): "conv",
-    ("packed_conv", "gpu"): "kernels",
-    ("packed_conv", "tpu"): "kernels",
+    ("packed_conv", "gpu"): "patches",
+    ("packed_conv", "tpu"): "patches",
+    ("packed_conv_binary", "cpu"): "xnor",
+    ("packed_conv_binary", "gpu"): "xnor",
+    ("packed_conv_binary", "tpu"): "xnor",
 }
 
 
@@ -139,9 +146,7 @@ def resolve_conv(backend: str, *, binary_inputs: bool, weight_format: str) -> st
     check_backend(backend, CONV_BACKENDS)
     xnor_ok = binary_inputs and weight_format == "binary"
     if backend == "auto":
-        backend = _auto("packed_conv", platform())
-        if backend == "kernels":
-            backend = "xnor" if xnor_ok else "patches"
+        backend = _auto("packed_conv_binary" if xnor_ok else "packed_conv", platform())
     if backend == "xnor" and not xnor_ok:
         raise ValueError("packed_conv backend 'xnor' needs binary_inputs=True and weight_format='binary' "
                          f"(got binary_inputs={binary_inputs}, weight_format={weight_format!r}); "

@@ -170,19 +170,41 @@ def run_packed_conv(x, w_words, alpha, alpha_neg, row_scale, *, weight_format, k
 
 
 def _xnor_path(x, w_bits, alpha, row_scale, *, shape, strides, pads, pad_value, backend, block_items):
+    """XNOR-popcount convolution, exact in integers.
+
+    sign(x) is packed once per pixel (ceil(C/32) words, bit 1 = +1, 0 past C), padded with +1 words,
+    and the kh*kw strided slices of those words are the patches [B H' W', kh*kw*ceil(C/32)] (9x fewer
+    bits to pack than packing im2col patches); the filters are re-packed tap by tap in the same order
+    (:func:`tap_major_words`). Padding bits are 0 on both sides, so they never differ: the product over
+    the padded length Kp = 32 kh kw ceil(C/32) is Kp - 2 popcount, and the one over the real
+    K = C kh kw is that minus (Kp - K).
+    """
     kh, kw, c, o = shape
     b = x.shape[0]
-    k = c * kh * kw
-    sx = sign(x).astype(jnp.bfloat16)  # +-1 exactly; zero padding packs as +1
-    patches = lax.conv_general_dilated_patches(sx, (kh, kw), strides, pads, dimension_numbers=DN)
-    ho, wo = patches.shape[1:3]
-    a_bits = pack_signs(patches.reshape(b * ho * wo, k), axis=-1)
-    mm = functools.partial(xnor_product, k=k, backend=backend, block_items=block_items)
-    if pad_value == 1.0 or not any(map(any, pads)):  # the packed +1 padding is the pad value
-        rows = jnp.ones((b * ho * wo,), jnp.float32) if row_scale is None else row_scale.reshape(-1)
-        return mm(a_bits, w_bits, rows, alpha).reshape(b, ho, wo, o)
-    signs = decode_conv_kernel(w_bits, jnp.ones((o,), jnp.float32), weight_format="binary", shape=shape)
-    border = conv_border_term(x.shape[1:3], signs, strides, pads)  # integers: sum of +-1 taps
-    counts = mm(a_bits, w_bits, None, None).reshape(b, ho, wo, o).astype(jnp.float32)
-    y = (counts - (1.0 - pad_value) * border) * alpha
+    sh, sw = strides
+    valid = pack_signs(jnp.ones((c,), jnp.float32), axis=-1)  # +1 in each real channel
+    words = pack_signs(sign(x), axis=-1)  # [B, H, W, ceil(C/32)]
+    words = jnp.pad(words, [(0, 0), *pads, (0, 0)], constant_values=jnp.uint32(0xFFFFFFFF)) & valid
+    hp, wp = words.shape[1:3]
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    taps = [lax.slice(words, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, words.shape[3]),
+                      (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+    a_bits = jnp.concatenate(taps, axis=-1).reshape(b * ho * wo, -1)
+    w_taps = tap_major_words(w_bits, shape)
+    kp = w_taps.shape[1] * WORD_BITS
+    mm = functools.partial(xnor_product, k=kp, backend=backend, block_items=block_items)
+    counts = mm(a_bits, w_taps, None, None) - (kp - c * kh * kw)
+    counts = counts.reshape(b, ho, wo, o).astype(jnp.float32)
+    if pad_value != 1.0 and any(map(any, pads)):  # packed +1 padding; the layer pads with pad_value
+        signs = decode_conv_kernel(w_bits, jnp.ones((o,), jnp.float32), weight_format="binary", shape=shape)
+        counts = counts - (1.0 - pad_value) * conv_border_term(x.shape[1:3], signs, strides, pads)
+    y = counts * alpha
     return y if row_scale is None else y * row_scale[..., None]
+
+
+def tap_major_words(w_bits, shape):
+    """Filters packed along channel-times-window (:func:`pack_conv_weights`) -> re-packed per tap:
+    uint32 [O, kh*kw*ceil(C/32)], tap (dh, dw) outermost, each tap's C signs in its own words."""
+    kh, kw, c, o = shape
+    signs = unpack_signs(w_bits, c * kh * kw, axis=-1, dtype=jnp.int8).reshape(o, c, kh, kw)
+    return pack_signs(signs.transpose(0, 2, 3, 1), axis=-1).reshape(o, -1)

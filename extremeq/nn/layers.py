@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from extremeq.nn.conv import conv_general_dilated
 from extremeq.nn.specs import QuantizerSpec, as_spec
 
 default_kernel_init = nnx.initializers.lecun_normal()
@@ -217,7 +218,7 @@ class QuantConv(_Quantized):
         if pad_border and self.feature_group_count != 1:
             xq = jnp.pad(xq, [(0, 0), *pads, (0, 0)], constant_values=self.pad_value)
             pads, pad_border = [(0, 0), (0, 0)], False
-        y = jax.lax.conv_general_dilated(
+        y = conv_general_dilated(  # XLA's, input materialized on the CPU (extremeq.nn.conv)
             xq, kernel, window_strides=self.strides, padding=pads,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.feature_group_count,
         )

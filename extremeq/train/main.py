@@ -117,6 +117,11 @@ def main(argv):
         _fail("--workdir is required (the run's directory), e.g. --workdir=runs/digits_twn")
     logging.set_verbosity(logging.INFO)
     _quiet_orbax()
+    if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
+        from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
+
+        train_lm(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES), FLAGS.workdir)
+        return
     try:
         result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except user_errors() as e:

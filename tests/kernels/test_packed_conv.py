@@ -14,6 +14,7 @@ CASES = [  # (H, W, C, O, kernel, strides, padding)
     (7, 6, 5, 4, 3, 1, "SAME"),  # C*kh*kw = 45: padding bits in the last word
     (8, 8, 3, 6, 3, 2, ((1, 0), (2, 1))),
     (5, 5, 2, 3, (3, 2), 1, "VALID"),
+    (6, 7, 40, 5, 3, 2, "SAME"),  # two words per pixel on the XNOR path, 24 padding bits in the second
 ]
 
 
@@ -70,8 +71,9 @@ def test_border_term_equals_explicit_padding_grouped():
 
 
 @pytest.mark.skipif(ON_ACCELERATOR, reason="checks the CPU choice")
-def test_auto_on_cpu_is_the_xla_conv():
-    for binary_inputs, fmt in [(True, "binary"), (False, "ternary")]:
+def test_auto_on_cpu_is_xnor_for_binary_else_the_xla_conv():
+    assert backends.resolve_conv("auto", binary_inputs=True, weight_format="binary") == "xnor"
+    for binary_inputs, fmt in [(False, "binary"), (True, "ternary"), (False, "ternary")]:
         assert backends.resolve_conv("auto", binary_inputs=binary_inputs, weight_format=fmt) == "conv"
 
 

@@ -1,6 +1,5 @@
 """xnor_matmul equals the +-1 integer product exactly, on every backend and shape."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +14,7 @@ from kernel_testing import (
     random_pm1,
 )
 
+from extremeq.kernels import xla as xla_kernels
 from extremeq.kernels import (
     xnor_linear,
     xnor_linear_reference,
@@ -172,3 +172,10 @@ def test_dot_backend_gpu_formulation_exact(monkeypatch, m, n, k):
     assert "bf16" in text and "xi8" not in text  # the bfloat16 form ran
     assert out.dtype == jnp.int32
     np.testing.assert_array_equal(np.asarray(out), pm1_product(a, b))
+
+
+@pytest.mark.parametrize("m", [1, xla_kernels.SMALL_M, xla_kernels.SMALL_M + 1])
+def test_xla_popcount_both_sides_of_the_small_m_switch(m):
+    """Rows <= SMALL_M reduce over the word axis in place, more rows scan over word chunks: same ints."""
+    a, b, ab, bb = _case(m, m, 37, 1000)
+    np.testing.assert_array_equal(np.asarray(xla_kernels.xnor_matmul_xla_popcount(ab, bb, k=1000)), pm1_product(a, b))

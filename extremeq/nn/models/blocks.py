@@ -9,6 +9,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from extremeq.nn.conv import conv_general_dilated
+
+
+def conv(*args, **kwargs) -> nnx.Conv:
+    """``nnx.Conv`` running :func:`extremeq.nn.conv.conv_general_dilated` (XLA's convolution, its
+    input materialized on the CPU so that the filter gradient does not recompute it)."""
+    return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
 
 def hard_tanh(x: jax.Array) -> jax.Array:
     """htanh(x) = clip(x, -1, 1) (Courbariaux, Hubara et al. 2016, BinaryNet)."""
@@ -111,7 +118,7 @@ class ConvBlock(nnx.Module):
                  padding: int | str = "SAME", pool: tuple[int, int] | None = None, activation: str,
                  bn_momentum: float, bn_epsilon: float, rngs: nnx.Rngs):
         pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
-        self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size), strides=strides,
+        self.conv = conv(in_features, out_features, (kernel_size, kernel_size), strides=strides,
                              padding=pad, use_bias=False, rngs=rngs)
         self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.pool = pool
@@ -138,10 +145,10 @@ class BasicBlock(nnx.Module):
                  activation: str, bn_momentum: float, bn_epsilon: float, rngs: nnx.Rngs):
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut {shortcut!r} unknown; choose 'A' (zero-pad) or 'B' (1x1 projection)")
-        self.conv1 = nnx.Conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
+        self.conv1 = conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
                               use_bias=False, rngs=rngs)
         self.bn1 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
-        self.conv2 = nnx.Conv(out_features, out_features, (3, 3), padding=((1, 1), (1, 1)),
+        self.conv2 = conv(out_features, out_features, (3, 3), padding=((1, 1), (1, 1)),
                               use_bias=False, rngs=rngs)
         self.bn2 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.activation = _check_activation(activation)
@@ -150,7 +157,7 @@ class BasicBlock(nnx.Module):
         pad_channels = 0
         if strides != 1 or in_features != out_features:
             if shortcut == "B":
-                shortcut_conv = nnx.Conv(in_features, out_features, (1, 1), strides=strides,
+                shortcut_conv = conv(in_features, out_features, (1, 1), strides=strides,
                                          padding="VALID", use_bias=False, rngs=rngs)
                 shortcut_bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
             else:

@@ -13,6 +13,7 @@ from extremeq.nn.models.blocks import (
     _bn,
     _check_activation,
     _conv_out,
+    conv,
     _drop,
     _dropout,
     _max_pool,
@@ -31,7 +32,7 @@ class LeNet5(nnx.Module):
                  bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
         self.activation = _check_activation(activation)
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = nnx.Conv(in_features, 32, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
+        self.stem = conv(in_features, 32, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(32, bn_momentum, bn_epsilon, rngs)
         self.blocks = nnx.List([ConvBlock(32, 64, 5, padding="VALID", pool=(2, 2), **common)])
         h, w = input_size
@@ -66,7 +67,7 @@ class VGG7(nnx.Module):
         self.activation = _check_activation(activation)
         c1, c2, c3 = width, 2 * width, 4 * width
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = nnx.Conv(in_features, c1, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.stem = conv(in_features, c1, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(c1, bn_momentum, bn_epsilon, rngs)
         self.blocks = nnx.List([
             ConvBlock(c1, c1, 3, padding=1, pool=(2, 2), **common),
@@ -107,7 +108,7 @@ class AlexNet(nnx.Module):
                  bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
         self.activation = _check_activation(activation)
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = nnx.Conv(in_features, 96, (11, 11), strides=4, padding=((2, 2), (2, 2)), use_bias=False,
+        self.stem = conv(in_features, 96, (11, 11), strides=4, padding=((2, 2), (2, 2)), use_bias=False,
                              rngs=rngs)
         self.stem_bn = _batch_norm(96, bn_momentum, bn_epsilon, rngs)
         self.blocks = nnx.List([

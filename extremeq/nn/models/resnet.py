@@ -13,6 +13,7 @@ from extremeq.nn.models.blocks import (
     _batch_norm,
     _bn,
     _check_activation,
+    conv,
 )
 
 
@@ -44,7 +45,7 @@ class CifarResNet(nnx.Module):
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, ...), got {depth}")
         n = (depth - 2) // 6
         self.activation = _check_activation(activation)
-        self.stem = nnx.Conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.stem = conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
         self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width), n, shortcut=shortcut,
                                      activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
@@ -71,7 +72,7 @@ class ResNet18(nnx.Module):
                  activation: str = "relu", bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
                  rngs: nnx.Rngs):
         self.activation = _check_activation(activation)
-        self.stem = nnx.Conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
+        self.stem = conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
                              rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
         self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width, 8 * width), 2, shortcut=shortcut,

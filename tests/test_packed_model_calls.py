@@ -1,0 +1,36 @@
+"""PackedModel calls: one executable per input shape, compiled once; same logits as the jitted module."""
+
+import extremeq
+import jax
+import jax.numpy as jnp
+import numpy as np
+from extremeq.nn import method_rules, quantize_model
+from extremeq.nn.models import build_model
+from flax import nnx
+
+
+def _packed():
+    recipe = {"model": {"name": "mlp", "hidden": [64, 64], "activation": "hardtanh"}, "num_classes": 10,
+              "input_shape": [8, 8, 1]}
+    model = build_model(recipe["model"], 10, (8, 8, 1), nnx.Rngs(0))
+    quantize_model(model, method_rules("bnn"))
+    model.eval()
+    return model, extremeq.export(model, recipe=recipe)
+
+
+def test_one_executable_per_shape_and_same_logits():
+    model, packed = _packed()
+    rng = np.random.default_rng(0)
+    graphdef, state = nnx.split(packed.module)
+    reference = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+    for batch in (1, 3, 1, 3, 1):
+        x = rng.standard_normal((batch, 8, 8, 1)).astype(np.float32)
+        for given in (x, jnp.asarray(x), x.astype(np.float64)):
+            np.testing.assert_array_equal(np.asarray(packed(given)), np.asarray(reference(state, jnp.asarray(x))))
+    assert sorted(packed._executables) == [(1, 8, 8, 1), (3, 8, 8, 1)]
+
+
+def test_callable_inside_the_callers_jit():
+    _, packed = _packed()
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 8, 8, 1)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda v: packed(v) * 2.0)(x)), np.asarray(packed(x)) * 2.0)
