@@ -42,6 +42,17 @@ def path_string(path) -> str:
     return "/".join(str(p) for p in path)
 
 
+def set_at(root, path: tuple, new) -> None:
+    """Replace the sub-module of ``root`` at attribute/index ``path`` by ``new``."""
+    parent = root
+    for key in path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+    if isinstance(path[-1], int):
+        parent[path[-1]] = new
+    else:
+        setattr(parent, path[-1], new)
+
+
 def quant_layers(model) -> Iterator[tuple[str, _Quantized]]:
     """(path string, layer) for every QuantLinear / QuantConv, in path order."""
     for path, module in nnx.iter_modules(model):
@@ -141,14 +152,7 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
                         targets.append((path, module, spec))
                     break
     for path, module, spec in targets:
-        parent = model
-        for key in path[:-1]:
-            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-        new = _converted(module, spec, rngs)
-        if isinstance(path[-1], int):
-            parent[path[-1]] = new
-        else:
-            setattr(parent, path[-1], new)
+        set_at(model, path, _converted(module, spec, rngs))
     return [path_string(p) for p, _, _ in targets]
 
 
