@@ -1,5 +1,5 @@
 """CIFAR-100, ResNet-20/32/44/56: the CIFAR-10 recipe of ``cifar10_resnet.py`` (He et al. 2016;
-TTQ's for ``ttq``) on 100 classes. No paper in ANCHORS.md reports these networks on CIFAR-100,
+TTQ's for ``ttq``) on 100 classes. None of the papers cited here reports these networks on CIFAR-100,
 so there is no published number to match; the recipe is carried over unchanged (an assumption).
 Variant: ``resnet32:twn`` etc.
 """

@@ -5,7 +5,7 @@ other methods. Variant: ``model:method`` in any order, e.g. ``resnet20:ttq``, ``
 FP recipe (He et al. 2016, as recalled): SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
 divided by 10 at 32k and 48k iterations and stopped at 64k (= epochs 82, 123, 164 at 391
 iterations per epoch); 4-pixel padding + random 32x32 crop + horizontal flip; option-A (zero-pad)
-shortcuts. Targets (ANCHORS.md): 91.77 / 92.33 / 92.82 / 93.20 FP as reported in TTQ.
+shortcuts. Targets: 91.77 / 92.33 / 92.82 / 93.20 FP as reported in TTQ.
 
 TTQ recipe (the authors' code, czhu95/ternarynet examples/Ternary-Net/tw-cifar10-resnet.py, read
 for this file): SGD momentum 0.9, lr 0.1 x0.1 at epochs 82, 123, 150, batch 128, weight decay

@@ -1,5 +1,5 @@
 """CIFAR-10, VGG-7 (2x(128C3)-MP2-2x(256C3)-MP2-2x(512C3)-MP2-1024FC-classifier): the TWN paper
-(Li, Zhang, Liu 2016). Targets (ANCHORS.md, checked against a transcription of its table):
+(Li, Zhang, Liu 2016). Targets (the paper's table):
 FP 92.88, TWN 92.56, BWN 90.18.
 
 Recipe (TWN paper, Table 1 and text, as recalled, not verified): SGD momentum 0.9, weight decay

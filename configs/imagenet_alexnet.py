@@ -1,5 +1,5 @@
 """ImageNet, AlexNet with BatchNorm: XNOR-Net / BWN (Rastegari, Ordonez, Redmon, Farhadi 2016).
-Targets (ANCHORS.md): FP 56.6, BWN 56.8, XNOR-Net 44.2 top-1.
+Targets (Rastegari et al. 2016, top-1): FP 56.6, BWN 56.8, XNOR-Net 44.2 top-1.
 
 Network (the authors' Torch code, allenai/XNOR-Net models/alexnetxnor.lua, read for this file):
 96C11/4 pad 2 -> BN -> ReLU -> MP3/2, then binary blocks 256C5-MP, 384C3, 384C3, 256C3-MP,

@@ -1,5 +1,5 @@
 """ImageNet, ResNet-18 (He et al. 2016; projection shortcuts: TWN/TTQ's "ResNet-18B").
-Targets (ANCHORS.md): FP 69.3, BWN 60.8, XNOR 51.2, TWN 61.8 (FP 65.4 in that paper), TTQ 66.6.
+Targets: FP 69.3, BWN 60.8, XNOR 51.2, TWN 61.8 (FP 65.4 in that paper), TTQ 66.6.
 
 FP recipe (He et al. 2016, as recalled): SGD momentum 0.9, weight decay 1e-4, batch 256, lr 0.1
 divided by 10 at epochs 30 and 60, 90 epochs; random-resized 224 crops + flip.

@@ -1,5 +1,5 @@
 """MNIST, MLP 784-4096-4096-4096-10 with binary weights and activations: BinaryNet / BNN
-(Courbariaux, Hubara, Soudry, El-Yaniv, Bengio 2016), test error 0.96% (ANCHORS.md: 99.04).
+(Courbariaux, Hubara, Soudry, El-Yaniv, Bengio 2016), test error 0.96% (accuracy 99.04).
 
 Recipe from the authors' released Theano code (MatthieuCourbariaux/BinaryNet Train-time/mnist.py,
 read for this file): 3 hidden layers of 4096 units; dense -> BatchNorm (alpha 0.1 -> Flax momentum

@@ -1,5 +1,5 @@
 """MNIST, LeNet-5 (32C5-MP2-64C5-MP2-512FC-classifier): the TWN paper (Li, Zhang, Liu 2016,
-"Ternary Weight Networks", Table 2: FP 99.41, BWN 99.05, TWN 99.35; as recalled, see ANCHORS.md).
+"Ternary Weight Networks", Table 2: FP 99.41, BWN 99.05, TWN 99.35; as recalled).
 
 Recipe (TWN paper, Table 1, as recalled, not verified): SGD momentum 0.9, weight decay 1e-4,
 batch 50, lr 0.01 divided by 10 at epochs 15 and 25; BatchNorm after every weight layer; no data

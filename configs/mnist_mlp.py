@@ -6,7 +6,7 @@ Paper (its Sec. 3.1 as quoted in third-party code; the paper itself not re-read)
 We use an exponentially decaying learning rate. We use Batch Normalization with a minibatch of
 size 200", no data augmentation, no dropout for the BinaryConnect rows; the last 10000 training
 images are the validation set (limit_train = 50000). Table 2 test error: no regularizer 1.30%,
-BinaryConnect det. 1.29%, stoch. 1.18% (as recalled; ANCHORS.md lists 98.71 / 98.82 accuracy).
+BinaryConnect det. 1.29%, stoch. 1.18% (accuracy 98.71 / 98.82).
 
 Optimizer: the authors' released Theano code (MatthieuCourbariaux/BinaryConnect mnist.py, read
 for this file): Adam, lr 1e-3 decayed exponentially per epoch to 3e-6 over 250 epochs, every dense

@@ -1,6 +1,6 @@
 """Checks the seed's claims about extreme quantization by small experiments on real MNIST.
 
-    python experiments/claims_mnist.py all --workdir /work/runs/claims      # every claim
+    python experiments/claims_mnist.py all --workdir runs/claims      # every claim
     python experiments/claims_mnist.py ste layers distill ttq memory        # or some of them
 
 Every training run is the same small problem, so the whole set fits a shared 2-core CPU: the

@@ -14,6 +14,9 @@ same names (k-bit weights, float inputs); nothing in ``extremeq`` is edited:
     import custom_method_dorefa  # noqa: F401  (registers the methods)
     quantize_model(model, method_rules("dorefa4"))
     print(summary(model, x))      # 4-bit params, "4-bit" MACs
+
+or ``config.quant.method = "dorefa4"`` for ``extremeq.train`` (a config file that imports this one, for
+the command line), then ``extremeq.export`` (README, "Adding a method").
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _entries(k: int):
         return methods.QArray(dorefa_codes_of(dorefa_input(w), levels), {"alpha": alpha}, spec.name)
 
     name = f"dorefa{k}"
-    return (  # decode: the default codes * alpha; packing: the default "codes" (int8 codes + alpha)
+    return (  # decode: the default codes * alpha; packing: the default "codes" (k-bit codebook indices + alpha)
         methods.WeightMethod(name=name, bits=k, precision=f"{k}-bit", forward=forward, encode=encode,
                              doc=f"DoReFa-Net {k}-bit weights"),
         methods.Method(name=name, kernel=name, input="fp", doc=f"DoReFa-Net, {k}-bit weights, float inputs"),

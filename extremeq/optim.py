@@ -23,9 +23,9 @@ import optax
 
 from extremeq.ste import sign
 
-# Leaf names that are never weight-decayed: biases, batch-norm scale/bias (and
-# running statistics, which are not parameters anyway) and the TTQ scales.
-NO_DECAY_NAMES = ("bias", "scale", "ttq_wp", "ttq_wn", "mean", "var")
+# Leaf names that are never weight-decayed: biases, batch-norm scale/bias (and running statistics,
+# which are not parameters anyway). A method's learned scales (TTQ's) are scalars, below ndim 2.
+NO_DECAY_NAMES = ("bias", "scale", "mean", "var")
 
 
 # ------------------------------------------------------------------ paths
@@ -142,8 +142,8 @@ def learning_rate_schedule(
 
 # ----------------------------------------------------------- param masks
 def weight_decay_mask(params):
-    """True where L2 weight decay applies: kernels (ndim >= 2), never a bias,
-    batch-norm scale/bias or TTQ scale (``NO_DECAY_NAMES``)."""
+    """True where L2 weight decay applies: kernels (ndim >= 2), never a bias or batch-norm
+    scale/bias (``NO_DECAY_NAMES``), nor a method's learned scales (TTQ's W_p, W_n: scalars)."""
 
     def decays(path, x):
         name = path_string(path).rsplit("/", 1)[-1]

@@ -1,4 +1,4 @@
-"""Bit packing: 1-bit signs and 2-bit ternary codes in uint32 words.
+"""Bit packing: 1-bit signs, 2-bit ternary codes and k-bit unsigned codes in uint32 words.
 
 Formats (both little-endian within a word, so they agree with
 ``numpy.packbits(..., bitorder="little")`` viewed as little-endian uint32):
@@ -11,6 +11,8 @@ Formats (both little-endian within a word, so they agree with
 * 2-bit ternary: element ``16*j + i`` occupies bits ``2i, 2i+1`` of word ``j``
   with the codes ``00 = 0``, ``01 = +1``, ``11 = -1`` (``10`` is unused and
   decodes to 0). Padding codes are ``00``.
+* k-bit unsigned (:func:`pack_uint`, k in 1..16): element ``(32 // k)*j + i`` occupies bits
+  ``k*i .. k*i + k - 1`` of word ``j`` (the two formats above are k = 1 and 2 with their codes).
 
 Every ``pack_*`` has an exact inverse ``unpack_*`` that takes the original
 length along the packed axis. The two decodes, :func:`sign_from_bit` and
@@ -32,8 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from extremeq.ste import sign_bit
+
 WORD_BITS = 32
-TERNARY_PER_WORD = 16
+TERNARY_PER_WORD = WORD_BITS // 2
 
 
 def num_words(length: int, per_word: int = WORD_BITS) -> int:
@@ -113,24 +117,61 @@ def pack_bits(bits, axis: int = -1, *, checks=None):
     _check_integer_like(bits, "pack_bits", "0/1 values")
     check_values(bits, lambda b: (b == 0) | (b == 1), "pack_bits needs values in {0, 1}",
                  "for signs use pack_signs(x) (bit 1 for x >= 0)", checks)
-    groups, _ = _to_last_padded(jnp.asarray(bits).astype(jnp.uint32) & 1, axis, WORD_BITS)
-    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
+    return _pack_fields(jnp.asarray(bits).astype(jnp.uint32) & 1, axis, 1)
+
+
+def unpack_bits(words, length: int, axis: int = -1):
+    """Inverse of :func:`pack_bits`: uint32 words -> uint8 {0, 1}, ``length`` along ``axis``."""
+    return _unpack_fields(words, length, axis, 1, "unpack_bits", "bits", jnp.uint8)
+
+
+def _pack_fields(fields, axis: int, width: int):
+    """uint32 values below 2^width -> words of ``WORD_BITS // width`` fields each: element
+    ``per_word * j + i`` of the axis in bits ``width*i .. width*i + width - 1`` of word ``j``
+    (the 1-bit and 2-bit formats are widths 1 and 2). Padding fields are 0."""
+    per_word = WORD_BITS // width
+    groups, _ = _to_last_padded(fields, axis, per_word)
+    shifts = width * jnp.arange(per_word, dtype=jnp.uint32)
     # Distinct bit positions never carry, so a sum equals a bitwise OR.
     words = jnp.sum(groups << shifts, axis=-1, dtype=jnp.uint32)
     return jnp.moveaxis(words, -1, axis)
 
 
-def unpack_bits(words, length: int, axis: int = -1):
-    """Inverse of :func:`pack_bits`: uint32 words -> uint8 {0, 1}, ``length`` along ``axis``."""
+def _unpack_fields(words, length, axis: int, width: int, name: str, unit: str, dtype, decode=None):
+    """Inverse of :func:`_pack_fields`: ``length`` fields along ``axis``, through ``decode``, as ``dtype``."""
     words = jnp.asarray(words)
     if words.dtype != jnp.uint32:
-        raise TypeError(f"unpack_bits needs uint32 words, got dtype {words.dtype}")
+        raise TypeError(f"{name} needs uint32 words, got dtype {words.dtype}")
+    per_word = WORD_BITS // width
     w = jnp.moveaxis(words, axis, -1)
-    length = _check_length(length, w.shape[-1] * WORD_BITS, "unpack_bits", "bits")
-    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
-    bits = (w[..., None] >> shifts) & 1
-    bits = bits.reshape(*w.shape[:-1], -1)[..., :length].astype(jnp.uint8)
-    return jnp.moveaxis(bits, -1, axis)
+    length = _check_length(length, w.shape[-1] * per_word, name, unit)
+    shifts = width * jnp.arange(per_word, dtype=jnp.uint32)
+    fields = (w[..., None] >> shifts) & jnp.uint32(2**width - 1)
+    if decode is not None:
+        fields = decode(fields)
+    fields = fields.reshape(*w.shape[:-1], -1)[..., :length].astype(dtype)
+    return jnp.moveaxis(fields, -1, axis)
+
+
+def pack_uint(values, bits: int, axis: int = -1, *, checks=None):
+    """Pack unsigned integers in [0, 2^bits) into uint32 words, ``32 // bits`` a word (k-bit codes:
+    a codebook index, ``extremeq.inference``'s format for a registered method's own codes)."""
+    _check_field_width(bits)
+    _check_integer_like(values, "pack_uint", f"values in [0, 2^{bits})")
+    check_values(values, lambda v: (v >= 0) & (v < 2**bits), f"pack_uint needs values in [0, {2**bits})",
+                 f"store at most 2^{bits} distinct codes (a codebook index)", checks)
+    return _pack_fields(jnp.asarray(values).astype(jnp.uint32), axis, bits)
+
+
+def unpack_uint(words, length: int, bits: int, axis: int = -1, dtype=jnp.int32):
+    """Inverse of :func:`pack_uint`: words -> values in [0, 2^bits) of ``dtype``."""
+    _check_field_width(bits)
+    return _unpack_fields(words, length, axis, bits, "unpack_uint", f"{bits}-bit values", dtype)
+
+
+def _check_field_width(bits):
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
+        raise ValueError(f"a packed field is 1 to 16 bits wide, got {bits!r}")
 
 
 def pack_signs(x, axis: int = -1):
@@ -141,7 +182,7 @@ def pack_signs(x, axis: int = -1):
             f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; "
             "for 0/1 bits use pack_bits."
         )
-    return pack_bits(x >= 0, axis, checks=False)
+    return pack_bits(sign_bit(x), axis, checks=False)
 
 
 def unpack_signs(words, length: int, axis: int = -1, dtype=jnp.float32):
@@ -162,23 +203,12 @@ def pack_ternary(t, axis: int = -1, *, checks=None):
     check_values(t, lambda v: (v >= -1) & (v <= 1), "pack_ternary needs values in {-1, 0, +1}",
                  "quantize first, e.g. pack_ternary(jnp.sign(q).astype(jnp.int8))", checks)
     codes = (t.astype(jnp.int32) & 3).astype(jnp.uint32)  # 0->0, 1->1, -1->3
-    groups, _ = _to_last_padded(codes, axis, TERNARY_PER_WORD)
-    shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
-    words = jnp.sum(groups << shifts, axis=-1, dtype=jnp.uint32)
-    return jnp.moveaxis(words, -1, axis)
+    return _pack_fields(codes, axis, 2)
 
 
 def unpack_ternary(words, length: int, axis: int = -1, dtype=jnp.int8):
     """Inverse of :func:`pack_ternary`: words -> values in {-1, 0, +1} of ``dtype``."""
-    words = jnp.asarray(words)
-    if words.dtype != jnp.uint32:
-        raise TypeError(f"unpack_ternary needs uint32 words, got dtype {words.dtype}")
-    w = jnp.moveaxis(words, axis, -1)
-    length = _check_length(length, w.shape[-1] * TERNARY_PER_WORD, "unpack_ternary", "codes")
-    shifts = 2 * jnp.arange(TERNARY_PER_WORD, dtype=jnp.uint32)
-    vals = ternary_from_code((w[..., None] >> shifts) & 3)
-    vals = vals.reshape(*w.shape[:-1], -1)[..., :length].astype(dtype)
-    return jnp.moveaxis(vals, -1, axis)
+    return _unpack_fields(words, length, axis, 2, "unpack_ternary", "codes", dtype, ternary_from_code)
 
 
 def split_ternary(words):

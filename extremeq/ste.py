@@ -42,14 +42,20 @@ import jax.numpy as jnp
 ESTIMATORS = ("ste", "clipped", "tanh", "approx_sign", "swish_sign")
 
 
+def sign_bit(x):
+    """True where sign(x) = +1, i.e. x >= 0 (sign(0) = +1): the bit a packed sign stores, and what
+    the flip ratio compares."""
+    return jnp.asarray(x) >= 0
+
+
 def sign(x):
     """sign(x) with sign(0) = +1, in the dtype of ``x``; sign(nan) = nan.
 
     The one definition of the binarization every quantizer, layer and packed format uses
-    (a packed bit is 1 exactly where ``sign(x) = +1``).
+    (a packed bit is 1 exactly where ``sign(x) = +1``, :func:`sign_bit`).
     """
     x = jnp.asarray(x)
-    s = jnp.where(x >= 0, 1, -1).astype(x.dtype)
+    s = jnp.where(sign_bit(x), 1, -1).astype(x.dtype)
     if jnp.issubdtype(x.dtype, jnp.floating):
         s = nan_where(jnp.isnan(x), s)
     return s

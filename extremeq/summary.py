@@ -44,11 +44,6 @@ from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 from extremeq.nn.policy import path_string
 
 
-def precision_of_bits(bits: int) -> str:
-    """The precision the built-in methods of a bit width have (layers read their method's own)."""
-    return {1: "binary", 2: "ternary", 8: "int8"}.get(bits, "float")
-
-
 @dataclasses.dataclass
 class LayerRow:
     path: str

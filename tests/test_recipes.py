@@ -1,7 +1,7 @@
 """The CIFAR-10 and ImageNet paper recipes (configs/sweeps/*.py) stay runnable without the data.
 
 Every row of every recipe sweep is loaded, validated and checked against its paper: the paper
-numbers beside the rows are ANCHORS.md's (section 2), and the recipe knobs the papers fix (TTQ's
+numbers beside the rows are the papers', and the recipe knobs the papers fix (TTQ's
 schedule, first/last layer float, pad-4 crop + flip on CIFAR) are what the configs say. Then one
 row per recipe file, the one with the most machinery (TTQ, XNOR, BNN), trains a couple of steps
 on ``tfds.testing.mock_data`` (no download, no TensorFlow; mocked ImageNet images have random
@@ -21,7 +21,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# ANCHORS.md section 2, top-1 %, typed in independently of the sweep files.
+# The papers' top-1 %, typed in independently of the sweep files.
 ANCHORS = {
     "ttq_cifar10_resnet": {
         "resnet20:fp": 91.77, "resnet32:fp": 92.33, "resnet44:fp": 92.82, "resnet56:fp": 93.20,
@@ -71,7 +71,7 @@ def test_recipe_rows_validate_and_carry_the_papers_numbers(name):
     check_sweep_config(sweep)
     assert set(paper) == set(sweep.methods), "every row needs a paper entry (None where the paper has none)"
     for method, value in ANCHORS[name].items():
-        assert paper[method] == value, f"{name} {method}: {paper[method]} != ANCHORS.md {value}"
+        assert paper[method] == value, f"{name} {method}: {paper[method]} != the paper's {value}"
     for method, config in _row_configs(sweep).items():
         if config.quant.init_from:  # "@<model>:fp": the FP row's run of the same seed (TTQ's protocol)
             assert config.quant.init_from == os.path.join(method.split(":")[0] + "_fp", f"seed{sweep.seeds[0]}")

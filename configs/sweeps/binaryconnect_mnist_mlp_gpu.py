@@ -1,6 +1,6 @@
 """Sweep: BinaryConnect, Table 2, MNIST permutation-invariant MLP 784-1024-1024-1024-10: no
-regularizer (FP) 98.70, BinaryConnect det. 98.71, stoch. 98.82 (Courbariaux, Bengio, David 2015;
-ANCHORS.md section 2), three seeds, real MNIST (first 50000 training images, as the paper).
+regularizer (FP) 98.70, BinaryConnect det. 98.71, stoch. 98.82 (Courbariaux, Bengio, David 2015),
+three seeds, real MNIST (first 50000 training images, as the paper).
 
     python -m extremeq.sweep --config configs/sweeps/binaryconnect_mnist_mlp_gpu.py --workdir runs/binaryconnect_mnist_mlp_gpu
 

@@ -1,5 +1,5 @@
 """Sweep: BinaryNet / BNN (Courbariaux, Hubara et al. 2016), MNIST MLP 784-4096-4096-4096-10 with
-binary weights and binary activations: 99.04 (test error 0.96%; ANCHORS.md section 2), on real
+binary weights and binary activations: 99.04 (test error 0.96%), on real
 MNIST (first 50000 training images).
 
     python -m extremeq.sweep --config configs/sweeps/binarynet_mnist_mlp_3ep.py --workdir runs/binarynet_mnist_mlp_3ep

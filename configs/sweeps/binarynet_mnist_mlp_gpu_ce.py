@@ -1,4 +1,4 @@
-"""Sweep: BinaryNet / BNN, MNIST MLP 784-4096-4096-4096-10 (99.04, ANCHORS.md section 2), three
+"""Sweep: BinaryNet / BNN, MNIST MLP 784-4096-4096-4096-10 (99.04), three
 seeds, real MNIST (first 50000 training images): the recipe of the CPU runs
 (configs/sweeps/binarynet_mnist_mlp_3ep.py) for 40 epochs on a GPU.
 

@@ -1,6 +1,6 @@
 """Sweep (recipe, needs ImageNet 2012 prepared for TFDS and GPUs): ResNet-18 on ImageNet, top-1:
 FP 69.3 (He et al.), BWN 60.8 and XNOR-Net 51.2 (Rastegari et al. 2016), TWN 61.8 (Li et al. 2016,
-whose own FP baseline is 65.4), TTQ 66.6 (Zhu et al. 2017) (ANCHORS.md section 2).
+whose own FP baseline is 65.4), TTQ 66.6 (Zhu et al. 2017).
 Recipe: configs/imagenet_resnet18.py (per-method schedules in that file).
 
     python -m extremeq.sweep --config configs/sweeps/imagenet_resnet18.py --workdir runs/imagenet_resnet18

@@ -1,5 +1,5 @@
 """Sweep: the TWN paper's MNIST table (Li et al. 2016, Table 2: LeNet-5 FP 99.41, BWN 99.05,
-TWN 99.35; ANCHORS.md) on configs/mnist_lenet5.py, three seeds.
+TWN 99.35) on configs/mnist_lenet5.py, three seeds.
 
     python -m extremeq.sweep --config configs/sweeps/mnist_lenet5.py --workdir runs/mnist_lenet5
 """

@@ -1,6 +1,6 @@
 """Sweep (recipe, needs a GPU; data: the CIFAR-10 JPEG archive, see configs/cifar10_resnet.py): the TTQ paper's CIFAR-10 table (Zhu, Han,
 Mao, Dally 2017, Table 1): ResNet-20/32/44/56, FP 91.77/92.33/92.82/93.20, TTQ 91.13/92.37/92.98/
-93.56; TWN (Li et al. 2016) on the same networks as the third column (no number in ANCHORS.md).
+93.56; TWN (Li et al. 2016) on the same networks as the third column (no paper number).
 Recipe: configs/cifar10_resnet.py (He et al.'s FP schedule; TTQ: wd 2e-4, x0.1 at 82/123/150).
 
     python -m extremeq.sweep --config configs/sweeps/ttq_cifar10_resnet.py --workdir runs/ttq_cifar10_resnet
@@ -13,7 +13,7 @@ therefore runs first.
 import ml_collections
 
 MODELS = ("resnet20", "resnet32", "resnet44", "resnet56")
-# Top-1 % from ANCHORS.md section 2; None: the paper has no number for this row.
+# Top-1 % from the papers' tables; None: the paper has no number for this row.
 PAPER = {}
 for _m, _fp, _ttq in zip(MODELS, (91.77, 92.33, 92.82, 93.20), (91.13, 92.37, 92.98, 93.56)):
     PAPER[f"{_m}:fp"], PAPER[f"{_m}:twn"], PAPER[f"{_m}:ttq"] = _fp, None, _ttq

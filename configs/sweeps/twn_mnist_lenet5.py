@@ -1,5 +1,5 @@
 """Sweep: TWN paper, Table 2, MNIST LeNet-5 (32C5-MP2-64C5-MP2-512FC): FP 99.41, BWN 99.05,
-TWN 99.35 (Li, Zhang, Liu 2016; ANCHORS.md section 2), three seeds, on real MNIST.
+TWN 99.35 (Li, Zhang, Liu 2016, Table 2), three seeds, on real MNIST.
 
     python -m extremeq.sweep --config configs/sweeps/twn_mnist_lenet5.py --workdir runs/twn_mnist_lenet5
 

@@ -1,5 +1,5 @@
 """Sweep (recipe, needs ImageNet 2012 prepared for TFDS and GPUs): XNOR-Net / BWN on AlexNet
-(Rastegari et al. 2016, ImageNet top-1): FP 56.6, BWN 56.8, XNOR-Net 44.2 (ANCHORS.md section 2).
+(Rastegari et al. 2016, ImageNet top-1): FP 56.6, BWN 56.8, XNOR-Net 44.2.
 Recipe: configs/imagenet_alexnet.py.
 
     python -m extremeq.sweep --config configs/sweeps/xnor_imagenet_alexnet.py --workdir runs/xnor_imagenet_alexnet

@@ -13,9 +13,10 @@ through ``extremeq.kernels``.
 
 Modules, one concept each:
 
-* :mod:`~extremeq.inference.methods`: the per-method facts (which packed kind a weight quantizer
-  becomes, how it is packed): the one place that knows individual methods.
-* :mod:`~extremeq.inference.weights`: typed packed weights, one dataclass per kind, with forwards.
+* :mod:`~extremeq.inference.weights`: typed packed weights, one dataclass per storage format
+  (``WeightMethod.packing`` of the method registry, ``extremeq.methods``), built from the method's
+  ``encode``, with forwards. No module here knows a method by name: a method registered from a file
+  of your own is exported, saved, loaded (after the same registration) and run like a built-in one.
 * :mod:`~extremeq.inference.layers`: ``PackedLinear`` / ``PackedConv``.
 * :mod:`~extremeq.inference.exporter`: ``export(model)``, ``pack_layer``.
 * :mod:`~extremeq.inference.model`: ``PackedModel``, ``load``.
@@ -32,13 +33,19 @@ and shift, as at initialisation) is +1 here but +-rounding noise in the float gr
 """
 
 from extremeq.inference.exporter import SUPPORTED, check_supported, export, pack_layer
-from extremeq.inference.file_format import FORMAT, FORMAT_VERSION, META_KEY, ExportFormatError
+from extremeq.inference.file_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    META_KEY,
+    ExportFormatError,
+)
 from extremeq.inference.layers import PackedConv, PackedLinear
 from extremeq.inference.model import PackedModel, SizeRow, load
 from extremeq.inference.rebuild import fresh_rng_state
 from extremeq.inference.recipes import build_from_recipe, register_factory
 from extremeq.inference.weights import (
     BinaryWeights,
+    CodesWeights,
     FloatWeights,
     Int8Weights,
     PackedWeights,
@@ -52,6 +59,7 @@ __all__ = [
     "META_KEY",
     "SUPPORTED",
     "BinaryWeights",
+    "CodesWeights",
     "ExportFormatError",
     "FloatWeights",
     "Int8Weights",

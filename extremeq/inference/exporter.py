@@ -4,7 +4,9 @@ The packed model keeps the network's own NNX structure and ``__call__`` (so an M
 ResNet with shortcuts run their own forward code), with every ``QuantLinear`` / ``QuantConv``
 replaced by a :class:`~extremeq.inference.layers.PackedLinear` /
 :class:`~extremeq.inference.layers.PackedConv` holding typed packed weights
-(:mod:`extremeq.inference.weights`, packed per method by :mod:`extremeq.inference.methods`).
+(:mod:`extremeq.inference.weights`): each layer's weight method (``extremeq.methods``) encodes its
+kernel into integer codes and scales, stored as the method's ``packing``. A method registered from
+a file of your own is exported like a built-in one.
 
 Float layers (``nnx.Linear``/``nnx.Conv``), batch norm and every other part of the network are
 kept as they are (float32). Batch norm is **not** folded: in the model zoo it sits where the next
@@ -13,6 +15,7 @@ layer binarizes its input, or after a max-pool, so folding would not remove it f
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping
 
 import jax.numpy as jnp
@@ -20,11 +23,10 @@ import numpy as np
 from flax import nnx
 
 from extremeq.inference.layers import PackedConv, PackedLinear, padding_config
-from extremeq.inference.methods import pack_weights, weight_kind
 from extremeq.inference.model import PackedModel
 from extremeq.inference.rebuild import path_tuple, set_at
 from extremeq.inference.recipes import check_recipe
-from extremeq.inference.weights import FloatWeights, Int8Weights, numpy_arrays
+from extremeq.inference.weights import numpy_arrays, pack_weights
 from extremeq.nn.layers import QuantConv, QuantLinear
 from extremeq.nn.models.reactnet import RPReLU, RSign
 from extremeq.nn.policy import path_string, quant_layers
@@ -37,11 +39,15 @@ SUPPORTED = (QuantLinear, QuantConv, nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.La
 
 
 def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear | PackedConv:
-    """The packed inference twin of a QuantLinear / QuantConv (eval-mode weights)."""
+    """The packed inference twin of a QuantLinear / QuantConv (eval-mode weights).
+
+    Warns when the packed weights differ from the layer's evaluation forward (e.g. ``bc_stochastic``
+    evaluated with ``stochastic_eval='mean'``: real-valued weights, packed as the 1-bit sign net).
+    """
     spec = layer.kernel_quantizer
-    ttq = (layer.ttq_wp[...], layer.ttq_wn[...]) if spec.name == "ttq" else None
-    weights = pack_weights(spec, layer.kernel[...], layer.quantized_kernel(), is_conv=isinstance(layer, QuantConv),
-                           ttq_scales=ttq)
+    weights = pack_weights(spec, layer.kernel[...], layer.learned_scales(), layer.quantized_kernel(),
+                           is_conv=isinstance(layer, QuantConv))
+    _warn_if_not_the_eval_forward(layer, path)
     arrays = numpy_arrays(weights)
     if layer.bias is not None:
         arrays["bias"] = np.asarray(layer.bias[...], np.float32)
@@ -49,8 +55,7 @@ def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear 
                   weight=spec.name, inputs=layer.input_quantizer.name)
     if isinstance(layer, QuantLinear):
         return PackedLinear(common, arrays)
-    bit_packed = not issubclass(weight_kind(spec.name), (Int8Weights, FloatWeights))
-    if layer.feature_group_count != 1 and bit_packed:
+    if layer.feature_group_count != 1 and not weights.GROUPED_CONV:
         raise ValueError(
             f"export: layer '{path}' is a grouped QuantConv (feature_group_count="
             f"{layer.feature_group_count}) with packed weights; the packed kernels support groups=1 only. "
@@ -59,6 +64,20 @@ def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear 
                   padding=padding_config(layer.padding), feature_group_count=layer.feature_group_count,
                   pad_value=float(layer.pad_value))
     return PackedConv(config, arrays)
+
+
+def _warn_if_not_the_eval_forward(layer, path: str) -> None:
+    q = layer.encoded_kernel()
+    if q is None:
+        return
+    packed, forward = np.asarray(q.dequantize()), np.asarray(layer.quantized_kernel())
+    if not np.array_equal(packed, forward, equal_nan=True):
+        spec = layer.kernel_quantizer
+        warnings.warn(
+            f"export: layer '{path}' ({spec.name}, options {dict(spec.options)}) is packed as its method's "
+            f"codes, which differ from its evaluation forward by up to {np.nanmax(np.abs(packed - forward)):.3g}; "
+            "the packed model's predictions follow the codes (a bc_stochastic layer evaluated with "
+            "stochastic_eval='mean' is packed as its deterministic sign, the 1-bit net)", stacklevel=4)
 
 
 def _own_params(module) -> list[str]:

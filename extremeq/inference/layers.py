@@ -1,8 +1,8 @@
 """Packed inference layers: PackedLinear and PackedConv, the twins of QuantLinear / QuantConv.
 
-Each holds its packed weights as NNX variables named as in the file (``w``, ``alpha``, ``ttq_wp``,
-``ttq_wn``, ``bias``) and rebuilds the typed :class:`~extremeq.inference.weights.PackedWeights`
-from them on each call. The forward is the training layer's,
+Each holds its packed weights as NNX variables named as in the file (the ``FIELDS`` of its packed
+kind: ``w``, ``alpha``, TTQ's ``ttq_wp``/``ttq_wn``; and ``bias``) and rebuilds the typed
+:class:`~extremeq.inference.weights.PackedWeights` from them on each call. The forward is the training layer's,
 
     y = (Q_in(x) (*) W_q) * K + b,
 
@@ -21,8 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from extremeq.inference.methods import weight_kind
-from extremeq.inference.weights import BinaryWeights, PackedWeights
+from extremeq.inference.weights import BinaryWeights, PackedWeights, packed_kind
 from extremeq.nn.layers import quantize_input
 from extremeq.nn.specs import as_spec
 
@@ -49,19 +48,17 @@ class _PackedLayer(nnx.Module):
     """Shared state of the packed layers: the quantizer names, the packed weights, the bias."""
 
     def _set_packed(self, config: Mapping, arrays: Mapping):
-        self.weight = str(config["weight"])  # the training weight quantizer name
+        self.weight = str(config["weight"])  # the training weight quantizer name (a registered method)
         self.inputs = str(config["inputs"])  # input quantizer name
-        self.w = Packed(jnp.asarray(arrays["w"]))
-        self.alpha = _opt(arrays.get("alpha"))
-        self.ttq_wp = _opt(arrays.get("ttq_wp"))
-        self.ttq_wn = _opt(arrays.get("ttq_wn"))
+        self._names = tuple(packed_kind(self.weight).FIELDS.values())  # the arrays of its packed kind
+        for name in self._names:
+            setattr(self, name, _opt(arrays.get(name)))
         self.bias = _opt(arrays.get("bias"))
 
     def packed_weights(self) -> PackedWeights:
         """The typed packed weights of this layer (its variables' current values)."""
-        arrays = {"w": self.w[...], "alpha": _val(self.alpha), "ttq_wp": _val(self.ttq_wp),
-                  "ttq_wn": _val(self.ttq_wn)}
-        return weight_kind(self.weight).from_arrays(arrays)
+        arrays = {name: _val(getattr(self, name)) for name in self._names}
+        return packed_kind(self.weight).from_arrays(arrays, self.weight)
 
     def _add_bias(self, y):
         return y if self.bias is None else y + self.bias[...]

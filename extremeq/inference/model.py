@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from extremeq import methods
 from extremeq.inference.file_format import (
     ExportFormatError,
     read_export,
@@ -127,13 +128,15 @@ class PackedModel:
         for layer, arrs in by_layer.items():
             conf = self.layers.get(layer)
             stored = f"{conf['config']['weight']}/{conf['config']['inputs']}" if conf else "float32"
-            if conf:  # float32 size of the layer it replaced: kernel, bias, TTQ's W_p and W_n
+            if conf:  # float32 size of the layer it replaced: kernel, bias, the method's learned scales
                 c = conf["config"]
                 n = c["in_features"] * c["out_features"]
                 if "kernel_size" in c:
                     n = math.prod(c["kernel_size"]) * (c["in_features"] // c["feature_group_count"]) * c["out_features"]
-                names = {k.rsplit("/", 1)[1] for k in arrays if k.rsplit("/", 1)[0] == layer}
-                f32 = 4 * (n + (c["out_features"] if "bias" in names else 0) + (2 if "ttq_wp" in names else 0))
+                own = {k.rsplit("/", 1)[1]: a for k, a in arrays.items() if k.rsplit("/", 1)[0] == layer}
+                learned = methods.weight_method(c["weight"]).learned_scales
+                n += sum(own[k].size for k in ("bias", *learned) if k in own)
+                f32 = 4 * n
             else:
                 f32 = sum(4 * a.size for a in arrs)
             rows.append(SizeRow(layer, stored, sum(a.nbytes for a in arrs), f32, predicted.get(layer)))

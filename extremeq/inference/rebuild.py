@@ -14,14 +14,9 @@ from flax import nnx
 from extremeq.inference.file_format import ExportFormatError
 from extremeq.inference.layers import PACKED_CLASSES
 from extremeq.inference.recipes import build_from_recipe, registered_factory
-from extremeq.nn.policy import set_module_at
+from extremeq.nn.policy import set_at  # noqa: F401  (re-exported: the exporter places packed layers with it)
 
 __all__ = ["skeleton", "fill", "fresh_rng_state", "set_at", "path_tuple", "storable_state"]
-
-
-def set_at(root, path: tuple, new) -> None:
-    """Replace the sub-module of ``root`` at attribute/index ``path`` by ``new``."""
-    set_module_at(root, path, new)
 
 
 def path_tuple(path: str) -> tuple:

@@ -37,7 +37,13 @@ from extremeq.kernels.reference import DN, conv_padding, packed_conv_reference, 
 from extremeq.kernels.ternary_weight_matmul import ternary_weight_matmul
 from extremeq.kernels.xla import conv_border_term, padded_conv
 from extremeq.kernels.xnor_matmul import resolve_xnor_backend, xnor_product
-from extremeq.packing import TERNARY_PER_WORD, WORD_BITS, pack_signs, unpack_signs, unpack_ternary
+from extremeq.packing import (
+    TERNARY_PER_WORD,
+    WORD_BITS,
+    pack_signs,
+    unpack_signs,
+    unpack_ternary,
+)
 from extremeq.ste import sign
 
 __all__ = ["packed_conv", "packed_conv_reference", "pack_conv_weights", "decode_conv_kernel", "conv_pads"]

@@ -90,9 +90,11 @@ class WeightMethod:
       stochastic: draws noise from the layer's ``quant`` rng stream while training.
       packing: how export stores the codes: ``"binary"`` (+-1 codes as 1-bit words, optional
         ``alpha``), ``"ternary"`` ({-1, 0, 1} as 2-bit words, ``alpha``), ``"ttq"`` (2-bit words,
-        ``w_p``/``w_n``), ``"int8"`` (int8 codes, ``alpha``), ``"float"`` (the kernel itself), or
-        ``"codes"`` (the default for a method of your own: integer codes in [-127, 127] stored as
-        int8 with an optional ``alpha``, turned back into weights by ``decode`` when loaded).
+        ``w_p``/``w_n``), ``"int8"`` (int8 codes, ``alpha``), ``"float"`` (the float32 kernel of
+        the evaluation forward; the default without ``encode``), or ``"codes"`` (the default with
+        an ``encode``: integer codes in [-127, 127], at most 2^bits distinct ones per layer, stored
+        as ``bits``-bit indices into a per-layer codebook, with an optional ``alpha``; turned back
+        into weights by ``decode`` when the model runs).
       doc: one line for tables and error messages.
     """
 
@@ -107,13 +109,18 @@ class WeightMethod:
     init_scales: Callable | None = None
     clip_latent: bool = False
     stochastic: bool = False
-    packing: str = "codes"
+    packing: str | None = None
     doc: str = ""
 
     def __post_init__(self):
         _check_entry(self)
+        if self.packing is None:  # frozen: set the default once, here
+            object.__setattr__(self, "packing", "float" if self.encode is None else "codes")
         if self.packing not in PACKINGS:
             raise ValueError(f"weight method {self.name!r}: packing {self.packing!r} unknown; choose one of {PACKINGS}")
+        if self.packing != "float" and self.encode is None:
+            raise ValueError(f"weight method {self.name!r}: packing {self.packing!r} stores integer codes, so it "
+                             "needs an encode(w, spec, scales) -> QArray (or packing='float' to store the weights)")
         if self.learned_scales and self.init_scales is None:
             raise ValueError(f"weight method {self.name!r}: learned_scales need an init_scales function")
 

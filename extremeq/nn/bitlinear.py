@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from extremeq import quantizers as Q
+from extremeq.nn.policy import set_at
 from extremeq.ste import get_estimator, straight_through
 
 #: BitLinear variants: weight format, bits per stored weight.
@@ -142,11 +143,5 @@ def to_bitlinear(model, pattern: str = ".*", method: str = "bitnet", ste="ste", 
     for path, module in targets:
         new = BitLinear(module.in_features, module.out_features, method=method, ste=ste, rngs=rngs)
         new.kernel[...] = module.kernel[...]
-        parent = model
-        for key in path[:-1]:
-            parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-        if isinstance(path[-1], int):
-            parent[path[-1]] = new
-        else:
-            setattr(parent, path[-1], new)
+        set_at(model, path, new)
     return ["/".join(str(p) for p in path) for path, _ in targets]

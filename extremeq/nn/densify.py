@@ -14,7 +14,7 @@ from __future__ import annotations
 from flax import nnx
 
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
-from extremeq.nn.policy import path_string, set_module_at
+from extremeq.nn.policy import path_string, set_at
 
 
 def _dense_twin(layer, rngs: nnx.Rngs):
@@ -39,5 +39,5 @@ def densify_model(model) -> list[str]:
     rngs = nnx.Rngs(0)
     targets = [(path, layer) for path, layer in nnx.iter_modules(model) if isinstance(layer, _Quantized)]
     for path, layer in targets:
-        set_module_at(model, path, _dense_twin(layer, rngs))
+        set_at(model, path, _dense_twin(layer, rngs))
     return [path_string(p) for p, _ in targets]

@@ -34,10 +34,23 @@ from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
 _SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init"}
 LATENT_INITS = (None, "keep", "uniform")
+#: What a stochastic method's layers compute after ``model.eval()`` (``method_rules(stochastic_eval=)``).
+STOCHASTIC_EVALS = ("sign", "mean")
 
 
 def path_string(path) -> str:
     return "/".join(str(p) for p in path)
+
+
+def set_at(root, path: tuple, new) -> None:
+    """Replace the sub-module of ``root`` at attribute/index ``path`` by ``new``."""
+    parent = root
+    for key in path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+    if isinstance(path[-1], int):
+        parent[path[-1]] = new
+    else:
+        setattr(parent, path[-1], new)
 
 
 def quant_layers(model) -> Iterator[tuple[str, _Quantized]]:
@@ -139,19 +152,8 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
                         targets.append((path, module, spec))
                     break
     for path, module, spec in targets:
-        set_module_at(model, path, _converted(module, spec, rngs))
+        set_at(model, path, _converted(module, spec, rngs))
     return [path_string(p) for p, _, _ in targets]
-
-
-def set_module_at(root, path: tuple, new) -> None:
-    """Replace the sub-module of ``root`` at attribute/index ``path`` (e.g. ``("blocks", 0, "dense")``) by ``new``."""
-    parent = root
-    for key in path[:-1]:
-        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-    if isinstance(path[-1], int):
-        parent[path[-1]] = new
-    else:
-        setattr(parent, path[-1], new)
 
 
 def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None,
@@ -173,8 +175,8 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
         if value not in EDGE_PRECISIONS:
             raise ValueError(f"{name}={value!r} unknown; choose one of {', '.join(EDGE_PRECISIONS)}")
     kernel, inp = entry.kernel, entry.input
-    if stochastic_eval not in ("sign", "mean"):
-        raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose 'sign' or 'mean'")
+    if stochastic_eval not in STOCHASTIC_EVALS:
+        raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose one of {STOCHASTIC_EVALS}")
     if registry.weight_method(kernel).stochastic and stochastic_eval != "sign":
         kernel = {"name": kernel, "eval": stochastic_eval}
     body = None if (kernel, inp) == ("fp", "fp") else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)

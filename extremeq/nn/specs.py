@@ -6,21 +6,9 @@ A spec is what a layer is configured with: ``"bwn"``, or
 precision, scales, whether the latent weights are clipped) comes from its registry entry
 (``spec.method``, see ``extremeq.methods``), so a method registered there is accepted here.
 
-Weight quantizers (``WEIGHT_QUANTIZERS``, built-in):
-  fp             float, no quantization                             32 bits
-  bc             BinaryConnect, sign(W)                             1 bit, clipped latent
-  bc_stochastic  BinaryConnect, stochastic sign (needs a key)       1 bit, clipped latent
-  bwn            BWN, mean|W| * sign(W), per output channel         1 bit
-  twn            TWN, alpha * T(W), Delta = 0.7 mean|W|             2 bits
-  ttq            TTQ, W_p / 0 / -W_n with learned scales            2 bits
-  bitnet         BitNet b1.58 absmean ternary                       2 bits (1.58)
-  int8           symmetric int8, per output channel                 8 bits
-
-Input (activation) quantizers (``INPUT_QUANTIZERS``, built-in):
-  fp     float                                                      32 bits
-  sign   BinaryNet sign(x), no scale                                1 bit
-  xnor   XNOR-Net sign(x) with the K-map scale                      1 bit
-  int8   symmetric int8, one absmax scale per example               8 bits
+The names are those of the registry: ``WEIGHT_QUANTIZERS`` and ``INPUT_QUANTIZERS`` (live views;
+the built-ins and their formulas are tabled in ``extremeq.methods.fp``, ``.binary``, ``.ternary`` and
+``.int8``; ``methods.weight_method(name).doc`` is each one's line).
 """
 
 from __future__ import annotations

@@ -26,20 +26,18 @@ from extremeq.data.sources import (
     default_mnist_path,
 )
 
-# ---------------------------------------------------------------------------------- method tables
-# The precision policy's tables, read in this one place. (They move to the method registry of
-# extremeq.nn; config validation and the variants read them from here.)
-from extremeq.nn import METHODS  # method -> (weight quantizer, input quantizer)
-from extremeq.nn.policy import EDGE_PRECISIONS  # first/last layer precisions
-from extremeq.nn.specs import WEIGHT_QUANTIZERS  # weight quantizer -> (bits, ...)
+# The method tables are live views of the method registry (``extremeq.methods``): a method registered
+# from a file of your own (imported by the config file, or before ``train_and_evaluate``) is accepted.
+from extremeq.methods import (  # noqa: F401  (re-exported for config files and variants)
+    BINARY_INPUT_METHODS,  # methods whose inputs are 1-bit: no ReLU before them (sign(relu(x)) = +1)
+    BINARY_METHODS,  # methods whose kernels are 1-bit (BinaryConnect's per-layer learning-rate scale)
+    METHODS,  # method -> (weight quantizer, input quantizer)
+)
+from extremeq.nn.policy import (  # first/last layer precisions; bc_stochastic eval
+    EDGE_PRECISIONS,
+    STOCHASTIC_EVALS,
+)
 from extremeq.ste import ESTIMATORS
-
-# Methods whose layers binarize their inputs: the activation before them cannot be ReLU
-# (sign(relu(x)) = +1), so the config files use hardtanh there (BinaryNet's htanh).
-BINARY_INPUT_METHODS = tuple(m for m, (_, inp) in METHODS.items() if inp != "fp")
-# Methods whose kernels are 1-bit (BinaryConnect's per-layer learning-rate scale applies to them).
-BINARY_METHODS = tuple(m for m, (kernel, _) in METHODS.items() if WEIGHT_QUANTIZERS[kernel][0] == 1)
-# ---------------------------------------------------------------------------------------------
 
 OPTIMIZERS = ("sgd", "adam", "bop")
 BOP_BASES = ("sgd", "adam")
@@ -47,7 +45,6 @@ SCHEDULES = ("constant", "step", "cosine")
 LOSS_NAMES = ("cross_entropy", "squared_hinge")
 LR_SCALES = ("none", "glorot")
 LATENT_INITS = ("keep", "uniform")
-STOCHASTIC_EVALS = ("sign", "mean")
 INIT_WEIGHTS = ("latent", "quantized")  # quant.init_weights (DSD re-dense: "quantized")
 
 

@@ -7,8 +7,10 @@ Example:
 
 Config files are in the repository's configs/ folder (digits_mlp, mnist_mlp, mnist_bnn, mnist_lenet5,
 cifar10_resnet, cifar100_resnet, cifar10_vgg7, imagenet_alexnet, imagenet_resnet18). The variant after
-':' names the method (fp, bc, bc_stochastic, bwn, xnor, twn, ttq, bitnet, bnn), a model where a file
-has several (cifar10_resnet.py:resnet56:ttq), and ste=/first=/last= options. Every key, its default and
+':' names the method, one of the method registry (extremeq.methods):
+  {methods}
+or one of your own, registered by a config file that imports the file defining it; a model where a
+file has several (cifar10_resnet.py:resnet56:ttq); and ste=/first=/last= options. Every key, its default and
 its meaning: extremeq/train/config.py (default_config); lists are tuples (--config.model.hidden=(512,512)).
 
 The run resumes from <workdir>/checkpoints; SIGTERM saves and exits 0; rerunning a finished run
@@ -31,6 +33,7 @@ from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
 from extremeq.train.config import (
+    METHODS,
     OPEN_SECTIONS,
     ConfigError,
     default_config,
@@ -39,6 +42,8 @@ from extremeq.train.config import (
 )
 from extremeq.train.variants import VariantError
 from extremeq.train.workdir import FINAL_FILE, WorkdirError
+
+__doc__ = __doc__.replace("{methods}", ", ".join(METHODS))  # the registry's names, not a copy of them
 
 FLAGS = flags.FLAGS
 _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)(?:=.*)?$")

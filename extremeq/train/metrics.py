@@ -7,8 +7,9 @@ for ternary sparsity and the TTQ scales):
 * ``flip_ratio``  = #{binary weights w : sign(w_end) != sign(w_start)} / #{binary weights}, over
   one epoch, sign(0) = +1, over the latent kernels of the layers whose weight quantizer is 1-bit;
 * ``ternary_sparsity`` = #{Q(w) == 0} / #{ternary weights}, over the quantized kernels of the
-  2-bit (twn, ttq, bitnet) layers;
-* ``ttq_wp_mean``, ``ttq_wn_mean`` = mean over the TTQ layers of their (mean) learned scales.
+  layers whose method's precision is "ternary" (twn, ttq, bitnet);
+* ``<scale>_mean`` for each learned scale of a method (TTQ: ``ttq_wp_mean``, ``ttq_wn_mean``) =
+  mean over the layers that learn it of their (mean) value.
 """
 
 from __future__ import annotations

@@ -24,14 +24,15 @@ class ModelSpec:
     """The static side of a model for the jitted steps (hashable by value).
 
     graphdef: nnx graph definition; binary_kernels: parameter paths of the 1-bit kernels;
-    ternary_layers / ttq_layers: paths of the 2-bit (twn, ttq, bitnet) and TTQ layers;
+    ternary_layers: paths of the layers whose method's precision is "ternary" (twn, ttq, bitnet);
+    learned_scales: (path, names) of the layers whose method learns scales (TTQ's ttq_wp, ttq_wn);
     clipped_kernels: kernels whose spec clips the latent weights to [-1, 1] (BinaryConnect).
     """
 
     graphdef: Any
     binary_kernels: tuple = ()
     ternary_layers: tuple = ()
-    ttq_layers: tuple = ()
+    learned_scales: tuple = ()
     clipped_kernels: tuple = ()
 
 
@@ -57,19 +58,19 @@ def model_spec(model) -> ModelSpec:
     """The graph definition and the quantized layers' groups of ``model``."""
     from extremeq.nn import quant_layers  # pylint: disable=g-import-not-at-top
 
-    binary, ternary, ttq, clipped = [], [], [], []
+    binary, ternary, scaled, clipped = [], [], [], []
     for path, layer in quant_layers(model):
         spec = layer.kernel_quantizer
-        if spec.bits == 1:
+        if spec.is_binary:
             binary.append(f"{path}/kernel")
-        if spec.bits == 2:
+        if spec.is_ternary:
             ternary.append(path)
-        if spec.name == "ttq":
-            ttq.append(path)
+        if spec.method.learned_scales:
+            scaled.append((path, spec.method.learned_scales))
         if spec.clip_latent:
             clipped.append(f"{path}/kernel")
     graphdef, _, _ = split_model(model)
-    return ModelSpec(graphdef, tuple(binary), tuple(ternary), tuple(ttq), tuple(clipped))
+    return ModelSpec(graphdef, tuple(binary), tuple(ternary), tuple(scaled), tuple(clipped))
 
 
 def _quantize(model, config):

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from extremeq import optim
+from extremeq.ste import sign_bit
 from extremeq.train import distributed
 from extremeq.train.model import ModelSpec, split_model
 
@@ -114,9 +115,9 @@ def zero_sums():
 
 
 def kernel_signs(params, binary_kernels):
-    """{path: w >= 0} of the binary kernels (sign(0) = +1)."""
+    """{path: sign_bit(w)} of the binary kernels (True where sign(w) = +1, sign(0) = +1)."""
     flat = flat_tree(params)
-    return {p: flat[p] >= 0 for p in binary_kernels}
+    return {p: sign_bit(flat[p]) for p in binary_kernels}
 
 
 def create_train_state(model, optimizer: OptimizerSpec, mesh) -> TrainState:

@@ -25,7 +25,7 @@ from extremeq import optim
 from extremeq.train.distill import distillation_loss
 from extremeq.train.losses import LOSSES, PER_EXAMPLE_LOSSES
 from extremeq.train.model import ModelSpec, merge_model, split_model
-from extremeq.train.state import OptimizerSpec, TrainState, flat_tree
+from extremeq.train.state import OptimizerSpec, TrainState, kernel_signs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,14 +190,15 @@ def evaluate_in_memory(model_vars, x_all, y_all, idx, mask, **static):
 
 
 def quant_stats(state: TrainState, *, model: ModelSpec):
-    """flip_ratio, ternary_sparsity, ttq_wp_mean, ttq_wn_mean (see extremeq.train.metrics)."""
+    """flip_ratio, ternary_sparsity, and <scale>_mean for each learned scale (TTQ: ttq_wp_mean,
+    ttq_wn_mean; see extremeq.train.metrics)."""
     out = {}
-    flat = flat_tree(state.params)
     if model.binary_kernels:
-        flips = sum(jnp.sum((flat[p] >= 0) != state.epoch_signs[p]) for p in model.binary_kernels)
-        total = sum(flat[p].size for p in model.binary_kernels)
+        signs = kernel_signs(state.params, model.binary_kernels)
+        flips = sum(jnp.sum(signs[p] != state.epoch_signs[p]) for p in model.binary_kernels)
+        total = sum(signs[p].size for p in model.binary_kernels)
         out["flip_ratio"] = flips / total
-    if model.ternary_layers or model.ttq_layers:
+    if model.ternary_layers or model.learned_scales:
         from extremeq.nn import quant_layers  # pylint: disable=g-import-not-at-top
 
         net = merge_model(model.graphdef, state.params, state.model_state)
@@ -210,7 +211,11 @@ def quant_stats(state: TrainState, *, model: ModelSpec):
                 zeros += jnp.sum(q == 0)
                 total += q.size
             out["ternary_sparsity"] = zeros / total
-        if model.ttq_layers:
-            out["ttq_wp_mean"] = jnp.mean(jnp.stack([jnp.mean(layers[p].ttq_wp[...]) for p in model.ttq_layers]))
-            out["ttq_wn_mean"] = jnp.mean(jnp.stack([jnp.mean(layers[p].ttq_wn[...]) for p in model.ttq_layers]))
+        per_name: dict = {}
+        for p, names in model.learned_scales:
+            scales = layers[p].learned_scales()
+            for name in names:
+                per_name.setdefault(name, []).append(jnp.mean(scales[name]))
+        for name, means in per_name.items():
+            out[f"{name}_mean"] = jnp.mean(jnp.stack(means))
     return out

@@ -2,7 +2,9 @@
 
 The variant argument (``get_config(arg)``, the part after ``:`` on the command line) is a list of
 tokens separated by ``,`` or ``:``, in any order:
-  * a method: fp, bc, bc_stochastic, bwn, xnor, twn, ttq, bitnet, bnn (default: fp);
+  * a method: a name of the method registry, ``extremeq.methods.METHODS`` (the built-ins fp, bc,
+    bc_stochastic, bwn, xnor, twn, ttq, bitnet, bnn, and any method registered before the config
+    file's ``get_config`` runs); default: fp;
   * a model, where a file serves several (``cifar10_resnet.py:resnet56,ttq``);
   * ``key=value`` shorthands for ``config.quant``: ``ste=clipped``, ``first=int8``, ``last=same``,
     ``init_weights=quantized`` (Dense-Sparse-Dense's re-dense start).

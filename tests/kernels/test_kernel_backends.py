@@ -7,13 +7,16 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from kernel_testing import ON_ACCELERATOR, np_pack_signs, pm1_product, random_pm1
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import ON_ACCELERATOR, np_pack_signs, pm1_product, random_pm1  # noqa: E402
-
-from extremeq import kernels  # noqa: E402
-from extremeq.kernels import KernelFallbackWarning, binary_weight_matmul, ternary_weight_matmul, xnor_matmul  # noqa: E402
-from extremeq.kernels.backends import resolve  # noqa: E402
+from extremeq import kernels
+from extremeq.kernels import (
+    KernelFallbackWarning,
+    binary_weight_matmul,
+    ternary_weight_matmul,
+    xnor_matmul,
+)
+from extremeq.kernels.backends import resolve
 
 cpu_only = pytest.mark.skipif(ON_ACCELERATOR, reason="checks the CPU choice")
 

@@ -3,27 +3,23 @@ and, where a GPU is present, gives exact results (an H100 probe: one int8 tile w
 silently wrong on an H100, so each configuration is checked on its own)."""
 
 import functools
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from kernel_testing import np_pack_signs, np_pack_ternary, pm1_product, random_pm1
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import np_pack_signs, np_pack_ternary, pm1_product, random_pm1  # noqa: E402
-
-from extremeq.kernels import binary_weight_matmul, ternary_weight_matmul, xnor_matmul  # noqa: E402
-from extremeq.kernels.backends import platform  # noqa: E402
-from extremeq.kernels.gpu.weight_only import weight_only_matmul_gpu  # noqa: E402
-from extremeq.kernels.gpu.xnor_matmul import xnor_matmul_gpu  # noqa: E402
-from extremeq.kernels.slots import decode_sign_slot, decode_ternary_slot  # noqa: E402
-from extremeq.kernels.tiles import WEIGHT_ONLY_GPU_TILES as WO_CONFIGS  # noqa: E402
-from extremeq.kernels.tiles import XNOR_GPU_TILES as GPU_TILE_CONFIGS  # noqa: E402
-from extremeq.kernels.tiles import gpu_block_m  # noqa: E402
-from extremeq.kernels.tpu.weight_only import weight_only_matmul_tpu  # noqa: E402
-from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu  # noqa: E402
+from extremeq.kernels import binary_weight_matmul, ternary_weight_matmul, xnor_matmul
+from extremeq.kernels.backends import platform
+from extremeq.kernels.gpu.weight_only import weight_only_matmul_gpu
+from extremeq.kernels.gpu.xnor_matmul import xnor_matmul_gpu
+from extremeq.kernels.slots import decode_sign_slot, decode_ternary_slot
+from extremeq.kernels.tiles import WEIGHT_ONLY_GPU_TILES as WO_CONFIGS
+from extremeq.kernels.tiles import XNOR_GPU_TILES as GPU_TILE_CONFIGS
+from extremeq.kernels.tiles import gpu_block_m
+from extremeq.kernels.tpu.weight_only import weight_only_matmul_tpu
+from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
 
 ON_GPU = platform() == "gpu"
 S = jax.ShapeDtypeStruct

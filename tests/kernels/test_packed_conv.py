@@ -1,18 +1,14 @@
 """packed_conv: every path (XLA conv with the border term, patches @ packed weights, XNOR-popcount)
 against the float reference that pads the input explicitly, and backend="auto" per platform."""
 
-import os
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from kernel_testing import ON_ACCELERATOR, np_pack_signs, np_pack_ternary
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import ON_ACCELERATOR, np_pack_signs, np_pack_ternary  # noqa: E402
-
-from extremeq.kernels import backends, packed_conv, packed_conv_reference  # noqa: E402
-from extremeq.kernels.xla import padded_conv  # noqa: E402
+from extremeq.kernels import backends, packed_conv, packed_conv_reference
+from extremeq.kernels.xla import padded_conv
 
 CASES = [  # (H, W, C, O, kernel, strides, padding)
     (7, 6, 5, 4, 3, 1, "SAME"),  # C*kh*kw = 45: padding bits in the last word

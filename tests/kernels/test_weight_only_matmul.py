@@ -1,7 +1,5 @@
 """binary/ternary_weight_matmul equal dequantize-then-dot within float tolerance."""
 
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,11 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_ternary
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_ternary  # noqa: E402
-
-from extremeq.kernels import (  # noqa: E402
+from extremeq.kernels import (
     binary_weight_matmul,
     binary_weight_matmul_reference,
     pack_binary_weights,
@@ -21,7 +17,7 @@ from extremeq.kernels import (  # noqa: E402
     ternary_weight_matmul,
     ternary_weight_matmul_reference,
 )
-from extremeq.packing import np_pack_bits_reference  # noqa: E402
+from extremeq.packing import np_pack_bits_reference
 
 OPS = {
     "binary": (binary_weight_matmul, binary_weight_matmul_reference),

@@ -1,18 +1,20 @@
 """xnor_conv equals conv(sign x, sign W) * K * alpha (XNOR-Net), the integer part exactly."""
 
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from kernel_testing import PALLAS
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import PALLAS  # noqa: E402
-
-from extremeq.kernels import conv_alpha, pack_conv_weights, xnor_conv, xnor_conv_reference, xnor_kmap  # noqa: E402
+from extremeq.kernels import (
+    conv_alpha,
+    pack_conv_weights,
+    xnor_conv,
+    xnor_conv_reference,
+    xnor_kmap,
+)
 
 CASES = [
     # (B, H, W, C, O, kernel, strides, padding)

@@ -1,21 +1,27 @@
 """xnor_matmul equals the +-1 integer product exactly, on every backend and shape."""
 
-import sys
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kernel_testing import (
+    ON_ACCELERATOR,
+    PALLAS,
+    np_pack_signs,
+    pm1_product,
+    random_pm1,
+)
 
-sys.path.insert(0, os.path.dirname(__file__))
-from kernel_testing import ON_ACCELERATOR, PALLAS, np_pack_signs, pm1_product, random_pm1  # noqa: E402
-
-from extremeq.kernels import xnor_linear, xnor_linear_reference, xnor_matmul, xnor_matmul_reference  # noqa: E402
-from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu  # noqa: E402
-from extremeq.kernels import xla as xla_kernels  # noqa: E402
+from extremeq.kernels import xla as xla_kernels
+from extremeq.kernels import (
+    xnor_linear,
+    xnor_linear_reference,
+    xnor_matmul,
+    xnor_matmul_reference,
+)
+from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
 
 SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
           (65, 20, 1000), (2, 3, 4097)]

@@ -19,11 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
 
 from extremeq.train.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
 
 
 def _model(step):

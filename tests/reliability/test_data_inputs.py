@@ -5,17 +5,14 @@ no metrics, no checkpoint) and, where the data layer is the one to say it, throu
 """
 
 import os
-import sys
 
 import numpy as np
 import pytest
+from train_testing import tiny_config
 
 from extremeq import data
 from extremeq.train import train_and_evaluate
 from extremeq.train.config import ConfigError
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-from train_testing import tiny_config
 
 
 def _write(path, n_train=40, n_test=20, **replace):
