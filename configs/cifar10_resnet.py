@@ -29,7 +29,7 @@ def get_config(arg=None):
     model, method, options = parse_variant(arg, models=MODELS, default_model="resnet20")
     c = default_config()
     c.dataset.name = DATASET
-    c.dataset.source = "tfds"
+    c.dataset.source = ""  # "": the JPEG archive ($EXTREMEQ_CIFAR10), else TFDS
     c.dataset.augment.crop_padding = 4
     c.dataset.augment.flip = True
     c.model.name = model

@@ -73,13 +73,17 @@ def test_recipe_rows_validate_and_carry_the_papers_numbers(name):
     for method, value in ANCHORS[name].items():
         assert paper[method] == value, f"{name} {method}: {paper[method]} != ANCHORS.md {value}"
     for method, config in _row_configs(sweep).items():
+        if config.quant.init_from:  # "@<model>:fp": the FP row's run of the same seed (TTQ's protocol)
+            assert config.quant.init_from == os.path.join(method.split(":")[0] + "_fp", f"seed{sweep.seeds[0]}")
+            config.quant.init_from = ""  # that run does not exist here
         c = validate_config(config)
         q = method.split(":")[-1]
         assert c.quant.method == q
         assert c.quant.last == "fp", "every paper here keeps the classifier in float"
         if c.dataset.name == "cifar10":
             assert c.dataset.augment.crop_padding == 4 and c.dataset.augment.flip
-            assert c.dataset.source == "tfds" and c.optimizer.name == "sgd" and c.optimizer.learning_rate == 0.1
+            # "": the CIFAR-10 JPEG archive when present, else TFDS (extremeq.data.sources._default_source).
+            assert c.dataset.source == "" and c.optimizer.name == "sgd" and c.optimizer.learning_rate == 0.1
         if name == "ttq_cifar10_resnet" and q == "ttq":
             assert list(c.optimizer.decay_epochs) == [82, 123, 150] and c.optimizer.weight_decay == 2e-4
         if name.startswith("irnet"):
@@ -108,6 +112,8 @@ def test_recipe_trains_on_mock_data(name, tmp_path):
     for key, value in data_kw.items():
         config.dataset[key] = value
     config.dataset.data_dir = str(tmp_path / "no_tfds_here")
+    config.quant.init_from = ""  # the machinery from scratch (the FP row it fine-tunes from is not run)
+    config.dataset.source = "tfds" if config.dataset.name == "cifar10" else config.dataset.source  # mocked
     config.batch_size = 4
     config.eval_batch_size = 4
     config.num_epochs = 1  # 8 mocked examples / batch 4 = 2 steps, then one evaluation

@@ -1,4 +1,4 @@
-"""Sweep (recipe, needs CIFAR-10 from TFDS and a GPU): IR-Net's CIFAR-10 ResNet-20 rows (Qin et al.
+"""Sweep (recipe, needs a GPU; data: the CIFAR-10 JPEG archive or TFDS): IR-Net's CIFAR-10 ResNet-20 rows (Qin et al.
 2020): FP 91.7, W1/A32 90.8, W1/A1 86.5 (ANCHORS.md section 2).
 
     python -m extremeq.sweep --config configs/sweeps/irnet_cifar10_resnet20.py --workdir runs/irnet_cifar10_resnet20

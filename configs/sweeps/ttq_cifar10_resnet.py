@@ -1,14 +1,13 @@
-"""Sweep (recipe, needs CIFAR-10 from TFDS and a GPU): the TTQ paper's CIFAR-10 table (Zhu, Han,
+"""Sweep (recipe, needs a GPU; data: the CIFAR-10 JPEG archive, see configs/cifar10_resnet.py): the TTQ paper's CIFAR-10 table (Zhu, Han,
 Mao, Dally 2017, Table 1): ResNet-20/32/44/56, FP 91.77/92.33/92.82/93.20, TTQ 91.13/92.37/92.98/
 93.56; TWN (Li et al. 2016) on the same networks as the third column (no number in ANCHORS.md).
 Recipe: configs/cifar10_resnet.py (He et al.'s FP schedule; TTQ: wd 2e-4, x0.1 at 82/123/150).
 
     python -m extremeq.sweep --config configs/sweeps/ttq_cifar10_resnet.py --workdir runs/ttq_cifar10_resnet
 
-The TTQ paper fine-tunes TTQ from the trained FP model. A sweep applies one set of overrides to all
-rows, so here TTQ trains from scratch; for the paper's protocol run the FP row first, then
-    python -m extremeq.train --config configs/cifar10_resnet.py:resnet20:ttq \
-        --workdir runs/resnet20_ttq_ft --config.quant.init_from=runs/ttq_cifar10_resnet/resnet20_fp/seed0
+The TTQ paper fine-tunes TTQ from the trained FP model: each ``<model>:ttq`` row starts from this
+sweep's ``<model>:fp`` run of the same seed (``method_overrides`` with ``"@<model>:fp"``), which
+therefore runs first.
 """
 
 import ml_collections
@@ -27,5 +26,7 @@ def get_config():
     c.methods = [f"{m}:{q}" for m in MODELS for q in ("fp", "twn", "ttq")]
     c.seeds = [0]
     c.overrides = ml_collections.ConfigDict({"progress_bar": False})
+    c.method_overrides = ml_collections.ConfigDict(
+        {f"{m}:ttq": {"quant": {"init_from": f"@{m}:fp"}} for m in MODELS})
     c.metric = "test_accuracy"
     return c

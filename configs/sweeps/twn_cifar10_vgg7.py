@@ -1,4 +1,4 @@
-"""Sweep (recipe, needs CIFAR-10 from TFDS and a GPU): the TWN paper's CIFAR-10 row (Li, Zhang, Liu
+"""Sweep (recipe, needs a GPU; data: the CIFAR-10 JPEG archive or TFDS): the TWN paper's CIFAR-10 row (Li, Zhang, Liu
 2016, Table 2), VGG-7: FP 92.88, BWN 90.18, TWN 92.56. Recipe: configs/cifar10_vgg7.py (SGD 0.1,
 momentum 0.9, wd 1e-4, batch 100, x0.1 at 80/120, 150 epochs, pad-4 crop + flip).
 

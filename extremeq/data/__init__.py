@@ -1,4 +1,5 @@
-"""Data: in-memory sources (digits, npz, TFDS), on-device augmentation and batching, ImageNet streaming.
+"""Data: in-memory sources (digits, npz, TFDS, image folders), on-device augmentation and batching,
+ImageNet streaming.
 
 Small data sets (digits, MNIST, CIFAR-10/100) are held whole in device memory. Each epoch is a
 permutation drawn from ``fold_in(key, epoch)``; the jitted train step gathers its batch with
@@ -43,6 +44,10 @@ from extremeq.data.batching import epoch_indices
 from extremeq.data.batching import eval_indices
 from extremeq.data.batching import num_train_steps
 from extremeq.data.checks import DataError
+from extremeq.data.image_folder import ImageFolderError
+from extremeq.data.image_folder import default_cifar10_path
+from extremeq.data.image_folder import load_cifar10
+from extremeq.data.image_folder import load_image_folder
 from extremeq.data.imagenet import IMAGENET_MEAN
 from extremeq.data.imagenet import IMAGENET_STD
 from extremeq.data.imagenet import imagenet_dataset

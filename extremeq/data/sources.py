@@ -7,13 +7,16 @@ training pixels in units of 1/255, so that the normalisation used by
 
 Names (``DATASET_NAMES``): ``digits`` (scikit-learn, offline, 8x8x1), ``mnist`` (28x28x1),
 ``cifar10`` / ``cifar100`` (32x32x3), ``npz`` (any file with ``x_train, y_train, x_test, y_test``),
+``image_folder`` (JPEG/PNG files laid out ``<split>/<class>/<file>``, :mod:`extremeq.data.image_folder`)
 and ``imagenet2012``, which does not fit in memory and is streamed by
 :func:`extremeq.data.imagenet.imagenet_dataset` instead.
 
 Sources: ``digits``; ``npz`` (a local file, NHW or NHWC ``uint8``; for ``mnist`` without a path the
 file named by ``$EXTREMEQ_MNIST``, else ``<repo>/../shared/data/mnist.npz``); ``tfds`` (the prepared
 TFDS data set read through ``tfds.data_source``, which needs no TensorFlow; ``tfds.load`` is used only
-as a fallback when TensorFlow is importable, e.g. for data prepared in the TFRecord format).
+as a fallback when TensorFlow is importable, e.g. for data prepared in the TFRecord format);
+``image_folder`` (a folder or .tar(.gz) of images; ``cifar10`` without a path reads
+``$EXTREMEQ_CIFAR10``, else ``<repo>/../shared/data/cifar10_jpeg.tar.gz``).
 
 TFDS and scikit-learn are imported inside the functions that use them, so ``import extremeq.data``
 works on machines that lack them.
@@ -29,8 +32,8 @@ import numpy as np
 
 from extremeq.data import checks
 
-DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz")
-SOURCE_NAMES = ("digits", "npz", "tfds")
+DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz", "image_folder")
+SOURCE_NAMES = ("digits", "npz", "tfds", "image_folder")
 STREAMED_NAMES = ("imagenet2012",)
 
 # Digits: train = first DIGITS_TRAIN_FRACTION of a permutation drawn with this seed, test = the rest.
@@ -307,12 +310,18 @@ def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split,
 
 
 def _default_source(name: str, path) -> str:
+  from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
+
   if name == "digits":
     return "digits"
+  if name == "image_folder" or (path and (Path(path).is_dir() or image_folder.is_archive(path))):
+    return "image_folder"
   if name == "npz" or path:
     return "npz"
   if name == "mnist" and default_mnist_path().is_file():
     return "npz"
+  if name == "cifar10" and image_folder.default_cifar10_path().exists():
+    return "image_folder"
   return "tfds"
 
 
@@ -323,10 +332,10 @@ def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike
 
   Args:
     name: one of ``DATASET_NAMES`` except ``imagenet2012`` (streamed instead).
-    source: ``"digits"``, ``"npz"`` or ``"tfds"``; ``None`` picks ``digits`` for digits, ``npz``
-      for npz, for any name given a ``path``, and for mnist when :func:`default_mnist_path` exists;
-      ``tfds`` otherwise.
-    path: the npz file (source ``npz``); for mnist defaults to :func:`default_mnist_path`.
+    source: ``"digits"``, ``"npz"``, ``"tfds"`` or ``"image_folder"``; ``None`` picks ``image_folder``
+      for image_folder, a folder or .tar(.gz) path, and cifar10 when its default archive exists; ``npz``
+      for npz, any other path, and mnist when :func:`default_mnist_path` exists; ``tfds`` otherwise.
+    path: the npz file, or image folder / archive; mnist and cifar10 have defaults (see above).
     data_dir: the TFDS data directory (source ``tfds``); ``None`` means TFDS's default.
     limit: keep only the first ``limit`` training examples (``None`` or negative: all).
     num_classes: the number of classes (``None``: the data set's declared classes, see
@@ -359,7 +368,11 @@ def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike
             "x_train, y_train, x_test, y_test."
         )
     return load_npz(path, name=name, limit=limit, num_classes=num_classes)
-  if name in ("digits", "npz"):
+  if source == "image_folder":
+    from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
+
+    return image_folder.load_named(name, path, limit=limit, num_classes=num_classes)
+  if name in ("digits", "npz", "image_folder"):
     raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")
   return load_tfds_arrays(name, data_dir=data_dir, limit=limit, num_classes=num_classes)
 

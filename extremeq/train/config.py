@@ -245,6 +245,8 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.dataset.source, "dataset.source", ("",) + SOURCE_NAMES)
     if c.dataset.name == "npz" and not c.dataset.path:
         _fail("dataset.path", "dataset 'npz' needs the path of an npz file")
+    if c.dataset.name == "image_folder" and not c.dataset.path:
+        _fail("dataset.path", "dataset 'image_folder' needs a folder or .tar(.gz) of <split>/<class>/<image>")
     _num(c, "dataset.augment.crop_padding", int, lo=0)
     _num(c, "dataset.image_size", int, lo=1)
     _num(c, "dataset.limit_train", int, lo=-1)

@@ -115,7 +115,7 @@ def main(argv):
     if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
         from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
 
-        train_lm(apply_overrides(FLAGS.config, _SCHEMA_OVERRIDES), FLAGS.workdir)
+        train_lm(FLAGS.config, FLAGS.workdir)
         return
     try:
         result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -137,7 +137,9 @@ def define_flags(argv, flag_values=FLAGS):
     wants_help = any(a.lstrip("-") in ("help", "helpfull", "helpshort", "h", "?") for a in argv)
     if spec is None and not wants_help:
         raise ConfigError("--config is required, e.g. --config=configs/digits_mlp.py:twn (see --help)")
-    config = with_defaults(load_config_file(spec)) if spec else default_config()
+    config = load_config_file(spec) if spec else default_config()
+    if config.get("task") != "lm":  # language models (task "lm") have their config file as their schema
+        config = with_defaults(config)
     _prepare_overrides(config, argv)
     flags.DEFINE_string("workdir", None, "The run's directory: config.json, metrics.jsonl, checkpoints/, "
                         "final.json (created; rerun the same command to resume).", flag_values=flag_values)
