@@ -29,8 +29,8 @@ from extremeq.nn.bitlinear import BitLinear
 from extremeq.nn.generate import generate
 from extremeq.nn.gpt import GPT
 
-SIZES = {"small": dict(block_size=64, num_layers=4, num_heads=4, width=128),
-         "large": dict(block_size=256, num_layers=12, num_heads=12, width=768)}
+SIZES = {"small": {"block_size": 64, "num_layers": 4, "num_heads": 4, "width": 128},
+         "large": {"block_size": 256, "num_layers": 12, "num_heads": 12, "width": 768}}
 
 
 def linear_bytes(module) -> int:

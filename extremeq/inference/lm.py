@@ -66,7 +66,7 @@ from extremeq.nn.bitlinear import (
 from extremeq.nn.gpt import GPT
 from extremeq.packing import pack_signs, pack_ternary, unpack_signs, unpack_ternary
 
-__all__ = ["ExportFormatError", "PackedBitLinear", "PackedLM", "export_lm", "load_lm", "DECODES"]
+__all__ = ["DECODES", "ExportFormatError", "PackedBitLinear", "PackedLM", "export_lm", "load_lm"]
 
 MODEL_CLASS = "GPT"
 #: How PackedBitLinear multiplies: "words" (the packed kernels), "codes" (int8 codes unpacked once).

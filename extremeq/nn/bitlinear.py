@@ -117,7 +117,7 @@ def bitlinear_from_linear(layer, method: str = "bitnet", ste="ste", rngs: nnx.Rn
     dropped (BitNet has none), so a Linear with a nonzero bias is refused."""
     _check_method(method)
     if not isinstance(layer, nnx.Linear):
-        raise ValueError(f"{name or 'layer'} is a {type(layer).__name__}; a {{'bitlinear': ...}} rule converts "
+        raise TypeError(f"{name or 'layer'} is a {type(layer).__name__}; a {{'bitlinear': ...}} rule converts "
                          "nnx.Linear layers only: match it with another rule (or None to keep it)")
     if layer.bias is not None and bool(jnp.any(layer.bias[...] != 0)):
         raise ValueError(f"{name or 'layer'} has a nonzero bias, which BitLinear does not have; exclude it "
@@ -136,7 +136,8 @@ def to_bitlinear(model, pattern: str = ".*", method: str = "bitnet", ste="ste", 
     The same as ``quantize_model(model, [(exclude, None), (pattern, {"bitlinear": method})])``
     restricted to Linear layers (which is what it calls).
     """
-    from extremeq.nn.policy import path_string, quantize_model  # policy imports this module
+    # policy imports this module, so this import waits for the call
+    from extremeq.nn.policy import path_string, quantize_model
 
     _check_method(method)
     want, skip = re.compile(pattern), re.compile(exclude) if exclude else None

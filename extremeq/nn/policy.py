@@ -86,12 +86,12 @@ def _check_rules(rules):
     return compiled
 
 
-def _converted(layer, spec: Mapping, rngs: nnx.Rngs, name: str = ""):
+def _converted(layer, spec: Mapping, rngs: nnx.Rngs, where: str = ""):
     if spec.get("bitlinear") is not None:
         if set(spec) - {"bitlinear", "ste"}:
-            raise ValueError(f"{name}: a 'bitlinear' rule takes only 'ste' besides the method (BitLinear fixes "
+            raise ValueError(f"{where}: a 'bitlinear' rule takes only 'ste' besides the method (BitLinear fixes "
                              f"its weight and 8-bit input quantizers), got {sorted(spec)}")
-        return bitlinear_from_linear(layer, spec["bitlinear"], spec.get("ste") or "ste", rngs, name)
+        return bitlinear_from_linear(layer, spec["bitlinear"], spec.get("ste") or "ste", rngs, where)
     kwargs = dict(
         kernel_quantizer=spec.get("kernel", "fp"),
         input_quantizer=spec.get("input", "fp"),
