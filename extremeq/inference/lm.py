@@ -3,7 +3,7 @@
     from extremeq.inference.lm import export_lm, load_lm     # (also extremeq.lm_export)
     packed = export_lm(model)                 # a GPT whose BitLinear layers became PackedBitLinear
     packed.save("bitnet.npz")                 # bytes written
-    packed = load_lm("bitnet.npz")            # decode="auto": int8 codes unpacked once on the CPU
+    packed = load_lm("bitnet.npz")            # decode="codes": int8 codes unpacked once (opt-in)
     tokens = generate(packed.module, prompt, 500)   # same structure, same generate()
 
 Every :class:`~extremeq.nn.bitlinear.BitLinear` is replaced by a :class:`PackedBitLinear` holding
@@ -32,18 +32,18 @@ variable, named by its "/"-joined path (``blocks/0/attn/qkv/w``, ``.../gamma``, 
 fills them; a file whose arrays do not fit, or fail their checksums, raises ExportFormatError.
 
 Decoding on the CPU (``decode``): ``ternary_weight_matmul``'s CPU path unpacks the 2-bit words to
-a float matrix inside every call, i.e. once per decoded token, which makes CPU decoding slower
-than float. ``decode="codes"`` (the default on the CPU, ``"auto"``) unpacks every layer once, at
-load time, into int8 codes c_W [K, N] held on the device beside the words, and multiplies with
-``dot(c_x, c_W)`` in int8 x int8 -> int32 (exact, as the kernels). Memory trade-off: the codes take
-1 byte per weight (4x the 2-bit words, 1/4 of float32) for as long as the model is loaded; the file
-stays 2-bit. ``decode="words"`` keeps the words only and goes through the kernels (the Pallas
-kernels that decode in registers on GPU/TPU, which ``"auto"`` picks there).
+a float matrix inside every call, i.e. once per decoded token. ``decode="codes"`` unpacks every
+layer once, at load time, into int8 codes c_W [K, N] held on the device beside the words, and
+multiplies with ``dot(c_x, c_W)`` in int8 x int8 -> int32 (exact, as the kernels). Memory
+trade-off: the codes take 1 byte per weight (4x the 2-bit words, 1/4 of float32) for as long as
+the model is loaded; the file stays 2-bit. Measured on the 2-core CPU here it is not yet faster
+than the words for an 85M model (XLA's CPU int8 dot; ``experiments/bench_lm_decode.py``), so the
+default (``"auto"``) is ``"words"``: the kernels' path, which on GPU/TPU is the Pallas kernel that
+decodes in registers.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -157,12 +157,11 @@ class PackedLM:
 
     def set_decode(self, decode: str = "auto") -> PackedLM:
         """"codes": unpack every layer's words once to int8 c_W held on the device (1 byte per
-        weight while loaded); "words": multiply from the packed words (the kernels); "auto":
-        "codes" on the CPU, "words" elsewhere (the Pallas kernels decode in registers)."""
+        weight while loaded); "words" (= "auto"): multiply from the packed words (the kernels)."""
         if decode not in DECODES:
             raise ValueError(f"decode={decode!r} unknown; choose one of {', '.join(DECODES)}")
         if decode == "auto":
-            decode = "codes" if jax.default_backend() == "cpu" else "words"
+            decode = "words"
         for layer in self.packed_layers():
             layer.unpack_codes() if decode == "codes" else layer.drop_codes()
         self.decode = decode
