@@ -1,7 +1,12 @@
-"""Run a results table: every (method, seed) of a sweep config, one after another.
+"""Run a results table: every (method, seed) of a sweep config, one after another, in parallel
+local worker processes, or as a SLURM job array.
 
     python -m extremeq.sweep --config configs/sweeps/digits_mlp.py --workdir runs/digits_table
     python -m extremeq.sweep --config configs/sweeps/digits_mlp.py --workdir ... --seeds 0 --methods fp,bwn
+    python -m extremeq.sweep --config ... --workdir ... --jobs 4         # 4 rows at a time, this machine
+    python -m extremeq.sweep --config ... --workdir ... --slurm [--submit] [--slurm_options=--gres=gpu:1]
+    python -m extremeq.sweep --config ... --workdir ... --row 0:fp      # one row (what a worker runs)
+    python -m extremeq.sweep --config ... --workdir ... --summarize     # the tables of the finished rows
 
 A sweep config (``configs/sweeps/<table>.py``, ``get_config()``) has:
   config     the training config file (``configs/digits_mlp.py``), relative to the repository root
@@ -17,21 +22,24 @@ A sweep config (``configs/sweeps/<table>.py``, ``get_config()``) has:
              row is ``{"resnet20:ttq": {"quant": {"init_from": "@resnet20:fp"}}}``.
 
 Run ``(m, s)`` lives in ``<workdir>/<m>/seed<s>``; a run whose ``final.json`` exists is skipped
-(an interrupted run resumes from its checkpoint). Then ``results.csv`` and ``results.md`` hold, per
+(an interrupted run resumes from its checkpoint). A row starts only once the rows it references
+(``"@<method>"``, same seed) are finished, in every mode: ``--jobs`` (extremeq.sweep_parallel)
+starts it when they are, ``--slurm`` (extremeq.sweep_slurm) submits one job array per dependency
+level, each after the previous level. Then ``results.csv`` and ``results.md`` hold, per
 method, n, mean and sample standard deviation (ddof = 1; 0 for n = 1) of the metric over seeds,
 and ``accuracy.png`` / ``curves.png`` plot it per method and per epoch (matplotlib, Agg).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import re
 import traceback
 
 import numpy as np
+
+from extremeq.sweep_results import plot_results, write_results  # noqa: F401 - public names
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP_KEYS = ("config", "methods", "seeds", "overrides", "metric", "title", "method_overrides")
@@ -145,37 +153,78 @@ def summarize(values) -> tuple[int, float, float]:
     return int(v.size), float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+def rows(sweep) -> list[tuple[str, int]]:
+    """Every (method, seed), each after the rows it references."""
+    return [(m, int(s)) for m in run_order(sweep) for s in sweep.seeds]
+
+
+def row_needs(sweep, method: str, seed: int) -> list[tuple[str, int]]:
+    """The rows that must be finished before row (method, seed) starts."""
+    return [(r, seed) for r in _references(sweep, method)]
+
+
+def row_text(method: str, seed: int) -> str:
+    """``"<seed>:<method>"``, the value of ``--row`` (methods may hold ':' and ',')."""
+    return f"{seed}:{method}"
+
+
+def parse_row(sweep, text: str) -> tuple[str, int]:
+    """(method, seed) of a ``--row`` value; a ValueError names what is wrong."""
+    seed, sep, method = text.partition(":")
+    if not sep or not seed.strip().lstrip("-").isdigit():
+        raise ValueError(f"--row {text!r}: expected <seed>:<method>, e.g. --row 0:{sweep.methods[0]}")
+    if method not in sweep.methods or int(seed) not in [int(s) for s in sweep.seeds]:
+        raise ValueError(f"--row {text!r}: not a row of this sweep (methods {list(sweep.methods)}, "
+                         f"seeds {list(sweep.seeds)})")
+    return method, int(seed)
+
+
+def is_finished(workdir: str, method: str, seed: int) -> bool:
+    return os.path.isfile(os.path.join(run_path(workdir, method, seed), "final.json"))
+
+
+def run_row(sweep, workdir: str, method: str, seed: int, train_fn=None) -> str | None:
+    """Trains row (method, seed) unless finished; returns None, or why it failed or could not start."""
+    from extremeq.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+
+    run_dir = run_path(workdir, method, seed)
+    if is_finished(workdir, method, seed):
+        print(f"[sweep] {method} seed {seed}: finished, skipped", flush=True)
+        return None
+    missing = [r for r, s in row_needs(sweep, method, seed) if not is_finished(workdir, r, s)]
+    if missing:
+        why = f"needs the finished run(s) {missing} of seed {seed}"
+        print(f"[sweep] {method} seed {seed} SKIPPED: {why}", flush=True)
+        return why
+    print(f"[sweep] {method} seed {seed} -> {run_dir}", flush=True)
+    try:
+        (train_fn or train_and_evaluate)(run_config(sweep, method, seed, workdir), run_dir)
+    except Exception as e:  # one failed run must not lose the others
+        why = f"{type(e).__name__}: {e}"
+        print(f"[sweep] {method} seed {seed} FAILED: {why}", flush=True)
+        traceback.print_exc()
+        return why
+    return None
+
+
 def run_sweep(sweep, workdir: str, *, train_fn=None) -> list[dict]:
     """Runs every (method, seed) not yet finished, then writes the tables and plots.
 
     Returns one dict per method: method, n, mean, std, values (per seed), failed (seeds).
     """
-    from extremeq.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
-
-    train_fn = train_fn or train_and_evaluate
     check_sweep_config(sweep)
     os.makedirs(workdir, exist_ok=True)
-    metric = sweep.get("metric", "test_accuracy")
     failures = {}
-    for method in run_order(sweep):
-        for seed in sweep.seeds:
-            run_dir = run_path(workdir, method, seed)
-            if os.path.isfile(os.path.join(run_dir, "final.json")):
-                print(f"[sweep] {method} seed {seed}: finished, skipped", flush=True)
-                continue
-            missing = [r for r in _references(sweep, method)
-                       if not os.path.isfile(os.path.join(run_path(workdir, r, seed), "final.json"))]
-            if missing:
-                failures[(method, seed)] = f"needs the finished run(s) {missing} of seed {seed}"
-                print(f"[sweep] {method} seed {seed} SKIPPED: {failures[(method, seed)]}", flush=True)
-                continue
-            print(f"[sweep] {method} seed {seed} -> {run_dir}", flush=True)
-            try:
-                train_fn(run_config(sweep, method, seed, workdir), run_dir)
-            except Exception as e:  # one failed run must not lose the others
-                failures[(method, seed)] = f"{type(e).__name__}: {e}"
-                print(f"[sweep] {method} seed {seed} FAILED: {failures[(method, seed)]}", flush=True)
-                traceback.print_exc()
+    for method, seed in rows(sweep):
+        why = run_row(sweep, workdir, method, seed, train_fn)
+        if why:
+            failures[(method, seed)] = why
+    return collect_results(sweep, workdir, failures)
+
+
+def collect_results(sweep, workdir: str, failures=None) -> list[dict]:
+    """The metric of every finished row, summarised per method; writes the tables and plots."""
+    metric = sweep.get("metric", "test_accuracy")
     results = []
     for method in sweep.methods:
         values, failed = [], []
@@ -192,79 +241,6 @@ def run_sweep(sweep, workdir: str, *, train_fn=None) -> list[dict]:
     write_results(sweep, workdir, results, failures)
     plot_results(sweep, workdir, results)
     return results
-
-
-def write_results(sweep, workdir, results, failures=None) -> None:
-    metric = sweep.get("metric", "test_accuracy")
-    with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "n", f"{metric}_mean", f"{metric}_std"] + [f"seed{s}" for s in sweep.seeds])
-        for r in results:
-            w.writerow([r["method"], r["n"], repr(r["mean"]), repr(r["std"])]
-                       + ["" if v is None else repr(v) for v in r["values"]])
-    scale = 100.0 if "accuracy" in metric else 1.0
-    unit = " (%)" if scale == 100.0 else ""
-    lines = [f"# {sweep.get('title', 'Sweep')}", "",
-             f"Training config `{sweep.config}`, seeds {list(sweep.seeds)}, overrides "
-             f"`{_overrides_json(sweep)}`; {metric} after the last epoch, "
-             "mean +- sample std (ddof=1) over seeds.", "",
-             f"| method | n | {metric}{unit} | per seed |", "| --- | --- | --- | --- |"]
-    for r in results:
-        per_seed = ", ".join("-" if v is None else f"{v * scale:.2f}" for v in r["values"])
-        cell = "-" if r["n"] == 0 else f"{r['mean'] * scale:.2f} +- {r['std'] * scale:.2f}"
-        lines.append(f"| {r['method']} | {r['n']} | {cell} | {per_seed} |")
-    if failures:
-        lines += ["", "Failed runs:"] + [f"- {m} seed {s}: {msg}" for (m, s), msg in failures.items()]
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def _overrides_json(sweep) -> str:
-    o = sweep.get("overrides") or {}
-    return json.dumps(o.to_dict() if hasattr(o, "to_dict") else dict(o))
-
-
-def plot_results(sweep, workdir, results) -> None:
-    """accuracy.png (mean +- std per method) and curves.png (per-epoch means over seeds)."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-    from extremeq.train.metrics import read_metrics  # pylint: disable=g-import-not-at-top
-
-    metric = sweep.get("metric", "test_accuracy")
-    fig, ax = plt.subplots(figsize=(max(4, 1.0 * len(results) + 2), 3.5))
-    names = [r["method"] for r in results]
-    ax.bar(range(len(results)), [r["mean"] for r in results], yerr=[r["std"] for r in results], capsize=4)
-    ax.set_xticks(range(len(results)), names, rotation=30)
-    ax.set_ylabel(metric)
-    ax.set_title(sweep.get("title", "sweep"))
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "accuracy.png"), dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for r in results:
-        curves = {"train_loss": [], metric: []}
-        for seed in sweep.seeds:
-            rows = read_metrics(os.path.join(workdir, run_dir_name(r["method"]), f"seed{seed}"))
-            for key in curves:
-                curves[key].append([row.get(key) for row in rows])
-        for ax, key in zip(axes, curves):
-            runs = [c for c in curves[key] if c and None not in c]
-            if not runs:
-                continue
-            length = min(len(c) for c in runs)
-            mean = np.mean([c[:length] for c in runs], axis=0)
-            ax.plot(np.arange(1, length + 1), mean, label=r["method"])
-    for ax, key in zip(axes, ("train_loss", metric)):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "curves.png"), dpi=120)
-    plt.close(fig)
 
 
 def select(sweep, seeds=None, methods=None):
@@ -292,14 +268,55 @@ def select(sweep, seeds=None, methods=None):
     return sweep
 
 
+def config_args(argv) -> list[str]:
+    """The ``--config`` flag and its ``--config.<key>`` overrides in ``argv``, for the workers."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.lstrip("-").split("=", 1)[0]
+        if arg.startswith("-") and (name == "config" or name.startswith("config.")):
+            out.append(arg)
+            if "=" not in arg and i + 1 < len(argv):
+                out.append(argv[i + 1])
+                i += 1
+        i += 1
+    return out
+
+
 def main(argv):
+    import sys  # pylint: disable=g-import-not-at-top
+
     from absl import flags  # pylint: disable=g-import-not-at-top
 
     del argv
     FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-    sweep = select(FLAGS.config, FLAGS.seeds, FLAGS.methods)
-    results = run_sweep(sweep, FLAGS.workdir)
-    with open(os.path.join(FLAGS.workdir, "results.md")) as f:
+    sweep, workdir = FLAGS.config, os.path.abspath(FLAGS.workdir)
+    if FLAGS.row:
+        check_sweep_config(sweep)
+        method, seed = parse_row(sweep, FLAGS.row)
+        raise SystemExit(1 if run_row(sweep, workdir, method, seed) else 0)
+    sweep = select(sweep, FLAGS.seeds, FLAGS.methods)
+    check_sweep_config(sweep)
+    if FLAGS.slurm or FLAGS.submit:
+        from extremeq import sweep_slurm  # pylint: disable=g-import-not-at-top
+
+        select_args = [f"--{k}={','.join(v)}" for k, v in (("seeds", FLAGS.seeds), ("methods", FLAGS.methods)) if v]
+        script = sweep_slurm.write_slurm(sweep, workdir, config_args(sys.argv[1:]),
+                                         options=FLAGS.slurm_options or (), select_args=select_args)
+        print(f"[sweep] SLURM scripts written; submit with: bash {script}")
+        if FLAGS.submit:
+            sweep_slurm.submit(script)
+        return
+    if FLAGS.summarize:
+        results = collect_results(sweep, workdir)
+    elif FLAGS.jobs > 1:
+        from extremeq import sweep_parallel  # pylint: disable=g-import-not-at-top
+
+        failures = sweep_parallel.run_parallel(sweep, workdir, config_args(sys.argv[1:]), jobs=FLAGS.jobs)
+        results = collect_results(sweep, workdir, failures)
+    else:
+        results = run_sweep(sweep, workdir)
+    with open(os.path.join(workdir, "results.md")) as f:
         print(f.read())
     if any(r["failed"] for r in results):
         raise SystemExit(1)
@@ -314,6 +331,14 @@ def run():
                                     lock_config=False)
     flags.DEFINE_list("seeds", None, "Run only these seeds (comma-separated), e.g. --seeds 0,1.")
     flags.DEFINE_list("methods", None, "Run only these methods of the sweep (comma-separated).")
+    flags.DEFINE_integer("jobs", 1, "Rows run at once, each in its own worker process on this machine.")
+    flags.DEFINE_string("row", None, "Run only this row, <seed>:<method> (what each worker runs).")
+    flags.DEFINE_boolean("summarize", False, "Only write the tables and plots of the finished rows.")
+    flags.DEFINE_boolean("slurm", False, "Write SLURM job-array scripts (one array task per row, one array "
+                         "per dependency level) under <workdir>/slurm instead of training.")
+    flags.DEFINE_boolean("submit", False, "With --slurm: submit them with sbatch.")
+    flags.DEFINE_list("slurm_options", None, "Extra sbatch options for every job, comma-separated, e.g. "
+                      "--slurm_options=--partition=gpu,--gres=gpu:1,--time=04:00:00")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
 

@@ -34,3 +34,16 @@ def test_callable_inside_the_callers_jit():
     _, packed = _packed()
     x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 8, 8, 1)), jnp.float32)
     np.testing.assert_array_equal(np.asarray(jax.jit(lambda v: packed(v) * 2.0)(x)), np.asarray(packed(x)) * 2.0)
+
+
+def test_fast_path_only_for_compiled_float32_arrays():
+    # A concrete float32 array of a compiled shape goes straight to its executable; anything else
+    # (another dtype, a new shape) is cast / compiled first and gives the logits of its float32 cast.
+    _, packed = _packed()
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 8, 8, 1)), jnp.float32)
+    first = np.asarray(packed(x))
+    np.testing.assert_array_equal(np.asarray(packed(x)), first)  # second call: the fast path
+    x16 = x.astype(jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(packed(x16)), np.asarray(packed(x16.astype(jnp.float32))))
+    assert sorted(packed._executables) == [(2, 8, 8, 1)]
+    assert packed(x[:1]).shape == (1, 10) and sorted(packed._executables) == [(1, 8, 8, 1), (2, 8, 8, 1)]

@@ -53,6 +53,7 @@ from extremeq.data.imagenet import IMAGENET_STD
 from extremeq.data.imagenet import imagenet_dataset
 from extremeq.data.imagenet import imagenet_iterator
 from extremeq.data.imagenet import imagenet_source
+from extremeq.data.imagenet import process_shard
 from extremeq.data.sources import ArrayDataset
 from extremeq.data.sources import DATASET_NAMES
 from extremeq.data.sources import DatasetNotPreparedError

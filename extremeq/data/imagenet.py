@@ -20,6 +20,14 @@ ImageNet example.
 Determinism: the shuffle is seeded by ``seed`` and reseeded each epoch; each example's augmentation
 generator is seeded by ``(seed, position in the pipeline)``, so ``dataset[step]`` is the same batch on
 every run and a resumed run can continue from any step with ``dataset.slice(slice(step, None))``.
+
+Several processes (``num_shards = P``, :func:`process_shard`). Training: epoch ``e`` is the first
+``floor(N / (P B)) P B`` examples of its own permutation (the remainder of each epoch is dropped, so
+epochs stay aligned with passes), cut into local batches of ``B``; process ``p`` takes batches
+``p, p + P, p + 2P, ...``, so global step ``s`` is local batches ``sP .. sP + P - 1``, the processes'
+examples are disjoint and together every kept example once per epoch. Evaluation: the split padded
+(masked copies of example 0) to a multiple of ``P B``, batches dealt the same way, so every process
+runs the same number of batches and every example is counted once.
 """
 
 from __future__ import annotations
@@ -157,7 +165,7 @@ def _add_mask(example):
 
 
 def imagenet_dataset(source, *, train: bool, batch_size: int, image_size: int = 224, seed: int = 0,
-                     num_epochs: int | None = 1, flip: bool = True):
+                     num_epochs: int | None = 1, flip: bool = True, num_shards: int = 1):
   """A ``grain.MapDataset`` of batches ``{"image": uint8 [B, S, S, 3], "label": int32 [B],
   "mask": bool [B]}`` with ``S = image_size``.
 
@@ -170,18 +178,35 @@ def imagenet_dataset(source, *, train: bool, batch_size: int, image_size: int = 
     batch_size: examples per batch (per process).
     image_size: output side ``S``.
     seed: seeds the shuffle and the augmentation.
+    num_shards: the processes that will share the batches (:func:`process_shard`): each training
+      epoch keeps a multiple of ``num_shards * batch_size`` examples, evaluation pads to one.
   """
   import grain  # pylint: disable=g-import-not-at-top
 
+  global_batch = batch_size * num_shards
   if train:
+    if len(source) < global_batch:
+      raise ValueError(f"{len(source)} training examples are fewer than one global batch of {global_batch}; "
+                       "lower config.batch_size")
     ds = grain.MapDataset.source(source).seed(seed).shuffle()
+    ds = ds[: len(source) // global_batch * global_batch]  # each epoch: whole global batches
     if num_epochs != 1:
       ds = ds.repeat(num_epochs)
     ds = ds.random_map(_TrainTransform(image_size, flip)).map(_add_mask)
     return ds.batch(batch_size, drop_remainder=True)
-  padded_len = -(-len(source) // batch_size) * batch_size
+  padded_len = -(-len(source) // global_batch) * global_batch
   ds = grain.MapDataset.source(_PadToLength(source, padded_len))
   return ds.map(_EvalTransform(image_size)).batch(batch_size, drop_remainder=True)
+
+
+def process_shard(dataset, process_index: int, process_count: int):
+  """Process ``process_index``'s batches of a dataset from :func:`imagenet_dataset` built with
+  ``num_shards = process_count``: batches ``process_index, process_index + process_count, ...``."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+  if process_count == 1:
+    return dataset
+  return dataset.slice(slice(process_index, None, process_count))
 
 
 def imagenet_iterator(dataset, *, worker_count: int = 0, worker_buffer_size: int = 2,

@@ -6,7 +6,7 @@
     losses.py    cross-entropy, squared hinge                       distill.py   knowledge distillation
     loop.py      epochs, checkpoints, metrics, SIGTERM, NaN guard    train.py     train_and_evaluate
     streamed.py  the grain (ImageNet) data path                     main.py      the command line
-    checkpoint.py, metrics.py
+    distributed.py  several processes (jax.distributed)             checkpoint.py, metrics.py
 
 ``python -m extremeq.train --config=configs/<file>.py[:variant] --workdir=<dir> [--config.x.y=v]``
 """

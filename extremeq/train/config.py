@@ -68,7 +68,14 @@ def default_config() -> ml_collections.ConfigDict:
     c.max_steps = -1  # stop after this many steps (-1: num_epochs * steps_per_epoch)
     c.log_every_steps = 50  # host sync (non-finite check) every this many steps
     c.num_devices = -1  # data-parallel over the first N devices (-1: all devices)
-    c.distributed = False  # call jax.distributed.initialize() first (several hosts)
+    c.distributed = False  # call jax.distributed.initialize() first (several processes or hosts)
+    # With distributed=True: where process 0 listens and who this process is. Empty / 0 / -1: detected
+    # by JAX from the environment (Cloud TPU pod slices, SLURM, Open MPI, Kubernetes); set all three
+    # to launch processes by hand (extremeq.train.distributed).
+    c.cluster = ml_collections.ConfigDict()
+    c.cluster.coordinator_address = ""  # host:port of process 0, e.g. "10.0.0.1:1234"
+    c.cluster.num_processes = 0  # processes in the job (0: detected)
+    c.cluster.process_id = -1  # this process, 0..num_processes-1 (-1: detected)
     c.progress_bar = True  # tqdm over the steps of each epoch
     c.sync_every_step = False  # block_until_ready after each step (multi-device CPU tests, debugging)
     c.loss = "cross_entropy"  # cross_entropy | squared_hinge (BinaryConnect / BinaryNet's L2-SVM output)
@@ -229,10 +236,19 @@ def validate_config(config, num_devices: int | None = None):
     for key in ("distributed", "progress_bar", "sync_every_step", "resume_with_changes",
                 "dataset.normalize", "dataset.validation", "dataset.augment.flip"):
         _flag(_at(c, key), key)
+    _num(c, "cluster.num_processes", int, lo=0)
+    _num(c, "cluster.process_id", int, lo=-1)
+    if c.cluster.num_processes and c.cluster.process_id >= c.cluster.num_processes:
+        _fail("cluster.process_id", f"{c.cluster.process_id} is not below cluster.num_processes = "
+              f"{c.cluster.num_processes}; number the processes 0..{c.cluster.num_processes - 1}")
+    processes = 1
     if num_devices is None:
         import jax  # pylint: disable=g-import-not-at-top
 
-        num_devices = jax.device_count()
+        num_devices, processes = jax.device_count(), jax.process_count()
+    if c.num_devices != -1 and processes > 1 and c.num_devices != num_devices:
+        _fail("num_devices", f"{c.num_devices} with {processes} processes: a run over several processes "
+              f"uses all {num_devices} of their devices; set it to -1")
     if c.num_devices != -1:
         _num(c, "num_devices", int, lo=1, hi=num_devices)
         num_devices = c.num_devices

@@ -18,6 +18,7 @@ import jax
 from absl import logging
 
 from extremeq.train import checkpoint as ckpt_lib
+from extremeq.train import distributed
 from extremeq.train import metrics as metrics_lib
 from extremeq.train.state import TrainState
 from extremeq.train.workdir import FINAL_FILE, read_final, write_final
@@ -102,7 +103,7 @@ def run_loop(config, workdir, state, *, optimizer, mesh, step_fn, plan_fn, begin
     if latest is not None:
         model_vars, train_vars, _ = ckpt.restore(state.model_vars(), state.train_vars(), latest)
         state = TrainState(params=model_vars["params"], model_state=model_vars["model_state"], **train_vars)
-        state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+        state = distributed.replicate(state, mesh)
         logging.info("resumed from %s at step %d", ckpt.directory, latest)
     step = int(state.step)
     final = read_final(workdir)

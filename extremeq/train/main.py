@@ -14,6 +14,12 @@ its meaning: extremeq/train/config.py (default_config); lists are tuples (--conf
 The run resumes from <workdir>/checkpoints; SIGTERM saves and exits 0; rerunning a finished run
 prints where its results are. A resumed run whose config changed is refused unless
 --config.resume_with_changes=True.
+
+Several processes or hosts: start the same command in each with --config.distributed=True (on a
+TPU pod slice, under SLURM or Open MPI the processes find each other; elsewhere add
+--config.cluster.coordinator_address=<host0>:<port> --config.cluster.num_processes=<P>
+--config.cluster.process_id=<i>). The workdir must be on storage every process sees; process 0
+writes the metrics, all of them the checkpoints. See SCALING.md.
 """
 
 from __future__ import annotations

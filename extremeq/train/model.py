@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from extremeq.train import checkpoint as ckpt_lib
+from extremeq.train import distributed
 from extremeq.train.config import ConfigError
 from extremeq.train.workdir import load_run_config, plain
 
@@ -135,4 +133,4 @@ def load_teacher(config, num_classes, input_shape, mesh):
     if not config.distill.teacher_workdir:
         return None, None
     _, teacher, teacher_vars = restore_model_vars(config.distill.teacher_workdir, num_classes, input_shape)
-    return model_spec(teacher).graphdef, jax.device_put(teacher_vars, NamedSharding(mesh, P()))
+    return model_spec(teacher).graphdef, distributed.replicate(teacher_vars, mesh)

@@ -18,10 +18,9 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from extremeq import optim
+from extremeq.train import distributed
 from extremeq.train.model import ModelSpec, split_model
 
 
@@ -130,7 +129,7 @@ def create_train_state(model, optimizer: OptimizerSpec, mesh) -> TrainState:
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                        opt_state=tx.init(params), epoch_signs=kernel_signs(params, optimizer.binary_kernels),
                        sums=zero_sums())
-    return jax.device_put(state, NamedSharding(mesh, P()))
+    return distributed.replicate(state, mesh)
 
 
 def begin_epoch(state: TrainState, *, binary_kernels) -> TrainState:

@@ -136,6 +136,15 @@ def train_step(state: TrainState, images, labels, key, teacher_vars, *, model: M
                          opt_state=opt_state, sums=sums)
 
 
+def step_example_ids(plan, step, *, steps_per_epoch: int, inputs: Inputs):
+    """The example indices of global step ``step``: row ``step mod steps_per_epoch`` of the epoch's
+    ``plan``, sharded along ``"data"``, so that device ``d`` of ``D`` gathers only rows
+    ``[d B/D, (d+1) B/D)`` of the batch and each process only the rows of its own devices."""
+    i = step % steps_per_epoch
+    idx = jax.lax.dynamic_index_in_dim(plan, i, axis=0, keepdims=False)
+    return jax.lax.with_sharding_constraint(idx, inputs.batch_sharding)
+
+
 def in_memory_train_step(state, x_all, y_all, plan, aug_key, teacher_vars, **static) -> TrainState:
     """Gathers step ``i = step mod steps_per_epoch`` of the epoch's ``plan`` from the device-resident
     data set, with augmentation key ``fold_in(fold_in(aug_key, epoch), i)``, and runs ``train_step``
@@ -143,7 +152,8 @@ def in_memory_train_step(state, x_all, y_all, plan, aug_key, teacher_vars, **sta
 
     (Keys are arguments, not closure constants, so the compiled step does not depend on the seed.)"""
     epoch, i = jnp.divmod(state.step, static["optimizer"].steps_per_epoch)
-    idx = jax.lax.dynamic_index_in_dim(plan, i, axis=0, keepdims=False)
+    idx = step_example_ids(plan, state.step, steps_per_epoch=static["optimizer"].steps_per_epoch,
+                           inputs=static["inputs"])
     key = jax.random.fold_in(jax.random.fold_in(aug_key, epoch), i)
     images = jnp.take(x_all, idx, axis=0)
     labels = jnp.take(y_all, idx, axis=0)

@@ -2,14 +2,15 @@
 
 The training stream is ``imagenet_dataset(train=True, num_epochs=None)`` (random-resized crop +
 flip on the host, shuffle reseeded each pass), a ``grain.MapDataset`` of batches whose batch ``j``
-is a pure function of ``(seed, j)``. Process ``p`` of ``P`` takes batches ``p, p + P, ...``, so
-global step ``s`` is made of local batches ``s P + p``: a resumed run restarts the iterator at its
-step and sees exactly the batches the uninterrupted run saw. On the device the images are only
-normalised (``extremeq.data.normalize``). An "epoch" is ``len(train) // batch_size`` steps.
+is a pure function of ``(seed, j)``. Process ``p`` of ``P`` takes batches ``p, p + P, ...``
+(``extremeq.data.process_shard``), so global step ``s`` is made of local batches ``s P + p``: a
+resumed run restarts the iterator at its step and sees exactly the batches the uninterrupted run
+saw, whatever the number of processes. On the device the images are only normalised
+(``extremeq.data.normalize``). An epoch is ``len(train) // batch_size`` steps, one pass over its
+own permutation of the training split (the remainder dropped).
 
-Evaluation: one ordered pass over the validation split, the last batch padded and masked. With
-several processes the batches are dealt round-robin and only whole rounds are used (up to
-``P - 1`` batches of the tail are left out; exact on one process).
+Evaluation: one ordered pass over the validation split, padded with masked examples to a whole
+number of global batches and dealt round-robin to the processes, so every example is counted once.
 """
 
 from __future__ import annotations
@@ -92,9 +93,8 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
 
     train_ds = data_lib.imagenet_dataset(train_source, train=True, batch_size=local_batch,
                                          image_size=size, seed=config.seed, num_epochs=None,
-                                         flip=bool(config.dataset.augment.flip))
-    if n_proc > 1:
-        train_ds = train_ds.slice(slice(proc, None, n_proc))
+                                         flip=bool(config.dataset.augment.flip), num_shards=n_proc)
+    train_ds = data_lib.process_shard(train_ds, proc, n_proc)
 
     def global_batch(local):
         return (jax.make_array_from_process_local_data(batch_sharding, local["image"]),
@@ -117,10 +117,8 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
 
     def evaluate(state):
         ds = data_lib.imagenet_dataset(eval_source, train=False, batch_size=local_eval_batch,
-                                       image_size=size)
-        rounds = len(ds) // n_proc
-        if n_proc > 1:
-            ds = ds.slice(slice(proc, rounds * n_proc, n_proc))
+                                       image_size=size, num_shards=n_proc)
+        ds = data_lib.process_shard(ds, proc, n_proc)
         totals = jnp.zeros((3,), jnp.float32)
         for batch in data_lib.imagenet_iterator(ds, worker_count=config.dataset.workers):
             images, labels, mask = global_batch(batch)

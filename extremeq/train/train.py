@@ -16,11 +16,15 @@ from __future__ import annotations
 import functools
 
 import jax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from extremeq.train import checkpoint as ckpt_lib
-from extremeq.train.config import STREAMED_NAMES, ConfigError, validate_config
+from extremeq.train import distributed
+from extremeq.train.config import (
+    STREAMED_NAMES,
+    ConfigError,
+    validate_config,
+    with_defaults,
+)
 from extremeq.train.loop import run_loop
 from extremeq.train.model import ModelSpec, create_model, load_teacher, model_spec
 from extremeq.train.state import (
@@ -48,17 +52,21 @@ _DATA_ERRORS = (ValueError, KeyError, OSError, EOFError)
 def prepare(config, workdir: str):
     """Validates ``config`` (once) and prepares ``workdir``; returns the validated config."""
     if config.get("distributed") is True:  # before validation, which counts the devices
-        jax.distributed.initialize()
+        distributed.initialize(with_defaults(config))
     config = validate_config(config)
+    latest = {}
 
     def latest_step():
+        return latest["step"]
+
+    def read_latest():  # every process opens the checkpoints (orbax synchronises them)
         ckpt = ckpt_lib.Checkpointer(workdir, keep=config.checkpoint.keep)
         try:
-            return ckpt.latest_step()
+            latest["step"] = ckpt.latest_step()
         finally:
             ckpt.close()
 
-    prepare_workdir(config, workdir, latest_step, is_main=jax.process_index() == 0)
+    prepare_workdir(config, workdir, latest_step, is_main=distributed.is_main_process(), before=read_latest)
     return config
 
 
@@ -74,7 +82,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     from extremeq import data as data_lib  # pylint: disable=g-import-not-at-top
 
     mesh = make_mesh(config.num_devices)
-    replicated = NamedSharding(mesh, P())
     try:
         ds = data_lib.load_from_config(config.dataset)
     except _DATA_ERRORS as e:
@@ -94,13 +101,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     fns = in_memory_functions(spec, optimizer, inputs, Objective.from_config(config, teacher_graphdef),
                               ds.num_train, config.batch_size)
 
-    x_train, y_train, x_test, y_test = jax.device_put((ds.x_train, ds.y_train, ds.x_test, ds.y_test), replicated)
-    e_idx, e_mask = jax.device_put(data_lib.eval_indices(ds.num_test, config.eval_batch_size), replicated)
+    x_train, y_train, x_test, y_test = distributed.replicate((ds.x_train, ds.y_train, ds.x_test, ds.y_test), mesh)
+    e_idx, e_mask = distributed.replicate(data_lib.eval_indices(ds.num_test, config.eval_batch_size), mesh)
     val = None
     if config.dataset.validation:
         v_idx, v_mask = data_lib.eval_indices(len(ds.x_val), config.eval_batch_size)
-        val = jax.device_put((ds.x_val, ds.y_val, v_idx, v_mask), replicated)
-    shuffle_key, aug_key = jax.device_put(tuple(jax.random.split(jax.random.key(config.seed))), replicated)
+        val = distributed.replicate((ds.x_val, ds.y_val, v_idx, v_mask), mesh)
+    shuffle_key, aug_key = distributed.replicate(tuple(jax.random.split(jax.random.key(config.seed))), mesh)
 
     def evaluate(state):
         loss, correct, count = jax.device_get(fns["eval"](state.model_vars(), x_test, y_test, e_idx, e_mask))

@@ -23,7 +23,8 @@ CHECKPOINT_DIR = "checkpoints"
 # Keys that change how a run is executed, not what it computes: a resumed run may change them.
 RESUMABLE_KEYS = ("max_steps", "log_every_steps", "num_devices", "distributed", "progress_bar",
                   "sync_every_step", "resume_with_changes", "dataset.workers", "checkpoint.keep",
-                  "checkpoint.every_epochs")
+                  "checkpoint.every_epochs", "cluster.coordinator_address", "cluster.num_processes",
+                  "cluster.process_id")
 
 
 class WorkdirError(ValueError):
@@ -119,11 +120,12 @@ def _record_change(workdir: str, entry: dict) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
-def prepare_workdir(config, workdir: str, latest_step, is_main: bool = True) -> None:
+def prepare_workdir(config, workdir: str, latest_step, is_main: bool = True, before=None) -> None:
     """The checks before the first step (see the module docstring); writes config.json.
 
     ``latest_step``: a function returning the step of the newest checkpoint in ``workdir`` (or
-    None), called once checkpoints/ is known to be a writable directory.
+    None), called once checkpoints/ is known to be a writable directory (in process 0 only).
+    ``before``: called then in every process (what all processes must do together).
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"--workdir {workdir!r} is a file, not a directory; choose another --workdir")
@@ -134,6 +136,8 @@ def prepare_workdir(config, workdir: str, latest_step, is_main: bool = True) -> 
         raise WorkdirError(f"cannot create {ckpt_dir!r} ({e.strerror or e}); choose another --workdir") from e
     _check_writable(workdir, "workdir")
     _check_writable(ckpt_dir, "checkpoint directory")
+    if before is not None:
+        before()
     if not is_main:
         return
     step = latest_step()

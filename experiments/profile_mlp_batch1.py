@@ -1,0 +1,98 @@
+"""Where the packed MLP's batch-1 call goes, beside LCE, cache-cold as in the round-robin (issue 13).
+
+The 784-1024-1024-1024-10 MLP of ``bench_inference_peers.py`` (same weights, same LCE worker, one
+pinned core). Each candidate is timed right after one LCE call and followed by one call of the
+training graph, as ``bench_inference_peers.py`` times the packed model, so every candidate starts
+with the caches other engines left behind. Candidates: the packed model (``PackedModel.__call__``),
+its executable called directly, and its float first layer alone (784x1024 float32, 3.1 MiB) in
+several forms: ``x @ W`` (as in the model), ``W^T x``, with XLA compile options, NumPy's ``x @ W``
+(OpenBLAS) and a NumPy sum over W (the time to stream W once from where it lies).
+
+    python experiments/profile_mlp_batch1.py --repeats 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=40)
+    p.add_argument("--lce-python", default="/work/peers/lce/bin/python")
+    args = p.parse_args(argv)
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    sys.path.insert(0, os.path.dirname(HERE))
+    sys.path.insert(0, HERE)
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    import jax.numpy as jnp
+    import numpy as np
+    from bench_inference import jitted_eval
+    from bench_inference_peers import LceWorker, build_models, peer_arrays
+
+    import extremeq
+
+    model, _, recipe = build_models()["mlp"]
+    packed, graph = extremeq.export(model, recipe=recipe), jitted_eval(model)
+    folder = tempfile.mkdtemp(prefix="lce_peer_")
+    arrays, spec = peer_arrays("mlp", model)
+    x_np = np.random.default_rng(101).standard_normal((1, 784)).astype(np.float32)
+    np.savez(os.path.join(folder, "weights.npz"), **arrays)
+    np.savez(os.path.join(folder, "inputs.npz"), mlp_1=x_np)
+    with open(os.path.join(folder, "spec.json"), "w") as f:
+        json.dump({"models": ["mlp"], "batches": [1], "mlp": spec}, f)
+    worker = LceWorker(args.lce_python, folder)
+    x = jnp.asarray(x_np.reshape(1, 28, 28, 1))
+    xf = jnp.asarray(x_np)
+    exe, leaves = packed.executable(x.shape), packed._leaves
+    w1 = next(v for v in leaves if v.shape == (784, 1024))
+    w1_np = np.asarray(w1).copy()
+
+    def first(**options):
+        c = jax.jit(lambda w, v: v @ w).lower(w1, xf).compile(compiler_options=options or None)
+        return lambda: c(w1, xf)
+
+    wtx = jax.jit(lambda w, v: jax.lax.dot_general(w, v, (((0,), (1,)), ((), ())))).lower(w1, xf).compile()
+    candidates = {
+        "packed model, `packed(x)`": lambda: packed(x),
+        "packed model, its executable called directly": lambda: exe(leaves, x),
+        "first layer alone, XLA `x @ W`": first(),
+        "first layer alone, XLA `W^T x`": lambda: wtx(w1, xf),
+        "first layer alone, XLA `x @ W`, `xla_cpu_use_xnnpack=True`": first(xla_cpu_use_xnnpack=True),
+        "first layer alone, XLA `x @ W`, `xla_cpu_prefer_vector_width=512`": first(xla_cpu_prefer_vector_width=512),
+        "first layer alone, NumPy `x @ W` (OpenBLAS)": lambda: x_np @ w1_np,
+        "NumPy `W.sum()` (stream W once)": lambda: w1_np.sum(),
+    }
+    times = {k: [] for k in ["LCE, whole network", *candidates]}
+    load0 = os.getloadavg()
+    for i in range(args.repeats + 5):
+        for k, f in candidates.items():
+            dt_lce = worker.ask("time", "mlp", 1, 1)["seconds"]
+            t0 = time.perf_counter()
+            jax.block_until_ready(f())
+            dt = time.perf_counter() - t0
+            jax.block_until_ready(graph(x))
+            if i >= 5:
+                times[k].append(dt)
+                times["LCE, whole network"].append(dt_lce)
+    worker.close()
+    load = ", ".join(f"{v:.1f}" for v in load0)
+    print(f"MLP batch 1, one pinned core, median ms of {args.repeats} cache-cold calls; jax {jax.__version__}; "
+          f"load average {load} (1, 5, 15 min) at the start\n")
+    print("| what | ms |\n| --- | ---: |")
+    for k, v in times.items():
+        print(f"| {k} | {statistics.median(v) * 1e3:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
