@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from extremeq.lm_export import export_lm
+from extremeq.inference.lm import export_lm
 from extremeq.nn.generate import generate
 from extremeq.nn.gpt import GPT
 from extremeq.train.lm import load_trained_gpt

@@ -279,14 +279,35 @@ def bitnet(w, estimator: EstimatorLike = "ste", eps: float = 1e-5):
 
     gamma = mean|W| + eps. Rounding passes the gradient straight through.
     """
+    codes, gamma = bitnet_codes(w, eps, estimator)
+    return gamma * codes
+
+
+def bitnet_codes(w, eps: float = 1e-5, estimator: EstimatorLike | None = None):
+    """The integer codes RoundClip(W / gamma, -1, 1) in {-1, 0, 1} and gamma.
+
+    With an ``estimator`` the rounding passes the gradient through it and gamma is a constant on
+    the backward pass (dc/dW = 1 / gamma inside the clip range for the STE), as in :func:`bitnet`.
+    """
+    if estimator is None:
+        gamma = bitnet_scale(w, eps)
+        return _bitnet_round(w / gamma), gamma
     gamma = jax.lax.stop_gradient(bitnet_scale(w, eps))
-    return gamma * straight_through(_bitnet_round, get_estimator(estimator), w / gamma, None)
+    return straight_through(_bitnet_round, get_estimator(estimator), w / gamma, None), gamma
 
 
-def bitnet_codes(w, eps: float = 1e-5):
-    """The integer codes RoundClip(W / gamma, -1, 1) in {-1, 0, 1} and gamma."""
-    gamma = bitnet_scale(w, eps)
-    return _bitnet_round(w / gamma), gamma
+def bitnet_1bit_codes(w, estimator: EstimatorLike | None = None):
+    """The original BitNet's 1-bit weights (Wang et al., 2023, Eq. 1-3): codes sign(W - mean(W))
+    in {-1, +1} (sign(0) = +1) and beta = mean|W| (one scale per tensor), W_q = beta * codes.
+
+    With an ``estimator`` the codes are ``estimator((W - mean W) / beta)`` with mean(W) and beta
+    constants on the backward pass (sign is scale-free; dividing by beta makes d(beta c)/dW = 1
+    for the STE, as for the ternary codes)."""
+    if estimator is None:
+        return sign(w - jnp.mean(w)), bwn_scale(w, per_channel=False)
+    centre = jax.lax.stop_gradient(jnp.mean(w))
+    beta = jax.lax.stop_gradient(bwn_scale(w, per_channel=False))
+    return get_estimator(estimator)((w - centre) / beta), beta
 
 
 # ------------------------------------------------------------------------ int8
@@ -309,9 +330,13 @@ def _int8_round(u, aux=None):
     return round_clip(u, -INT8_MAX, INT8_MAX)
 
 
-def int8_codes(x, s):
-    """q = clip(round(x / s), -127, 127): the integers an int8 tensor stores (as floats)."""
-    return _int8_round(x / s)
+def int8_codes(x, s, estimator: EstimatorLike | None = None):
+    """q = clip(round(x / s), -127, 127): the integers an int8 tensor stores (as floats).
+
+    With an ``estimator`` the rounding passes the gradient through it (s is then a constant)."""
+    if estimator is None:
+        return _int8_round(x / s)
+    return straight_through(_int8_round, get_estimator(estimator), x / s, None)
 
 
 def _int8_fake_quant(x, s, estimator):

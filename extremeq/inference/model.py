@@ -177,6 +177,8 @@ def load(path) -> PackedModel:
     Any failure raises :class:`ExportFormatError` saying what was wrong.
     """
     meta, arrays = read_export(path)
+    if meta.get("model_class") == "GPT" and isinstance(meta.get("recipe"), dict) and "gpt" in meta["recipe"]:
+        raise ExportFormatError(f"{path} is a packed language model; load it with extremeq.inference.lm.load_lm")
     model = skeleton(meta.get("recipe"), meta.get("layers", {}), arrays)
     verify_arrays(path, meta, arrays)
     if type(model).__name__ != meta.get("model_class"):

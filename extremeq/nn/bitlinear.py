@@ -35,8 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from extremeq import quantizers as Q
-from extremeq.nn.policy import set_at
-from extremeq.ste import get_estimator, straight_through
+from extremeq.ste import get_estimator
 
 #: BitLinear variants: weight format, bits per stored weight.
 BITLINEAR_METHODS = {"bitnet": ("ternary", 2), "bitnet_1bit": ("binary", 1)}
@@ -50,42 +49,30 @@ def _check_method(method: str) -> str:
     return method
 
 
-def _round_clip_codes(v, bound: float, estimator):
-    """RoundClip(v, -bound, bound) (the rounding of extremeq.quantizers.int8 / bitnet), gradient
-    straight through."""
-    return straight_through(_symmetric_round_clip, get_estimator(estimator), v, float(bound))
-
-
-def _symmetric_round_clip(v, bound):
-    return Q.round_clip(v, -bound, bound)
-
-
 def activation_codes(x, estimator="ste"):
     """Per-token 8-bit absmax codes: (c, s) with c = RoundClip(x / s, -127, 127), s = max|x| / 127.
 
     The scale s is taken over the last (feature) axis, one per token, and is a constant on the
     backward pass; dc/dx = 1 / s (straight through the rounding). ``s * c`` is the quantized x.
+    Formulas: ``Q.int8_scale`` and ``Q.int8_codes``.
     """
     s = jax.lax.stop_gradient(Q.int8_scale(x, axes=-1, keepdims=True))
-    return _round_clip_codes(x / s, Q.INT8_MAX, estimator), s
+    return Q.int8_codes(x, s, get_estimator(estimator)), s
 
 
 def weight_codes(w, method: str = "bitnet", estimator="ste"):
     """(c_W, gamma) of a kernel: ternary absmean codes (b1.58) or centred signs (1-bit BitNet).
 
-    ``bitnet``: c_W = RoundClip(W / gamma, -1, 1), gamma = mean|W| + eps (``Q.bitnet_scale``;
+    ``bitnet``: c_W = RoundClip(W / gamma, -1, 1), gamma = mean|W| + eps (``Q.bitnet_codes``;
     ``gamma * c_W`` is ``Q.bitnet(W)``). ``bitnet_1bit``: c_W = sign(W - mean(W)) (sign(0) = +1),
-    gamma = mean|W| (``Q.bwn_scale`` per tensor), Wang et al. (2023), Eq. 1-3. The codes are exact
-    integers (no division by gamma after the rounding), so products with them are exact.
+    gamma = mean|W| per tensor (``Q.bitnet_1bit_codes``), Wang et al. (2023), Eq. 1-3. The codes
+    are exact integers (no division by gamma after the rounding), so products with them are exact;
+    the gradient goes straight through with the scales held constant.
     """
     _check_method(method)
     if method == "bitnet":
-        gamma = jax.lax.stop_gradient(Q.bitnet_scale(w))
-        return _round_clip_codes(w / gamma, 1.0, estimator), gamma
-    centre = jax.lax.stop_gradient(jnp.mean(w))
-    gamma = jax.lax.stop_gradient(Q.bwn_scale(w, per_channel=False))
-    # sign is scale-free; dividing by gamma makes d(gamma c_W)/dW = 1, as for the ternary codes
-    return get_estimator(estimator)((w - centre) / gamma), gamma
+        return Q.bitnet_codes(w, estimator=get_estimator(estimator))
+    return Q.bitnet_1bit_codes(w, get_estimator(estimator))
 
 
 def bitlinear_output(c_x, s, product_with_gamma):
@@ -123,25 +110,39 @@ class BitLinear(nnx.Module):
         return bitlinear_output(c_x, s, lambda c: jnp.dot(c, codes) * gamma)
 
 
+def bitlinear_from_linear(layer, method: str = "bitnet", ste="ste", rngs: nnx.Rngs | None = None,
+                          name: str = "") -> BitLinear:
+    """A :class:`BitLinear` with the kernel of ``layer`` (an ``nnx.Linear``); the conversion that
+    ``quantize_model``'s ``{"bitlinear": method}`` rules and :func:`to_bitlinear` apply. Biases are
+    dropped (BitNet has none), so a Linear with a nonzero bias is refused."""
+    _check_method(method)
+    if not isinstance(layer, nnx.Linear):
+        raise TypeError(f"{name or 'layer'} is a {type(layer).__name__}; a {{'bitlinear': ...}} rule converts "
+                         "nnx.Linear layers only: match it with another rule (or None to keep it)")
+    if layer.bias is not None and bool(jnp.any(layer.bias[...] != 0)):
+        raise ValueError(f"{name or 'layer'} has a nonzero bias, which BitLinear does not have; exclude it "
+                         "(a None rule, or to_bitlinear's exclude=...) or train it with use_bias=False.")
+    new = BitLinear(layer.in_features, layer.out_features, method=method, ste=ste, rngs=rngs or nnx.Rngs(0))
+    new.kernel[...] = layer.kernel[...]
+    return new
+
+
 def to_bitlinear(model, pattern: str = ".*", method: str = "bitnet", ste="ste", exclude: str | None = None,
                  rngs: nnx.Rngs | None = None) -> list[str]:
     """Swap the ``nnx.Linear`` layers of ``model`` whose path ("/"-joined) fully matches ``pattern``
     (and not ``exclude``) for :class:`BitLinear` in place, keeping their kernels. Biases are
     dropped (BitNet has none): a Linear with a nonzero bias is refused. Returns the replaced paths.
+
+    The same as ``quantize_model(model, [(exclude, None), (pattern, {"bitlinear": method})])``
+    restricted to Linear layers (which is what it calls).
     """
+    # policy imports this module, so this import waits for the call
+    from extremeq.nn.policy import path_string, quantize_model
+
     _check_method(method)
-    rngs = rngs or nnx.Rngs(0)
     want, skip = re.compile(pattern), re.compile(exclude) if exclude else None
-    targets = []
-    for path, module in nnx.iter_modules(model):
-        name = "/".join(str(p) for p in path)
-        if path and isinstance(module, nnx.Linear) and want.fullmatch(name) and not (skip and skip.fullmatch(name)):
-            if module.bias is not None and bool(jnp.any(module.bias[...] != 0)):
-                raise ValueError(f"to_bitlinear: {name} has a nonzero bias, which BitLinear does not "
-                                 "have; exclude it (exclude=...) or train it with use_bias=False.")
-            targets.append((path, module))
-    for path, module in targets:
-        new = BitLinear(module.in_features, module.out_features, method=method, ste=ste, rngs=rngs)
-        new.kernel[...] = module.kernel[...]
-        set_at(model, path, new)
-    return ["/".join(str(p) for p in path) for path, _ in targets]
+    names = [path_string(path) for path, module in nnx.iter_modules(model)
+             if path and isinstance(module, nnx.Linear) and want.fullmatch(path_string(path))
+             and not (skip and skip.fullmatch(path_string(path)))]
+    rules = [(re.escape(n), {"bitlinear": method, "ste": ste}) for n in names]
+    return quantize_model(model, rules, rngs=rngs or nnx.Rngs(0)) if rules else []

@@ -13,6 +13,11 @@ against the rules in order; the first ``re.fullmatch`` decides. A spec of
 ``None`` leaves the layer exactly as it is; a layer that matches no rule is
 left alone too. Replaced layers keep their kernel and bias values.
 
+A spec ``{"bitlinear": "bitnet"}`` (or ``"bitnet_1bit"``, optional ``"ste"``) turns an
+``nnx.Linear`` into BitNet's :class:`~extremeq.nn.bitlinear.BitLinear` (RMSNorm, 8-bit per-token
+inputs, ternary or 1-bit weights, no bias): ``[("head", None), (".*", {"bitlinear": "bitnet"})]``
+makes the linear layers of a float transformer BitNet b1.58 layers.
+
 ``method_rules(method)`` writes the rule list of a paper's method for the model
 zoo's convention (first layer ``stem``, last layer ``head``); the methods are the
 registered ones (``extremeq.methods.METHODS``, yours included once registered).
@@ -29,10 +34,11 @@ from flax import nnx
 
 from extremeq import methods as registry
 from extremeq.methods import METHODS  # noqa: F401  (re-exported: method -> (weight, input) quantizers, live)
+from extremeq.nn.bitlinear import bitlinear_from_linear
 from extremeq.nn.layers import QuantConv, QuantLinear, _Quantized
 
 EDGE_PRECISIONS = ("fp", "int8", "weights", "same")
-_SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init"}
+_SPEC_KEYS = {"kernel", "input", "ste", "ste_kwargs", "pad_value", "latent_init", "bitlinear"}
 LATENT_INITS = (None, "keep", "uniform")
 #: What a stochastic method's layers compute after ``model.eval()`` (``method_rules(stochastic_eval=)``).
 STOCHASTIC_EVALS = ("sign", "mean")
@@ -93,7 +99,12 @@ def _check_rules(rules):
     return compiled
 
 
-def _converted(layer, spec: Mapping, rngs: nnx.Rngs):
+def _converted(layer, spec: Mapping, rngs: nnx.Rngs, where: str = ""):
+    if spec.get("bitlinear") is not None:
+        if set(spec) - {"bitlinear", "ste"}:
+            raise ValueError(f"{where}: a 'bitlinear' rule takes only 'ste' besides the method (BitLinear fixes "
+                             f"its weight and 8-bit input quantizers), got {sorted(spec)}")
+        return bitlinear_from_linear(layer, spec["bitlinear"], spec.get("ste") or "ste", rngs, where)
     kwargs = dict(
         kernel_quantizer=spec.get("kernel", "fp"),
         input_quantizer=spec.get("input", "fp"),
@@ -152,7 +163,7 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
                         targets.append((path, module, spec))
                     break
     for path, module, spec in targets:
-        set_at(model, path, _converted(module, spec, rngs))
+        set_at(model, path, _converted(module, spec, rngs, path_string(path)))
     return [path_string(p) for p, _, _ in targets]
 
 

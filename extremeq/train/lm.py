@@ -61,6 +61,32 @@ def make_optimizer(opt, max_steps: int):
     return optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw) if opt.grad_clip else adamw, sched
 
 
+def make_train_step(config, vocab_size: int, train_tokens, donate: bool = True):
+    """(graphdef, params, opt_state, train_step, schedule) of a config's model.
+
+    ``train_step(params, opt_state, step) -> (params, opt_state, loss)`` is one jitted XLA program:
+    the batch of ``config.batch_size`` windows drawn from ``fold_in(key(seed), step)`` out of
+    ``train_tokens`` (on device), forward, per-token cross-entropy, backward, clipping and AdamW.
+    ``donate``: params and optimizer state are donated (updated in place, no copy per step)."""
+    block, batch = config.model.block_size, config.batch_size
+    model = build_gpt(config.model, vocab_size, config.seed)
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx, sched = make_optimizer(config.optimizer, config.max_steps)
+    opt_state = tx.init(params)
+    base_key = jax.random.key(config.seed)
+
+    def loss_fn(p, x, y):
+        return jnp.mean(token_cross_entropy(nnx.merge(graphdef, p)(x), y))
+
+    def train_step(p, o, step):
+        x, y = sample_windows(jax.random.fold_in(base_key, step), train_tokens, batch, block)
+        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+        updates, o = tx.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    return graphdef, params, opt_state, jax.jit(train_step, donate_argnums=(0, 1) if donate else ()), sched
+
+
 def _check(config):
     if config.dataset.name != "shakespeare_char":
         raise ValueError(f"config.dataset.name={config.dataset.name!r}: the language-model loop reads "
@@ -77,12 +103,8 @@ def train_lm(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     ds = load_text(config.dataset.path or None)
-    block, batch = config.model.block_size, config.batch_size
-    model = build_gpt(config.model, ds.vocab_size, config.seed)
-    graphdef, params = nnx.split(model, nnx.Param)
-    tx, sched = make_optimizer(config.optimizer, config.max_steps)
-    opt_state = tx.init(params)
-    train_tokens = jnp.asarray(ds.train)
+    block = config.model.block_size
+    graphdef, params, opt_state, train_step, sched = make_train_step(config, ds.vocab_size, jnp.asarray(ds.train))
     vx, vy = eval_windows(ds.val, block)
     n_val = vx.shape[0]
     eb = min(config.eval_batch_size, n_val)
@@ -92,17 +114,6 @@ def train_lm(config, workdir: str) -> dict:
     vx = jnp.asarray(np.concatenate([vx, np.zeros((pad, block), vx.dtype)]).reshape(nb, eb, block))
     vy = jnp.asarray(np.concatenate([vy, np.zeros((pad, block), vy.dtype)]).reshape(nb, eb, block))
     mask = jnp.asarray(mask)
-    base_key = jax.random.key(config.seed)
-
-    def loss_fn(p, x, y):
-        return jnp.mean(token_cross_entropy(nnx.merge(graphdef, p)(x), y))
-
-    @jax.jit
-    def train_step(p, o, step):
-        x, y = sample_windows(jax.random.fold_in(base_key, step), train_tokens, batch, block)
-        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
-        updates, o = tx.update(grads, o, p)
-        return optax.apply_updates(p, updates), o, loss
 
     @jax.jit
     def validate(p):

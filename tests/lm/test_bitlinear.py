@@ -127,3 +127,30 @@ def test_codes_are_exact_integers_under_jit():
     c_x, _ = jax.jit(activation_codes)(x)
     for c in (c_w, c_x):
         np.testing.assert_array_equal(c, np.round(np.asarray(c)))
+
+
+def test_quantize_model_rules_turn_a_float_gpt_into_bitnet():
+    """quantize_model's {"bitlinear": method} rule converts the linear layers of an existing float
+    transformer: the result computes what a BitNet GPT with the same weights computes."""
+    from extremeq.inference.lm import export_lm
+    from extremeq.nn import quantize_model
+    from extremeq.nn.gpt import GPT
+
+    kw = {"block_size": 8, "num_layers": 2, "num_heads": 2, "width": 16}
+    fp = GPT(11, **kw, linear="fp", rngs=nnx.Rngs(0))
+    bn = GPT(11, **kw, linear="bitnet", rngs=nnx.Rngs(1))
+    bitlinears = {p: m for p, m in nnx.iter_modules(bn) if isinstance(m, BitLinear)}
+    for p, a in nnx.iter_modules(fp):
+        if isinstance(a, nnx.Linear):
+            bitlinears[p].kernel[...] = a.kernel[...]
+    bn.wte.embedding[...] = fp.wte.embedding[...]
+    paths = quantize_model(fp, [(".*", {"bitlinear": "bitnet"})])
+    assert len(paths) == 8 and all(isinstance(m, BitLinear) for m in (fp.blocks[0].fc, fp.blocks[1].attn.qkv))
+    tokens = jnp.asarray(RNG.integers(0, 11, (2, 8)), jnp.int32)
+    np.testing.assert_array_equal(np.asarray(fp(tokens)), np.asarray(bn(tokens)))
+    np.testing.assert_array_equal(np.asarray(export_lm(fp)(tokens)), np.asarray(fp(tokens)))
+    with pytest.raises(ValueError, match="only 'ste'"):
+        quantize_model(GPT(11, **kw, rngs=nnx.Rngs(0)), [(".*", {"bitlinear": "bitnet", "kernel": "twn"})])
+    conv = nnx.Sequential(nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0)))
+    with pytest.raises(TypeError, match="nnx.Linear layers only"):
+        quantize_model(conv, [(".*", {"bitlinear": "bitnet"})])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from extremeq.lm_export import ExportFormatError, export_lm, load_lm
+from extremeq.inference.lm import ExportFormatError, export_lm, load_lm
 from extremeq.nn.generate import generate, sample_logits
 from extremeq.nn.gpt import GPT
 
@@ -75,3 +75,47 @@ def test_export_errors(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ExportFormatError, match="corrupt"):
         load_lm(bad)
+
+
+@pytest.mark.parametrize("linear", ["bitnet", "bitnet_1bit"])
+def test_codes_and_words_decoding_agree_and_codes_are_not_saved(linear, tmp_path):
+    """decode="codes" (int8 c_W unpacked once) and decode="words" (the kernels) give the same logits,
+    bit for bit (integer products), and the file holds the 2-bit / 1-bit words only."""
+    packed = export_lm(peaked(linear, "rope", scale=10.0), decode="words")
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 17, (2, 16)), jnp.int32)
+    by_words = np.asarray(packed(tokens))
+    packed.set_decode("codes")
+    layer = packed.packed_layers()[0]
+    assert layer.codes[...].dtype == jnp.int8 and layer.codes[...].shape == (layer.in_features, layer.out_features)
+    np.testing.assert_array_equal(np.asarray(packed(tokens)), by_words)
+    assert not any(k.endswith("codes") for k in packed.arrays())
+    packed.save(tmp_path / "m.npz")
+    assert load_lm(tmp_path / "m.npz", decode="words").packed_layers()[0].codes is None
+    with pytest.raises(ValueError, match="decode"):
+        packed.set_decode("int4")
+
+
+def test_export_file_checksums_and_image_loader(tmp_path):
+    """The LM file is the project's export format: an array changed after saving fails its checksum,
+    a wrong version is refused, and the image loader names the LM loader."""
+    import json
+
+    from extremeq.inference import META_KEY, load
+
+    path = tmp_path / "m.npz"
+    export_lm(peaked("bitnet")).save(path)
+    assert isinstance(load_lm(path), type(export_lm(peaked("bitnet"))))
+    with pytest.raises(ExportFormatError, match="load_lm"):
+        load(path)
+    with np.load(path) as z:
+        entries = {k: z[k] for k in z.files}
+    name = next(k for k in entries if k.endswith("/w"))
+    damaged = dict(entries, **{name: entries[name] ^ np.uint32(1)})
+    np.savez(tmp_path / "damaged.npz", **damaged)
+    with pytest.raises(ExportFormatError, match="checksum"):
+        load_lm(tmp_path / "damaged.npz")
+    meta = json.loads(bytes(entries[META_KEY]).decode())
+    meta["version"] = 99
+    np.savez(tmp_path / "v99.npz", **dict(entries, **{META_KEY: np.frombuffer(json.dumps(meta).encode(), np.uint8)}))
+    with pytest.raises(ExportFormatError, match="version 99"):
+        load_lm(tmp_path / "v99.npz")
