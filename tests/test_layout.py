@@ -1,8 +1,8 @@
 """The package's layout, read statically (``ast``, nothing imported): no file under ``extremeq/`` over
 400 lines, no import cycle between its modules, and imports that run one way,
 
-    ste -> quantizers, packing, data -> kernels, methods, optim -> nn -> summary
-        -> train, inference, lm_export -> sweep
+    ste -> quantizers, packing, data -> kernels, methods, optim -> nn, energy, retrieval -> summary
+        -> train, inference -> sweep
 
 (a group imports only groups of earlier tiers, never one of its own tier: kernels and packing know
 nothing of the method registry, the layers or Flax models; train and inference do not import each
@@ -26,9 +26,9 @@ TIERS = (
     ("ste",),
     ("quantizers", "packing", "data"),
     ("kernels", "methods", "optim"),
-    ("nn",),
+    ("nn", "energy", "retrieval"),
     ("summary",),
-    ("train", "inference", "lm_export"),
+    ("train", "inference"),
     ("sweep",),
 )
 TIER = {group: i for i, groups in enumerate(TIERS) for group in groups}
@@ -85,8 +85,12 @@ def imports(module: str, path: Path, mods, *, top_level_only: bool) -> set[str]:
 
 
 def group(module: str) -> str | None:
+    """The top-level module or sub-package of ``module``; the sweep tool's modules (sweep.py and its
+    sweep_<part>.py, split for length) are one group."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+    if len(parts) < 2:
+        return None
+    return "sweep" if parts[1].startswith("sweep_") else parts[1]
 
 
 def long_files(root: Path) -> list[str]:

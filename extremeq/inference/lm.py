@@ -1,6 +1,6 @@
 """Packed export of a BitNet language model: 2-bit (or 1-bit) weight words + scales, decoded by the kernels.
 
-    from extremeq.inference.lm import export_lm, load_lm     # (also extremeq.lm_export)
+    from extremeq.inference.lm import export_lm, load_lm
     packed = export_lm(model)                 # a GPT whose BitLinear layers became PackedBitLinear
     packed.save("bitnet.npz")                 # bytes written
     packed = load_lm("bitnet.npz")            # decode="codes": int8 codes unpacked once (opt-in)
