@@ -34,24 +34,49 @@ from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
 
 MODELS = {  # name: (recipe, method)
-    "MLP 784-1024x3-10 BWN": ({"model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
-                               "num_classes": 10, "input_shape": [28, 28, 1]}, "bwn"),
-    "MLP 784-1024x3-10 XNOR": ({"model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
-                                "num_classes": 10, "input_shape": [28, 28, 1]}, "xnor"),
-    "MLP 784-1024x3-10 TWN": ({"model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
-                               "num_classes": 10, "input_shape": [28, 28, 1]}, "twn"),
-    "LeNet-5 XNOR (MNIST)": ({"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10,
-                              "input_shape": [28, 28, 1]}, "xnor"),
-    "LeNet-5 BWN (MNIST)": ({"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10,
-                             "input_shape": [28, 28, 1]}, "bwn"),
+    "MLP 784-1024x3-10 BWN": (
+        {
+            "model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
+            "num_classes": 10,
+            "input_shape": [28, 28, 1],
+        },
+        "bwn",
+    ),
+    "MLP 784-1024x3-10 XNOR": (
+        {
+            "model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
+            "num_classes": 10,
+            "input_shape": [28, 28, 1],
+        },
+        "xnor",
+    ),
+    "MLP 784-1024x3-10 TWN": (
+        {
+            "model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
+            "num_classes": 10,
+            "input_shape": [28, 28, 1],
+        },
+        "twn",
+    ),
+    "LeNet-5 XNOR (MNIST)": (
+        {"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10, "input_shape": [28, 28, 1]},
+        "xnor",
+    ),
+    "LeNet-5 BWN (MNIST)": (
+        {"model": {"name": "lenet5", "activation": "hardtanh"}, "num_classes": 10, "input_shape": [28, 28, 1]},
+        "bwn",
+    ),
     # padded 3x3 convolutions whose binary inputs are padded with +1 (LeNet-5's are unpadded)
-    "ResNet-20 XNOR (CIFAR-10)": ({"model": {"name": "resnet20", "activation": "hardtanh"}, "num_classes": 10,
-                                   "input_shape": [32, 32, 3]}, "xnor"),
+    "ResNet-20 XNOR (CIFAR-10)": (
+        {"model": {"name": "resnet20", "activation": "hardtanh"}, "num_classes": 10, "input_shape": [32, 32, 3]},
+        "xnor",
+    ),
 }
 
 
 def random_model(recipe, method, seed=0):
     """The quantized zoo model with NumPy-drawn weights (kernels N(0, 1/fan_in), random BN statistics)."""
+
     def build():
         m = build_model(recipe["model"], recipe["num_classes"], recipe["input_shape"], nnx.Rngs(seed))
         quantize_model(m, method_rules(method))
@@ -109,10 +134,12 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{dev.platform.upper()} {getattr(dev, 'device_kind', '')}; host {cpu}, {os.cpu_count()} cores "
-            f"(load average {load:.1f} at the start); jax {jax.__version__}, jaxlib "
-            f"{jax.lib.__version__ if hasattr(jax.lib, '__version__') else '?'}, flax {flax.__version__}, "
-            f"numpy {np.__version__}, Python {platform.python_version()}")
+    return (
+        f"{dev.platform.upper()} {getattr(dev, 'device_kind', '')}; host {cpu}, {os.cpu_count()} cores "
+        f"(load average {load:.1f} at the start); jax {jax.__version__}, jaxlib "
+        f"{jax.lib.__version__ if hasattr(jax.lib, '__version__') else '?'}, flax {flax.__version__}, "
+        f"numpy {np.__version__}, Python {platform.python_version()}"
+    )
 
 
 def main(argv=None):
@@ -139,8 +166,11 @@ def main(argv=None):
             t_ref = median_seconds(train_graph, x, args.repeats)
             t_packed = median_seconds(packed, x, args.repeats)
             rows.append((name, b, b / t_ref, b / t_packed, t_ref / t_packed, agree, packed.nbytes))
-            print(f"{name:28s} batch {b:4d}: training graph {b / t_ref:10.0f} img/s, packed {b / t_packed:10.0f} "
-                  f"img/s ({t_ref / t_packed:.2f}x), same class {100 * agree:.1f}%", flush=True)
+            print(
+                f"{name:28s} batch {b:4d}: training graph {b / t_ref:10.0f} img/s, packed {b / t_packed:10.0f} "
+                f"img/s ({t_ref / t_packed:.2f}x), same class {100 * agree:.1f}%",
+                flush=True,
+            )
     lines = [
         f"Machine: {header}. Median of {args.repeats} timed calls after 3 warm-up calls, "
         "`block_until_ready`, both paths jitted.",
@@ -149,8 +179,9 @@ def main(argv=None):
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, b, ref, pk, sp, agree, nbytes in rows:
-        lines.append(f"| {name} | {b} | {ref:,.0f} | {pk:,.0f} | {sp:.2f}x | {100 * agree:.1f}% | "
-                     f"{nbytes / 1024:,.1f} KiB |")
+        lines.append(
+            f"| {name} | {b} | {ref:,.0f} | {pk:,.0f} | {sp:.2f}x | {100 * agree:.1f}% | {nbytes / 1024:,.1f} KiB |"
+        )
     text = "\n".join(lines)
     print("\n" + text)
     if args.out:

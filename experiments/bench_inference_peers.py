@@ -58,8 +58,9 @@ def build_models():
             self.stem = nnx.Conv(3, 64, (3, 3), padding="SAME", use_bias=False, rngs=rngs)
             self.stem_bn = nnx.BatchNorm(64, epsilon=1e-5, rngs=rngs)
             plan = [(64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2)]
-            self.convs = nnx.List([nnx.Conv(i, o, (3, 3), strides=s, padding="SAME", use_bias=False, rngs=rngs)
-                                   for i, o, s in plan])
+            self.convs = nnx.List(
+                [nnx.Conv(i, o, (3, 3), strides=s, padding="SAME", use_bias=False, rngs=rngs) for i, o, s in plan]
+            )
             self.bns = nnx.List([nnx.BatchNorm(o, epsilon=1e-5, rngs=rngs) for _, o, _ in plan])
             self.head = nnx.Linear(256, 10, rngs=rngs)
 
@@ -69,8 +70,11 @@ def build_models():
                 x = jnp.clip(bn(conv(x)), -1.0, 1.0)
             return self.head(jnp.mean(x, axis=(1, 2)))
 
-    mlp_recipe = {"model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
-                  "num_classes": 10, "input_shape": [28, 28, 1]}
+    mlp_recipe = {
+        "model": {"name": "mlp", "hidden": [1024, 1024, 1024], "activation": "hardtanh"},
+        "num_classes": 10,
+        "input_shape": [28, 28, 1],
+    }
 
     def mlp():
         m = build_model(mlp_recipe["model"], 10, (28, 28, 1), nnx.Rngs(0))
@@ -82,8 +86,10 @@ def build_models():
         quantize_model(m, method_rules("bnn"))
         return m
 
-    return {"mlp": (fill_random(nnx.eval_shape(mlp), 0), (28, 28, 1), mlp_recipe),
-            "convnet": (fill_random(nnx.eval_shape(convnet), 1), (32, 32, 3), None)}
+    return {
+        "mlp": (fill_random(nnx.eval_shape(mlp), 0), (28, 28, 1), mlp_recipe),
+        "convnet": (fill_random(nnx.eval_shape(convnet), 1), (32, 32, 3), None),
+    }
 
 
 def peer_arrays(name, model):
@@ -101,8 +107,10 @@ def peer_arrays(name, model):
             out.update(bn(f"mlp/bn{i}", b))
         out["mlp/head/kernel"] = np.asarray(model.head.kernel[...], np.float32)
         out["mlp/head/bias"] = np.asarray(model.head.bias[...], np.float32)
-        spec = {"epsilon": float(model.stem_bn.epsilon), "hidden": [int(model.stem.out_features)]
-                + [int(b.dense.out_features) for b in model.blocks]}
+        spec = {
+            "epsilon": float(model.stem_bn.epsilon),
+            "hidden": [int(model.stem.out_features)] + [int(b.dense.out_features) for b in model.blocks],
+        }
     else:
         out["convnet/stem/kernel"] = np.asarray(model.stem.kernel[...], np.float32)
         out.update(bn("convnet/stem_bn", model.stem_bn))
@@ -111,16 +119,23 @@ def peer_arrays(name, model):
             out.update(bn(f"convnet/bn{i}", b))
         out["convnet/head/kernel"] = np.asarray(model.head.kernel[...], np.float32)
         out["convnet/head/bias"] = np.asarray(model.head.bias[...], np.float32)
-        spec = {"epsilon": float(model.stem_bn.epsilon),
-                "binary": [[int(c.out_features), int(c.strides[0])] for c in model.convs]}
+        spec = {
+            "epsilon": float(model.stem_bn.epsilon),
+            "binary": [[int(c.out_features), int(c.strides[0])] for c in model.convs],
+        }
     return out, spec
 
 
 class LceWorker:
     def __init__(self, python, folder):
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen([python, os.path.join(HERE, "peers", "lce_models.py"), folder],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [python, os.path.join(HERE, "peers", "lce_models.py"), folder],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self._read()
 
     def _read(self):
@@ -148,8 +163,11 @@ def main(argv=None):
     p.add_argument("--models", default="mlp,convnet")
     p.add_argument("--lce-python", default="/work/peers/lce/bin/python")
     p.add_argument("--write", default="", help="markdown file: append/replace this thread count's table")
-    p.add_argument("--async-dispatch", action="store_true",
-                   help="keep JAX's asynchronous CPU dispatch (default: jax_cpu_enable_async_dispatch=False)")
+    p.add_argument(
+        "--async-dispatch",
+        action="store_true",
+        help="keep JAX's asynchronous CPU dispatch (default: jax_cpu_enable_async_dispatch=False)",
+    )
     args = p.parse_args(argv)
     _pin(args.threads)
     sys.path.insert(0, os.path.dirname(HERE))
@@ -208,8 +226,11 @@ def main(argv=None):
                 jax.block_until_ready(f(x))
                 return time.perf_counter() - t0
 
-            engines = {"lce": lambda name=name, b=b: worker.ask("time", name, b, args.threads)["seconds"],
-                       "packed": lambda f=packed: run_jax(f), "graph": lambda f=graph: run_jax(f)}
+            engines = {
+                "lce": lambda name=name, b=b: worker.ask("time", name, b, args.threads)["seconds"],
+                "packed": lambda f=packed: run_jax(f),
+                "graph": lambda f=graph: run_jax(f),
+            }
             times = {k: [] for k in engines}
             for i in range(args.repeats + 5):
                 for k, f in engines.items():
@@ -218,28 +239,41 @@ def main(argv=None):
                         times[k].append(t)
             med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
             rows.append((name, b, med, same_packed, same_lce))
-            print(f"{name} batch {b}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in med.items())
-                  + f"; same class packed {same_packed:.0%}, LCE {same_lce:.0%}", file=sys.stderr, flush=True)
+            print(
+                f"{name} batch {b}: "
+                + ", ".join(f"{k} {v:.3f} ms" for k, v in med.items())
+                + f"; same class packed {same_packed:.0%}, LCE {same_lce:.0%}",
+                file=sys.stderr,
+                flush=True,
+            )
     worker.close()
-    label = {"mlp": "MLP 784-1024-1024-1024-10, middle two layers binary (weights and inputs)",
-             "convnet": "conv net 32x32x3: float conv 3->64, 4 binary 3x3 convs (64, 128 s2, 128, 256 s2), GAP, dense"}
-    lines = ["| network | batch | LCE best, ms | extremeq packed, ms | extremeq training graph, ms | "
-             "packed vs LCE | same class as training graph (packed / LCE) | file (extremeq / LCE) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    label = {
+        "mlp": "MLP 784-1024-1024-1024-10, middle two layers binary (weights and inputs)",
+        "convnet": "conv net 32x32x3: float conv 3->64, 4 binary 3x3 convs (64, 128 s2, 128, 256 s2), GAP, dense",
+    }
+    lines = [
+        "| network | batch | LCE best, ms | extremeq packed, ms | extremeq training graph, ms | "
+        "packed vs LCE | same class as training graph (packed / LCE) | file (extremeq / LCE) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, b, med, sp, sl in rows:
-        lines.append(f"| {label[name]} | {b} | {med['lce']:.3f} | {med['packed']:.3f} | {med['graph']:.3f} | "
-                     f"{med['lce'] / med['packed']:.2f}x | {sp:.0%} / {sl:.0%} | "
-                     f"{files[name] / 1024:,.0f} KiB / {sizes[f'{name}_{b}'] / 1024:,.0f} KiB |")
+        lines.append(
+            f"| {label[name]} | {b} | {med['lce']:.3f} | {med['packed']:.3f} | {med['graph']:.3f} | "
+            f"{med['lce'] / med['packed']:.2f}x | {sp:.0%} / {sl:.0%} | "
+            f"{files[name] / 1024:,.0f} KiB / {sizes[f'{name}_{b}'] / 1024:,.0f} KiB |"
+        )
     load = ", ".join(f"{v:.1f}" for v in load0)
     sub = f"### {args.threads} thread{'s' if args.threads > 1 else ''}"
-    text = (f"{sub}\n\n`python experiments/bench_inference_peers.py --threads {args.threads} --repeats "
-            f"{args.repeats}`: median ms per call, engines round-robin, {args.repeats} calls each after 5 warm-up "
-            f"rounds. {machine()}; load average {load} (1, 5, 15 min) at the start. LCE {versions['lce']} (TensorFlow "
-            f"{versions['tensorflow']}, larq {versions['larq']}; `use_indirect_bgemm=True, use_xnnpack=True`, "
-            f"num_threads={args.threads}). extremeq with `jax_cpu_enable_async_dispatch="
-            f"{bool(args.async_dispatch)}`. \"packed vs LCE\" > 1 means extremeq is faster. extremeq's file is "
-            f"the saved `.npz` (MLP) or the packed arrays' bytes (conv net, no zoo recipe to save); LCE's "
-            f"the `.tflite` for that batch size.\n\n" + "\n".join(lines) + "\n")
+    text = (
+        f"{sub}\n\n`python experiments/bench_inference_peers.py --threads {args.threads} --repeats "
+        f"{args.repeats}`: median ms per call, engines round-robin, {args.repeats} calls each after 5 warm-up "
+        f"rounds. {machine()}; load average {load} (1, 5, 15 min) at the start. LCE {versions['lce']} (TensorFlow "
+        f"{versions['tensorflow']}, larq {versions['larq']}; `use_indirect_bgemm=True, use_xnnpack=True`, "
+        f"num_threads={args.threads}). extremeq with `jax_cpu_enable_async_dispatch="
+        f'{bool(args.async_dispatch)}`. "packed vs LCE" > 1 means extremeq is faster. extremeq\'s file is '
+        f"the saved `.npz` (MLP) or the packed arrays' bytes (conv net, no zoo recipe to save); LCE's "
+        f"the `.tflite` for that batch size.\n\n" + "\n".join(lines) + "\n"
+    )
     print(text)
     if args.write:
         _write_subsection(args.write, text, sub, write_section)
@@ -259,7 +293,7 @@ def _write_subsection(path, text, sub, write_section):
     body = ""
     if start >= 0:
         end = old.find("\n## ", start + len(SECTION))
-        body = old[start + len(SECTION):end if end >= 0 else len(old)]
+        body = old[start + len(SECTION) : end if end >= 0 else len(old)]
     parts = {}
     for chunk in body.split("\n### ")[1:]:
         head = "### " + chunk.split("\n", 1)[0]

@@ -55,16 +55,30 @@ def parse_args(argv=None):
     p.add_argument("--out", default="bench_kernels.md", help="markdown file to write")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per variant (median)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--budget-s", type=float, default=8.0,
-                   help="fewer repeats (at least 3) for variants slower than budget/repeats")
-    p.add_argument("--sweep-tiles", choices=["auto", "yes", "no"], default="auto",
-                   help="time every GPU tile configuration on the first shape (auto: on GPU)")
-    p.add_argument("--act-dtype", choices=["auto", "bfloat16", "float32"], default="auto",
-                   help="activations of the weight-only kernels (auto: bf16 on GPU/TPU, f32 on CPU)")
-    p.add_argument("--skip-slow-cpu", action="store_true",
-                   help="skip bf16 jnp.dot on CPU (emulated, very slow at large sizes)")
-    p.add_argument("--cold", choices=["auto", "rotate", "flush", "none"], default="auto",
-                   help="keep caches cold between timed calls (auto: rotate on GPU/TPU, none on CPU)")
+    p.add_argument(
+        "--budget-s", type=float, default=8.0, help="fewer repeats (at least 3) for variants slower than budget/repeats"
+    )
+    p.add_argument(
+        "--sweep-tiles",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="time every GPU tile configuration on the first shape (auto: on GPU)",
+    )
+    p.add_argument(
+        "--act-dtype",
+        choices=["auto", "bfloat16", "float32"],
+        default="auto",
+        help="activations of the weight-only kernels (auto: bf16 on GPU/TPU, f32 on CPU)",
+    )
+    p.add_argument(
+        "--skip-slow-cpu", action="store_true", help="skip bf16 jnp.dot on CPU (emulated, very slow at large sizes)"
+    )
+    p.add_argument(
+        "--cold",
+        choices=["auto", "rotate", "flush", "none"],
+        default="auto",
+        help="keep caches cold between timed calls (auto: rotate on GPU/TPU, none on CPU)",
+    )
     p.add_argument("--rotate-mb", type=float, default=256.0, help="--cold rotate: MB of distinct data per variant")
     p.add_argument("--max-sets", type=int, default=64, help="--cold rotate: at most this many data sets")
     p.add_argument("--flush-mb", type=float, default=128.0, help="--cold flush: MB written before each timed call")
@@ -165,8 +179,17 @@ class ShapeGroup:
         self.table, self.shape, self.args, self.variants = table, shape, args, []
 
     def add(self, name, fn, datasets, check_fn=None, base_key=None, weight_bytes=None):
-        self.variants.append(dict(name=name, fn=jax.jit(fn), data=datasets, check=check_fn,
-                                  base_key=base_key, note=None, weight_bytes=weight_bytes))
+        self.variants.append(
+            dict(
+                name=name,
+                fn=jax.jit(fn),
+                data=datasets,
+                check=check_fn,
+                base_key=base_key,
+                note=None,
+                weight_bytes=weight_bytes,
+            )
+        )
 
     def note(self, text):
         self.variants.append(dict(name=None, note=text))
@@ -213,8 +236,10 @@ class ShapeGroup:
                 vs = [f"{base[key] / ms:.2f}x" if key in base else "-" for key in ("bf16", "f32")]
                 check = v["check"]() if v["check"] else "-"
                 gbs = f"{v['weight_bytes'] / (ms * 1e-3) / 1e9:.3g}" if v["weight_bytes"] else "-"
-                self.table.add(head + f"{v['name']} (n={v['n']}) | {ms:.3f} | {flops / (ms * 1e-3) / 1e9:.3g} | "
-                               f"{gbs} | {vs[0]} | {vs[1]} | {check} |")
+                self.table.add(
+                    head + f"{v['name']} (n={v['n']}) | {ms:.3f} | {flops / (ms * 1e-3) / 1e9:.3g} | "
+                    f"{gbs} | {vs[0]} | {vs[1]} | {check} |"
+                )
 
 
 def xnor_check(fn, data, k):
@@ -224,6 +249,7 @@ def xnor_check(fn, data, k):
         got = jax.jit(fn)(a, b)
         bad = int(jnp.sum(got != want))
         return "exact" if bad == 0 else f"**WRONG: {bad} entries**"
+
     return check
 
 
@@ -234,19 +260,33 @@ def weight_check(fn, ref, data):
         want = jax.jit(ref)(x.astype(jnp.float32), w, alpha)
         err = float(jnp.max(jnp.abs(got - want)) / (jnp.max(jnp.abs(want)) + 1e-30))
         return f"max err {err:.1e} (rel. to max)"
+
     return check
 
 
 def dense_baselines(g, on_cpu, skip_slow_cpu):
     m, n, k = g.shape
     if not (on_cpu and skip_slow_cpu):
-        g.add("bf16 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, n, k, jnp.bfloat16, 1),
-              base_key="bf16", weight_bytes=2 * k * n)
-    g.add("f32 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, n, k, jnp.float32, 2), base_key="f32",
-          weight_bytes=4 * k * n)
-    g.add("int8 lax.dot_general -> int32",
-          lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.int32),
-          dense_sets(m, n, k, jnp.int8, 3), weight_bytes=k * n)
+        g.add(
+            "bf16 jnp.dot",
+            lambda a, b: jnp.dot(a, b),
+            dense_sets(m, n, k, jnp.bfloat16, 1),
+            base_key="bf16",
+            weight_bytes=2 * k * n,
+        )
+    g.add(
+        "f32 jnp.dot",
+        lambda a, b: jnp.dot(a, b),
+        dense_sets(m, n, k, jnp.float32, 2),
+        base_key="f32",
+        weight_bytes=4 * k * n,
+    )
+    g.add(
+        "int8 lax.dot_general -> int32",
+        lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.int32),
+        dense_sets(m, n, k, jnp.int8, 3),
+        weight_bytes=k * n,
+    )
 
 
 def xnor_rows(g, accel, tile_cfgs):
@@ -258,8 +298,13 @@ def xnor_rows(g, accel, tile_cfgs):
     if accel:
         for cfg in tile_cfgs:
             fn = lambda a, b, c=cfg: kernels.xnor_matmul(a, b, k, backend="pallas", **c)  # noqa: E731
-            g.add("xnor_matmul pallas " + tile_name(cfg), fn, data, xnor_check(fn, data, k),
-                  weight_bytes=4 * n * -(-k // 32))
+            g.add(
+                "xnor_matmul pallas " + tile_name(cfg),
+                fn,
+                data,
+                xnor_check(fn, data, k),
+                weight_bytes=4 * n * -(-k // 32),
+            )
     else:
         g.note(f"xnor_matmul auto -> {resolve('bench', 'auto', 'xnor_matmul')} | (row above)")
 
@@ -282,8 +327,13 @@ def weight_rows(g, accel, act_dtype, tile_cfgs):
         for backend, cfg in variants:
             fn = lambda x, w, a, o=op, be=backend, c=cfg: o(x, w, a, backend=be, **c)  # noqa: E731
             name = f"{kind}_weight_matmul {backend}" + (" " + tile_name(cfg) if cfg else "")
-            g.add(name + f" ({jnp.dtype(act_dtype).name} x)", fn, data, weight_check(fn, ref, data),
-                  weight_bytes=4 * n * -(-k // per_word))
+            g.add(
+                name + f" ({jnp.dtype(act_dtype).name} x)",
+                fn,
+                data,
+                weight_check(fn, ref, data),
+                weight_bytes=4 * n * -(-k // per_word),
+            )
 
 
 def tile_name(cfg):
@@ -298,8 +348,9 @@ def main(argv=None):
     accel = plat in ("gpu", "tpu")
     on_cpu = plat == "cpu"
     sweep = args.sweep_tiles == "yes" or (args.sweep_tiles == "auto" and plat == "gpu")
-    act_dtype = {"auto": jnp.bfloat16 if accel else jnp.float32, "bfloat16": jnp.bfloat16,
-                 "float32": jnp.float32}[args.act_dtype]
+    act_dtype = {"auto": jnp.bfloat16 if accel else jnp.float32, "bfloat16": jnp.bfloat16, "float32": jnp.float32}[
+        args.act_dtype
+    ]
     if args.quick:
         squares, wk = [1024, 2048], [(2048, 2048), (1024, 2752)]
     else:
@@ -310,10 +361,12 @@ def main(argv=None):
     if args.cold == "flush":
         scratch = jnp.zeros((int(args.flush_mb * 2**20) // 4,), jnp.float32)
         COLD["flush"] = jax.jit(lambda: scratch + 1.0)  # reads and writes flush_mb MB
-    cold = {"rotate": f"each variant cycles through distinct random data sets covering >= {args.rotate_mb:g} MB "
-                      f"(at most {args.max_sets} sets), so the L2 holds none of them when it is used again",
-            "flush": f"a {args.flush_mb:g} MB buffer is read and written (untimed) before every timed call",
-            "none": "two random data sets alternated (caches may hold the weights between calls)"}[args.cold]
+    cold = {
+        "rotate": f"each variant cycles through distinct random data sets covering >= {args.rotate_mb:g} MB "
+        f"(at most {args.max_sets} sets), so the L2 holds none of them when it is used again",
+        "flush": f"a {args.flush_mb:g} MB buffer is read and written (untimed) before every timed call",
+        "none": "two random data sets alternated (caches may hold the weights between calls)",
+    }[args.cold]
 
     dev = jax.devices()[0]
     import jaxlib
@@ -364,12 +417,16 @@ def main(argv=None):
         table.section("CPU backend rule of xnor_matmul: rows M at N = K = 2048")
         for m in (1, 16, 64, 256, 1024):
             g = ShapeGroup(table, (m, 2048, 2048), args)
-            g.add("f32 jnp.dot", lambda a, b: jnp.dot(a, b), dense_sets(m, 2048, 2048, jnp.float32, 2),
-                  base_key="f32", weight_bytes=4 * 2048 * 2048)
+            g.add(
+                "f32 jnp.dot",
+                lambda a, b: jnp.dot(a, b),
+                dense_sets(m, 2048, 2048, jnp.float32, 2),
+                base_key="f32",
+                weight_bytes=4 * 2048 * 2048,
+            )
             xnor_rows(g, False, ())
             g.run()
-    table.preamble.append(
-        f"- load average at end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    table.preamble.append(f"- load average at end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     table.flush()
     print(f"\nwrote {args.out}")
 

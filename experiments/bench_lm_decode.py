@@ -29,8 +29,10 @@ from extremeq.nn.bitlinear import BitLinear
 from extremeq.nn.generate import generate
 from extremeq.nn.gpt import GPT
 
-SIZES = {"small": {"block_size": 64, "num_layers": 4, "num_heads": 4, "width": 128},
-         "large": {"block_size": 256, "num_layers": 12, "num_heads": 12, "width": 768}}
+SIZES = {
+    "small": {"block_size": 64, "num_layers": 4, "num_heads": 4, "width": 128},
+    "large": {"block_size": 256, "num_layers": 12, "num_heads": 12, "width": 768},
+}
 
 
 def linear_bytes(module) -> int:
@@ -50,9 +52,11 @@ def main(argv=None):
     ap.add_argument("--sizes", default="small,large")
     args = ap.parse_args(argv)
     prompt = np.arange(8, dtype=np.int32) % 65
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; jax {jax.__version__}, backend "
-          f"{jax.default_backend()}; batch 1, greedy, {args.tokens} tokens after an 8-token prompt, median of "
-          f"{args.rounds} interleaved rounds\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores; jax {jax.__version__}, backend "
+        f"{jax.default_backend()}; batch 1, greedy, {args.tokens} tokens after an 8-token prompt, median of "
+        f"{args.rounds} interleaved rounds\n"
+    )
     print("| model | parameters | decode | tok/s | / float | weight bytes held | load average |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for size in args.sizes.split(","):
@@ -61,8 +65,12 @@ def main(argv=None):
         bn = GPT(65, **kw, linear="bitnet", rngs=nnx.Rngs(0))
         words = export_lm(bn, decode="words")
         codes = export_lm(bn, decode="codes")
-        rows = {"float32": fp, "BitNet training graph": bn, "packed 2-bit words (kernel)": words.module,
-                "packed, int8 codes unpacked at load": codes.module}
+        rows = {
+            "float32": fp,
+            "BitNet training graph": bn,
+            "packed 2-bit words (kernel)": words.module,
+            "packed, int8 codes unpacked at load": codes.module,
+        }
         params = sum(np.size(v) for v in jax.tree_util.tree_leaves(nnx.state(fp, nnx.Param)))
         for m in rows.values():
             generate(m, prompt, args.tokens)  # compile
@@ -78,8 +86,11 @@ def main(argv=None):
         base = args.tokens / np.median(times["float32"])
         for name, m in rows.items():
             rate = args.tokens / np.median(times[name])
-            print(f"| {size} | {params / 1e6:.1f}M | {name} | {rate:.1f} | {rate / base:.2f}x | "
-                  f"{linear_bytes(m) / 2**20:.2f} MiB | {min(load):.1f} - {max(load):.1f} |", flush=True)
+            print(
+                f"| {size} | {params / 1e6:.1f}M | {name} | {rate:.1f} | {rate / base:.2f}x | "
+                f"{linear_bytes(m) / 2**20:.2f} MiB | {min(load):.1f} - {max(load):.1f} |",
+                flush=True,
+            )
         print(f"| {size} | | words and codes decode the same tokens: {same} | | | | |", flush=True)
 
 

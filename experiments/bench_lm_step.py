@@ -33,8 +33,13 @@ from extremeq.train.lm import make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "shakespeare_char.py")
-ROWS = [("FP (float32)", "fp", True), ("BitNet b1.58 (ternary)", "bitnet", True), ("BitNet (1-bit)", "bitnet_1bit", True),
-        ("FP (float32), no donation", "fp", False), ("BitNet b1.58, no donation", "bitnet", False)]
+ROWS = [
+    ("FP (float32)", "fp", True),
+    ("BitNet b1.58 (ternary)", "bitnet", True),
+    ("BitNet (1-bit)", "bitnet_1bit", True),
+    ("FP (float32), no donation", "fp", False),
+    ("BitNet b1.58, no donation", "bitnet", False),
+]
 
 
 class JaxStep:
@@ -57,8 +62,13 @@ class JaxStep:
 class TorchStep:
     def __init__(self, python: str, threads: int = 0):
         env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
-        self.proc = subprocess.Popen([python, os.path.join(ROOT, "experiments", "peers", "torch_gpt.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [python, os.path.join(ROOT, "experiments", "peers", "torch_gpt.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.versions = self._ask("versions")
 
     def _ask(self, line: str):
@@ -81,8 +91,12 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="steps per round per row")
     ap.add_argument("--warmup", type=int, default=5, help="steps per row run (and dropped) before timing")
     ap.add_argument("--torch", default="/work/peers/torch/bin/python", help="python of the PyTorch venv ('' = skip)")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="PyTorch's intra-op threads (0 = its default, one per core, as nanoGPT ran)")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="PyTorch's intra-op threads (0 = its default, one per core, as nanoGPT ran)",
+    )
     args = ap.parse_args(argv)
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 65, 1_000_000), jnp.int32)
     runners = {name: JaxStep(variant, donate, tokens) for name, variant, donate in ROWS}
@@ -100,17 +114,23 @@ def main(argv=None):
     if peer:
         peer.close()
     fp = float(np.median(times["FP (float32)"]))
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'cpu'}; "
-          f"jax {jax.__version__}, backend {jax.default_backend()}"
-          + (f"; PyTorch {peer.versions['torch']} ({peer.versions['threads']} threads)" if peer else ""))
-    print(f"Load average (1 min) during the run: {min(load):.1f} - {max(load):.1f}; {args.rounds} rounds x "
-          f"{args.steps} steps per row, interleaved, after {args.warmup} warm-up steps\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'cpu'}; "
+        f"jax {jax.__version__}, backend {jax.default_backend()}"
+        + (f"; PyTorch {peer.versions['torch']} ({peer.versions['threads']} threads)" if peer else "")
+    )
+    print(
+        f"Load average (1 min) during the run: {min(load):.1f} - {max(load):.1f}; {args.rounds} rounds x "
+        f"{args.steps} steps per row, interleaved, after {args.warmup} warm-up steps\n"
+    )
     print("| step | median ms | p10 - p90 ms | / extremeq FP |")
     print("| --- | --- | --- | --- |")
     for name, t in times.items():
         ms = 1000 * np.asarray(t)
-        print(f"| {name} | {np.median(ms):.1f} | {np.percentile(ms, 10):.1f} - {np.percentile(ms, 90):.1f} | "
-              f"{np.median(ms) / (1000 * fp):.2f}x |")
+        print(
+            f"| {name} | {np.median(ms):.1f} | {np.percentile(ms, 10):.1f} - {np.percentile(ms, 90):.1f} | "
+            f"{np.median(ms) / (1000 * fp):.2f}x |"
+        )
 
 
 if __name__ == "__main__":

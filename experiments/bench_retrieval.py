@@ -74,6 +74,7 @@ def train_embedder(x, y, epochs, seed=0, batch=128):
     def step(model, opt, xb, yb):
         def loss_fn(m):
             return optax.softmax_cross_entropy_with_integer_labels(m(xb), yb).mean()
+
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
         return loss
@@ -82,7 +83,7 @@ def train_embedder(x, y, epochs, seed=0, batch=128):
     for _ in range(epochs):
         perm = rng.permutation(len(x))
         for s in range(0, len(x) - batch + 1, batch):
-            idx = perm[s:s + batch]
+            idx = perm[s : s + batch]
             step(model, opt, x[idx], y[idx])
     return model
 
@@ -115,33 +116,41 @@ def main(argv=None):
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
     db = normed(xtr)
-    queries = normed(xte[:2 * args.queries])
-    q_a, q_b = queries[:args.queries], queries[args.queries:]
+    queries = normed(xte[: 2 * args.queries])
+    q_a, q_b = queries[: args.queries], queries[args.queries :]
     train_s = time.perf_counter() - t0
     n, dim = db.shape
     _, truth = dot_product_search(db, q_a, k=10)
 
     def label_precision(found):
         """Fraction of the retrieved rows whose label equals the query's (semantic precision)."""
-        return float(np.mean(ytr[np.asarray(found)] == yte[:args.queries, None]))
+        return float(np.mean(ytr[np.asarray(found)] == yte[: args.queries, None]))
 
     lines = [
         f"# Binary embeddings for search vs float32 dot product ({datetime.date.today()})",
         "",
-        (f"- machine: {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} CPU cores "
-        f"(shared with other jobs: timings under load), jax {jax.__version__}, flax {flax.__version__}, "
-        f"backend {jax.default_backend()}, xnor_matmul backend {args.backend!r}"),
-        (f"- embeddings: MLP 784-512-256-10 trained {args.epochs} epoch(s) on MNIST (test accuracy "
-        f"{100 * acc:.2f}%), penultimate layer (ReLU) L2-normalised; database {n:,} x {dim} "
-        f"(train images), {args.queries} queries (test images); set-up {train_s:.0f} s"),
-        (f"- memory: float32 database {db.nbytes / 2**20:.2f} MiB; packed binary codes "
-        f"{n * dim // 8 / 2**20:.2f} MiB ({db.nbytes / (n * dim // 8):.0f}x smaller)"),
+        (
+            f"- machine: {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} CPU cores "
+            f"(shared with other jobs: timings under load), jax {jax.__version__}, flax {flax.__version__}, "
+            f"backend {jax.default_backend()}, xnor_matmul backend {args.backend!r}"
+        ),
+        (
+            f"- embeddings: MLP 784-512-256-10 trained {args.epochs} epoch(s) on MNIST (test accuracy "
+            f"{100 * acc:.2f}%), penultimate layer (ReLU) L2-normalised; database {n:,} x {dim} "
+            f"(train images), {args.queries} queries (test images); set-up {train_s:.0f} s"
+        ),
+        (
+            f"- memory: float32 database {db.nbytes / 2**20:.2f} MiB; packed binary codes "
+            f"{n * dim // 8 / 2**20:.2f} MiB ({db.nbytes / (n * dim // 8):.0f}x smaller)"
+        ),
         f"- timings: median of {args.repeats} calls after warm-up, each with block_until_ready",
         "",
         "## Recall against exact float32 search (true top-10 by inner product)",
         "",
-        ("| projection | bits | code bytes | recall@10 (Hamming top-10) | recall@10 (Hamming top-100, "
-        "float re-rank) | same-label precision@10 | build s |"),
+        (
+            "| projection | bits | code bytes | recall@10 (Hamming top-10) | recall@10 (Hamming top-100, "
+            "float re-rank) | same-label precision@10 | build s |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- |",
         f"| exact float32 | 32 x {dim} | {4 * dim} | 1.000 | 1.000 | {label_precision(truth):.3f} | - |",
     ]
@@ -155,8 +164,10 @@ def main(argv=None):
         _, top10 = search(index, q_a, k=10, backend=args.backend)
         _, top100 = search(index, q_a, k=100, backend=args.backend)
         _, rr = rerank(jnp.asarray(db), jnp.asarray(q_a), top100, k=10)
-        lines.append(f"| {proj} | {nbits} | {nbits // 8} | {recall_at_k(top10, truth):.3f} | "
-                     f"{recall_at_k(rr, truth):.3f} | {label_precision(top10):.3f} | {build_s:.1f} |")
+        lines.append(
+            f"| {proj} | {nbits} | {nbits // 8} | {recall_at_k(top10, truth):.3f} | "
+            f"{recall_at_k(rr, truth):.3f} | {label_precision(top10):.3f} | {build_s:.1f} |"
+        )
         print(lines[-1], flush=True)
 
     index = indexes["random", dim]
@@ -178,23 +189,46 @@ def main(argv=None):
         qa, qb = jnp.asarray(q_a[:nq]), jnp.asarray(q_b[:nq])
         ca, cb = index.encode(qa), index.encode(qb)
         rows = [
-            ("scores only", lambda q: score_f(q, dbf), [(qa,), (qb,)],
-             lambda c: score_b(c, index.codes), [(ca,), (cb,)]),
-            ("scores + top-10", lambda q: _dot_block(q, dbf, k=10), [(qa,), (qb,)],
-             lambda c: _search_block(c, index.codes, bits=bits, k=10, backend=args.backend),
-             [(ca,), (cb,)]),
-            ("encode + scores + top-10 (API)", lambda q, nq=nq: dot_product_search(dbf, q, k=10, batch=nq),
-             [(qa,), (qb,)], lambda q, nq=nq: search(index, q, k=10, batch=nq, backend=args.backend),
-             [(qa,), (qb,)]),
+            (
+                "scores only",
+                lambda q: score_f(q, dbf),
+                [(qa,), (qb,)],
+                lambda c: score_b(c, index.codes),
+                [(ca,), (cb,)],
+            ),
+            (
+                "scores + top-10",
+                lambda q: _dot_block(q, dbf, k=10),
+                [(qa,), (qb,)],
+                lambda c: _search_block(c, index.codes, bits=bits, k=10, backend=args.backend),
+                [(ca,), (cb,)],
+            ),
+            (
+                "encode + scores + top-10 (API)",
+                lambda q, nq=nq: dot_product_search(dbf, q, k=10, batch=nq),
+                [(qa,), (qb,)],
+                lambda q, nq=nq: search(index, q, k=10, batch=nq, backend=args.backend),
+                [(qa,), (qb,)],
+            ),
         ]
         if args.backend == "auto":  # the other CPU path of xnor_matmul: unpack to int8, one int8 dot
-            rows.insert(1, ("scores only, xnor_matmul backend 'dot'", lambda q: score_f(q, dbf), [(qa,), (qb,)],
-                            lambda c: xnor_matmul(c, index.codes, bits, backend="dot"), [(ca,), (cb,)]))
+            rows.insert(
+                1,
+                (
+                    "scores only, xnor_matmul backend 'dot'",
+                    lambda q: score_f(q, dbf),
+                    [(qa,), (qb,)],
+                    lambda c: xnor_matmul(c, index.codes, bits, backend="dot"),
+                    [(ca,), (cb,)],
+                ),
+            )
         for stage, ff, fa, bf, ba in rows:
             tf = median_time(ff, fa, args.repeats)
             tbin = median_time(bf, ba, args.repeats)
-            lines.append(f"| {nq} | {stage} | {1e3 * tf:.3f} | {1e3 * tbin:.3f} | {tf / tbin:.1f}x | "
-                         f"{nq / tf:,.0f} | {nq / tbin:,.0f} |")
+            lines.append(
+                f"| {nq} | {stage} | {1e3 * tf:.3f} | {1e3 * tbin:.3f} | {tf / tbin:.1f}x | "
+                f"{nq / tf:,.0f} | {nq / tbin:,.0f} |"
+            )
             print(lines[-1], flush=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

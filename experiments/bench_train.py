@@ -58,8 +58,16 @@ def build_step(method: str, model: str, batch: int, num_images: int = 0):
     shuffle_key, aug_key = jax.random.split(jax.random.key(config.seed))
     plan = jax.device_put(epoch_indices(shuffle_key, n, batch, 0))
     inputs = Inputs.from_config(config, mesh, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
-    step = jax.jit(functools.partial(in_memory_train_step, model=spec, optimizer=optimizer, inputs=inputs,
-                                     objective=Objective.from_config(config)), donate_argnums=(0,))
+    step = jax.jit(
+        functools.partial(
+            in_memory_train_step,
+            model=spec,
+            optimizer=optimizer,
+            inputs=inputs,
+            objective=Objective.from_config(config),
+        ),
+        donate_argnums=(0,),
+    )
     holder = [state]
 
     def run_once():
@@ -105,10 +113,12 @@ def machine_info() -> str:
 
     dev = jax.devices()[0]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{dev.platform.upper()} {getattr(dev, 'device_kind', '')}, {os.cpu_count()} CPU cores visible "
-            f"({platform.processor() or platform.machine()}), load average {load} at the end (other "
-            f"processes share the machine: compare ratios, not absolute times); Python "
-            f"{platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}")
+    return (
+        f"{dev.platform.upper()} {getattr(dev, 'device_kind', '')}, {os.cpu_count()} CPU cores visible "
+        f"({platform.processor() or platform.machine()}), load average {load} at the end (other "
+        f"processes share the machine: compare ratios, not absolute times); Python "
+        f"{platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
+    )
 
 
 def write_section(path: str, text: str, section: str = SECTION) -> None:
@@ -148,11 +158,13 @@ def main(argv=None):
     rows = [f"| {m} | {t * 1e3:.1f} | {args.batch / t:,.0f} | {t / fp:.2f}x |" for m, t in times.items()]
     table = "\n".join(["| method | ms / step (median) | images / s | vs FP |", "| --- | --- | --- | --- |"] + rows)
     verdict = "all within" if all(t / fp <= 1.3 for t in times.values()) else "NOT all within"
-    text = (f"{SECTION}\n\n`python experiments/bench_train.py --steps {args.steps} --batch {args.batch}`: "
-            f"one jitted train step of CIFAR {args.model} (gather + crop/flip + forward + backward + SGD "
-            f"momentum), batch {args.batch}, synthetic 32x32x3 data, median of {args.steps} steps after "
-            f"{args.warmup} warm-up steps, `block_until_ready` per step, methods timed round-robin.\n"
-            f"Machine: {machine_info()}.\n\n{table}\n\nGoal: quantized <= 1.3x FP; {verdict} on this machine.\n")
+    text = (
+        f"{SECTION}\n\n`python experiments/bench_train.py --steps {args.steps} --batch {args.batch}`: "
+        f"one jitted train step of CIFAR {args.model} (gather + crop/flip + forward + backward + SGD "
+        f"momentum), batch {args.batch}, synthetic 32x32x3 data, median of {args.steps} steps after "
+        f"{args.warmup} warm-up steps, `block_until_ready` per step, methods timed round-robin.\n"
+        f"Machine: {machine_info()}.\n\n{table}\n\nGoal: quantized <= 1.3x FP; {verdict} on this machine.\n"
+    )
     print(text)
     if args.write:
         write_section(args.write, text)
@@ -162,16 +174,21 @@ def epoch_table(args, methods):
     steps = args.images // args.batch
     times = bench(methods, args.model, args.batch, args.epochs, 1, num_images=args.images)
     fp = times["fp"]
-    rows = [f"| {m} | {t:.2f} | {t / steps * 1e3:.2f} | {steps * args.batch / t:,.0f} | {t / fp:.2f}x |"
-            for m, t in times.items()]
-    table = "\n".join(["| method | s / epoch (median) | ms / step | images / s | vs FP |",
-                       "| --- | --- | --- | --- | --- |"] + rows)
-    text = (f"`python experiments/bench_train.py --epoch --epochs {args.epochs} --batch {args.batch} "
-            f"--images {args.images}`: one CIFAR-10 epoch of {args.model} ({steps} steps of batch "
-            f"{args.batch} over {args.images} synthetic uint8 32x32x3 images resident on the device; the real "
-            f"train step: gather, crop/flip, forward, backward, SGD momentum, latent clip), steps dispatched "
-            f"back to back and waited on once per epoch; median of {args.epochs} epochs after one untimed "
-            f"epoch, methods round-robin.\nMachine: {machine_info()}.\n\n{table}\n")
+    rows = [
+        f"| {m} | {t:.2f} | {t / steps * 1e3:.2f} | {steps * args.batch / t:,.0f} | {t / fp:.2f}x |"
+        for m, t in times.items()
+    ]
+    table = "\n".join(
+        ["| method | s / epoch (median) | ms / step | images / s | vs FP |", "| --- | --- | --- | --- | --- |"] + rows
+    )
+    text = (
+        f"`python experiments/bench_train.py --epoch --epochs {args.epochs} --batch {args.batch} "
+        f"--images {args.images}`: one CIFAR-10 epoch of {args.model} ({steps} steps of batch "
+        f"{args.batch} over {args.images} synthetic uint8 32x32x3 images resident on the device; the real "
+        f"train step: gather, crop/flip, forward, backward, SGD momentum, latent clip), steps dispatched "
+        f"back to back and waited on once per epoch; median of {args.epochs} epochs after one untimed "
+        f"epoch, methods round-robin.\nMachine: {machine_info()}.\n\n{table}\n"
+    )
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -30,16 +30,23 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 SECTION = "## Training step vs PyTorch (CPU)"
-TORCH_LABELS = {"fp_nchw": "PyTorch FP, NCHW", "fp_cl": "PyTorch FP, channels_last",
-                "bwn_cl": "PyTorch BWN, channels_last"}
+TORCH_LABELS = {
+    "fp_nchw": "PyTorch FP, NCHW",
+    "fp_cl": "PyTorch FP, channels_last",
+    "bwn_cl": "PyTorch BWN, channels_last",
+}
 
 
 class TorchWorker:
     def __init__(self, python, batch, variants):
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-        self.proc = subprocess.Popen([python, os.path.join(HERE, "peers", "torch_resnet.py"), str(batch),
-                                      ",".join(variants)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            [python, os.path.join(HERE, "peers", "torch_resnet.py"), str(batch), ",".join(variants)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def ask(self, cmd):
         self.proc.stdin.write(cmd + "\n")
@@ -64,8 +71,11 @@ def main(argv=None):
     p.add_argument("--torch-variants", default="fp_nchw,fp_cl,bwn_cl")
     p.add_argument("--torch-python", default="/work/peers/torch/bin/python")
     p.add_argument("--write", default="", help="markdown file whose section to replace or append")
-    p.add_argument("--before", action="store_true",
-                   help="also time FP with extremeq.nn.conv.MATERIALIZE_ON_CPU = False (XLA's own fusion)")
+    p.add_argument(
+        "--before",
+        action="store_true",
+        help="also time FP with extremeq.nn.conv.MATERIALIZE_ON_CPU = False (XLA's own fusion)",
+    )
     args = p.parse_args(argv)
 
     import jax
@@ -105,23 +115,33 @@ def main(argv=None):
     for i in range(args.steps):
         for k, (kind, what) in runners.items():
             times[k].append(once(kind, what))
-        print(f"step {i}: " + ", ".join(f"{k} {t[-1] * 1e3:.0f} ms" for k, t in times.items()),
-              file=sys.stderr, flush=True)
+        print(
+            f"step {i}: " + ", ".join(f"{k} {t[-1] * 1e3:.0f} ms" for k, t in times.items()),
+            file=sys.stderr,
+            flush=True,
+        )
     worker.close()
     med = {k: statistics.median(t) for k, t in times.items()}
     ref_key = TORCH_LABELS["fp_cl"] if "fp_cl" in tv else next(k for k in med if k.startswith("PyTorch"))
     ref = med[ref_key]
     rows = [f"| {k} | {t * 1e3:.0f} | {args.batch / t:,.0f} | {t / ref:.2f}x |" for k, t in med.items()]
-    table = "\n".join([f"| train step, CIFAR ResNet-20, batch {args.batch} | ms / step (median) | images / s | "
-                       f"vs {ref_key} |", "| --- | ---: | ---: | ---: |"] + rows)
+    table = "\n".join(
+        [
+            f"| train step, CIFAR ResNet-20, batch {args.batch} | ms / step (median) | images / s | vs {ref_key} |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        + rows
+    )
     load = ", ".join(f"{x:.1f}" for x in load0)
-    text = (f"{SECTION}\n\n`python experiments/bench_train_peers.py --steps {args.steps} --batch {args.batch}`: "
-            f"extremeq's jitted train step (`bench_train.py`) and PyTorch's eager step "
-            f"(`experiments/peers/torch_resnet.py`: same network, crop/flip, loss, SGD momentum + weight decay, "
-            f"float32), one step of each in turn, median of {args.steps} after {args.warmup} warm-up rounds.\n"
-            f"Machine: {machine_info()}; load average {load} at the start. PyTorch {versions['torch']} "
-            f"({versions['threads']} threads, oneDNN {'on' if versions['mkldnn'] else 'off'}); "
-            f"Python {platform.python_version()}; jax {jax.__version__}.\n\n{table}\n")
+    text = (
+        f"{SECTION}\n\n`python experiments/bench_train_peers.py --steps {args.steps} --batch {args.batch}`: "
+        f"extremeq's jitted train step (`bench_train.py`) and PyTorch's eager step "
+        f"(`experiments/peers/torch_resnet.py`: same network, crop/flip, loss, SGD momentum + weight decay, "
+        f"float32), one step of each in turn, median of {args.steps} after {args.warmup} warm-up rounds.\n"
+        f"Machine: {machine_info()}; load average {load} at the start. PyTorch {versions['torch']} "
+        f"({versions['threads']} threads, oneDNN {'on' if versions['mkldnn'] else 'off'}); "
+        f"Python {platform.python_version()}; jax {jax.__version__}.\n\n{table}\n"
+    )
     print(text)
     if args.write:
         write_section(args.write, text, SECTION)

@@ -83,8 +83,9 @@ def build_step(config_arg: str, model_overrides: dict, batch: int):
     x = jax.device_put(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
     y = jax.device_put(rng.integers(0, 10, (n,), dtype=np.int32))
     net = build_quantized_model(config, 10, (32, 32, 3))
-    state, ctx = create_train_state(config, net, n // batch, _make_mesh(1), mean=(0.49, 0.48, 0.45),
-                                    std=(0.25, 0.24, 0.26))
+    state, ctx = create_train_state(
+        config, net, n // batch, _make_mesh(1), mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)
+    )
     plan = jax.device_put(epoch_indices(ctx.shuffle_key, n, batch, 0))
     step = jax.jit(functools.partial(in_memory_train_step, ctx=ctx), donate_argnums=(0,))
     holder = [state]
@@ -169,13 +170,21 @@ def table_lines(sweep_file: str, workdir: str, variant: str | None = None) -> li
     module = runpy.run_path(sweep_file)
     sweep = module["get_config"](variant) if variant else module["get_config"]()
     paper = module.get("PAPER", {})
-    lines = [f"# {sweep.title}", "",
-             (f"Sweep `{os.path.relpath(sweep_file, REPO)}`{':' + variant if variant else ''}, workdir `{workdir}`. "
-             "Accuracy: test top-1 % after the last epoch run; gap: minus our FP run of the same sweep and "
-             "seed; paper gap: the paper's quantized minus its FP."), "",
-             ("| method | seed | epochs | test % | our FP % | gap | paper % | paper FP % | paper gap | "
-             "gap - paper gap | train wall (s) | finished |"),
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# {sweep.title}",
+        "",
+        (
+            f"Sweep `{os.path.relpath(sweep_file, REPO)}`{':' + variant if variant else ''}, workdir `{workdir}`. "
+            "Accuracy: test top-1 % after the last epoch run; gap: minus our FP run of the same sweep and "
+            "seed; paper gap: the paper's quantized minus its FP."
+        ),
+        "",
+        (
+            "| method | seed | epochs | test % | our FP % | gap | paper % | paper FP % | paper gap | "
+            "gap - paper gap | train wall (s) | finished |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     fp_method = next((m for m in sweep.methods if m.split(":")[-1] == "fp"), None)
     for method in sweep.methods:
         for seed in sweep.seeds:
@@ -195,7 +204,8 @@ def table_lines(sweep_file: str, workdir: str, variant: str | None = None) -> li
             lines.append(
                 f"| {method} | {seed} | {len(rows)}/{planned if planned is not None else '-'} | {_fmt(acc, '.2f')} | "
                 f"{_fmt(fp, '.2f')} | {_fmt(gap)} | {_fmt(p_acc, '.2f')} | {_fmt(p_fp, '.2f')} | {_fmt(p_gap)} | "
-                f"{_fmt(diff)} | {_fmt(wall, '.0f')} | {'yes' if done else 'NO (resume: rerun)'} |")
+                f"{_fmt(diff)} | {_fmt(wall, '.0f')} | {'yes' if done else 'NO (resume: rerun)'} |"
+            )
     sources = sorted({p[2] for p in paper.values() if p})
     if sources:
         lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
@@ -219,9 +229,11 @@ def runs(args) -> None:
         print("| epoch | train loss | train acc % | test acc % | time (s) |")
         print("| --- | --- | --- | --- | --- |")
         for r in rows:
-            print(f"| {r['epoch']} | {r.get('train_loss', float('nan')):.3f} | "
-                  f"{100 * r.get('train_accuracy', float('nan')):.2f} | {100 * r['test_accuracy']:.2f} | "
-                  f"{r.get('time_s', float('nan')):.0f} |")
+            print(
+                f"| {r['epoch']} | {r.get('train_loss', float('nan')):.3f} | "
+                f"{100 * r.get('train_accuracy', float('nan')):.2f} | {100 * r['test_accuracy']:.2f} | "
+                f"{r.get('time_s', float('nan')):.0f} |"
+            )
         print()
 
 
@@ -242,11 +254,21 @@ def start(args) -> None:
 
     def accuracy(model):
         _, params, state = split_model(model)
-        _, correct, count = evaluate_in_memory({"params": params, "model_state": state}, ds.x_test[:n], ds.y_test[:n],
-                                               idx, mask, model=model_spec(model), inputs=inputs, loss=src.loss)
+        _, correct, count = evaluate_in_memory(
+            {"params": params, "model_state": state},
+            ds.x_test[:n],
+            ds.y_test[:n],
+            idx,
+            mask,
+            model=model_spec(model),
+            inputs=inputs,
+            loss=src.loss,
+        )
         return 100 * float(correct / count)
 
-    print(f"| method (from {args.fp_run}) | test % on {n}, FP statistics | BN re-estimated on {args.bn_batches} batches |")
+    print(
+        f"| method (from {args.fp_run}) | test % on {n}, FP statistics | BN re-estimated on {args.bn_batches} batches |"
+    )
     print("| --- | --- | --- |")
     for method in ["fp"] + [m for m in args.methods.split(",") if m]:
         out = []

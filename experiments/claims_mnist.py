@@ -110,15 +110,23 @@ def _write(name: str, lines: list[str]) -> None:
 
 
 def _setup_line() -> str:
-    return (f"Setup: MLP 784-{'-'.join(map(str, SMALL['hidden']))}-10 (configs/mnist_mlp.py, BN, Adam, "
-            f"cosine), first {SMALL['limit_train']} MNIST training images, {SMALL['num_epochs']} epochs, "
-            f"batch {SMALL['batch_size']}, test accuracy (%) on the 10000 test images after the last epoch.")
+    return (
+        f"Setup: MLP 784-{'-'.join(map(str, SMALL['hidden']))}-10 (configs/mnist_mlp.py, BN, Adam, "
+        f"cosine), first {SMALL['limit_train']} MNIST training images, {SMALL['num_epochs']} epochs, "
+        f"batch {SMALL['batch_size']}, test accuracy (%) on the 10000 test images after the last epoch."
+    )
 
 
 def _total_wall(results) -> str:
     walls = [r["wall_s"] for r in results if np.isfinite(r["wall_s"])]
-    return (f"Wall time: {len(walls)} runs, {sum(walls) / 60:.1f} min in all, {np.median(walls):.0f} s median per "
-            "run (2 shared CPU cores, other workers running beside it).") if walls else ""
+    return (
+        (
+            f"Wall time: {len(walls)} runs, {sum(walls) / 60:.1f} min in all, {np.median(walls):.0f} s median per "
+            "run (2 shared CPU cores, other workers running beside it)."
+        )
+        if walls
+        else ""
+    )
 
 
 # ---------------------------------------------------------------- claim 1: STE vs learning rate
@@ -131,28 +139,46 @@ def claim_ste(workdir: str, seeds=(0, 1, 2)) -> None:
             for lr in LRS:
                 accs = []
                 for seed in seeds:
-                    r = run(small_config(f"{method},ste={ste}", lr=lr, seed=seed),
-                            os.path.join(workdir, "ste", f"{method}_{ste}_lr{lr:g}" + _seed_suffix(seed)))
+                    r = run(
+                        small_config(f"{method},ste={ste}", lr=lr, seed=seed),
+                        os.path.join(workdir, "ste", f"{method}_{ste}_lr{lr:g}" + _seed_suffix(seed)),
+                    )
                     accs.append(100 * r["test_accuracy"])
                     results.append(r)
                 grid[method, ste, lr] = float(np.mean(accs))
                 sd[method, ste, lr] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-    lines = ["# Claim 1: does the STE choice matter less than the learning rate?", "", _setup_line(),
-             "BWN: alpha*sign(W) weights, float inputs; BNN: sign weights and sign inputs (hardtanh before the "
-             f"sign). Each cell: mean +- std (ddof=1) over seeds {list(seeds)}.", ""]
+    lines = [
+        "# Claim 1: does the STE choice matter less than the learning rate?",
+        "",
+        _setup_line(),
+        "BWN: alpha*sign(W) weights, float inputs; BNN: sign weights and sign inputs (hardtanh before the "
+        f"sign). Each cell: mean +- std (ddof=1) over seeds {list(seeds)}.",
+        "",
+    ]
     for method in ("bwn", "bnn"):
-        lines += [f"## {method.upper()}", "", "| STE | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " | range over lr |",
-                  "| --- |" + " --- |" * (len(LRS) + 1)]
+        lines += [
+            f"## {method.upper()}",
+            "",
+            "| STE | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " | range over lr |",
+            "| --- |" + " --- |" * (len(LRS) + 1),
+        ]
         for ste in STES:
             vals = [grid[method, ste, lr] for lr in LRS]
-            lines.append(f"| {ste} | " + " | ".join(f"{grid[method, ste, lr]:.2f} +- {sd[method, ste, lr]:.2f}"
-                                                    for lr in LRS) + f" | {max(vals) - min(vals):.2f} |")
+            lines.append(
+                f"| {ste} | "
+                + " | ".join(f"{grid[method, ste, lr]:.2f} +- {sd[method, ste, lr]:.2f}" for lr in LRS)
+                + f" | {max(vals) - min(vals):.2f} |"
+            )
         spread_ste = [max(grid[method, s, lr] for s in STES) - min(grid[method, s, lr] for s in STES) for lr in LRS]
         spread_lr = [max(grid[method, s, lr] for lr in LRS) - min(grid[method, s, lr] for lr in LRS) for s in STES]
         lines.append("| range over STE | " + " | ".join(f"{v:.2f}" for v in spread_ste) + " | |")
-        lines += ["", f"{method.upper()}: mean range over the STE at a fixed lr {np.mean(spread_ste):.2f} points; "
-                  f"mean range over the lr at a fixed STE {np.mean(spread_lr):.2f} points; typical seed std "
-                  f"{np.median([sd[method, s, lr] for s in STES for lr in LRS]):.2f} points.", ""]
+        lines += [
+            "",
+            f"{method.upper()}: mean range over the STE at a fixed lr {np.mean(spread_ste):.2f} points; "
+            f"mean range over the lr at a fixed STE {np.mean(spread_lr):.2f} points; typical seed std "
+            f"{np.median([sd[method, s, lr] for s in STES for lr in LRS]):.2f} points.",
+            "",
+        ]
     lines.append(_total_wall(results))
     _write("ste", lines)
     plots.ste_grid(grid, STES, LRS, os.path.join(RESULTS, "claims_ste.png"))
@@ -172,26 +198,42 @@ def claim_layers(workdir: str, seeds=(0, 1, 2)) -> None:
             c = small_config("bnn", first=first, last=last)
             accs = []
             for seed in seeds:
-                r = run(small_config("bnn", first=first, last=last, seed=seed),
-                        os.path.join(workdir, "layers", f"bnn_first-{first}_last-{last}" + _seed_suffix(seed)))
+                r = run(
+                    small_config("bnn", first=first, last=last, seed=seed),
+                    os.path.join(workdir, "layers", f"bnn_first-{first}_last-{last}" + _seed_suffix(seed)),
+                )
                 accs.append(100 * r["test_accuracy"])
                 results.append(r)
-            table[first, last] = (float(np.mean(accs)), _packed(c), float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0)
+            table[first, last] = (
+                float(np.mean(accs)),
+                _packed(c),
+                float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+            )
     fp_bytes = _packed(small_config("fp"))
-    lines = ["# Claim 2: first and last layer precision (BNN)", "", _setup_line(),
-             "BNN hidden layers (sign weights, sign inputs) in every row; the first layer (784->256) and the "
-             "last (256->10) are float, int8 (weights and inputs) or binary like the rest. Packed size from "
-             f"extremeq.summary (float32 model: {fp_bytes / 1024:.0f} KiB). Mean +- std (ddof=1) over seeds "
-             f"{list(seeds)}.", "",
-             "| first \\ last | " + " | ".join(EDGE_NAMES[e] for e in EDGES) + " |", "| --- |" + " --- |" * len(EDGES)]
+    lines = [
+        "# Claim 2: first and last layer precision (BNN)",
+        "",
+        _setup_line(),
+        "BNN hidden layers (sign weights, sign inputs) in every row; the first layer (784->256) and the "
+        "last (256->10) are float, int8 (weights and inputs) or binary like the rest. Packed size from "
+        f"extremeq.summary (float32 model: {fp_bytes / 1024:.0f} KiB). Mean +- std (ddof=1) over seeds "
+        f"{list(seeds)}.",
+        "",
+        "| first \\ last | " + " | ".join(EDGE_NAMES[e] for e in EDGES) + " |",
+        "| --- |" + " --- |" * len(EDGES),
+    ]
     for first in EDGES:
-        lines.append(f"| {EDGE_NAMES[first]} | " + " | ".join(
-            f"{table[first, last][0]:.2f} +- {table[first, last][2]:.2f} ({table[first, last][1] / 1024:.0f} KiB)"
-            for last in EDGES) + " |")
+        lines.append(
+            f"| {EDGE_NAMES[first]} | "
+            + " | ".join(
+                f"{table[first, last][0]:.2f} +- {table[first, last][2]:.2f} ({table[first, last][1] / 1024:.0f} KiB)"
+                for last in EDGES
+            )
+            + " |"
+        )
     lines += ["", _total_wall(results)]
     _write("layers", lines)
-    plots.layer_grid({k: v[0] for k, v in table.items()}, EDGES, EDGE_NAMES,
-                     os.path.join(RESULTS, "claims_layers.png"))
+    plots.layer_grid({k: v[0] for k, v in table.items()}, EDGES, EDGE_NAMES, os.path.join(RESULTS, "claims_layers.png"))
 
 
 def _packed(config) -> int:
@@ -213,8 +255,9 @@ def _summary(model_cfg, quant, shape):
 
 
 # ---------------------------------------------------------------- claim 3: distillation
-def claim_distill(workdir: str, seeds=(0, 1, 2), alpha=1.0, temperature=4.0, teacher_epochs=15,
-                  student_epochs=(3, 15)) -> None:
+def claim_distill(
+    workdir: str, seeds=(0, 1, 2), alpha=1.0, temperature=4.0, teacher_epochs=15, student_epochs=(3, 15)
+) -> None:
     import plots
 
     teacher_dir = os.path.join(workdir, "distill", f"teacher_fp_{teacher_epochs}ep")
@@ -224,8 +267,13 @@ def claim_distill(workdir: str, seeds=(0, 1, 2), alpha=1.0, temperature=4.0, tea
         for method in ("bnn", "bwn"):
             for kd in (False, True):
                 for seed in seeds:
-                    extra = dict(distill__teacher_workdir=teacher_dir, distill__alpha=alpha,
-                                 distill__temperature=temperature) if kd else {}
+                    extra = (
+                        dict(
+                            distill__teacher_workdir=teacher_dir, distill__alpha=alpha, distill__temperature=temperature
+                        )
+                        if kd
+                        else {}
+                    )
                     if epochs != SMALL["num_epochs"]:
                         extra.update(num_epochs=epochs, checkpoint__every_epochs=epochs)
                     name = f"{method}_{f'kd-teacher{teacher_epochs}ep' if kd else 'ce'}_seed{seed}"
@@ -235,25 +283,34 @@ def claim_distill(workdir: str, seeds=(0, 1, 2), alpha=1.0, temperature=4.0, tea
                     table.setdefault((epochs, method, kd), []).append(100 * r["test_accuracy"])
                     results.append(r)
     t = 100 * teacher["test_accuracy"]
-    lines = ["# Claim 3: knowledge distillation from a float teacher", "", _setup_line(),
-             f"Teacher: the same MLP in float trained {teacher_epochs} epochs, {t:.2f}. Students: BNN / BWN of the "
-             "same shape, first and last layer float, trained 3 epochs (the claims' budget) or as long as the "
-             f"teacher; loss CE(z_s, y) + lambda T^2 KL(softmax(z_t/T) || softmax(z_s/T)), lambda = {alpha:g}, "
-             f"T = {temperature:g} (extremeq.train.distill). Seeds {list(seeds)}, mean +- std (ddof=1).", "",
-             "| student | epochs | CE only | CE + KD | gain | gap to teacher closed |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Claim 3: knowledge distillation from a float teacher",
+        "",
+        _setup_line(),
+        f"Teacher: the same MLP in float trained {teacher_epochs} epochs, {t:.2f}. Students: BNN / BWN of the "
+        "same shape, first and last layer float, trained 3 epochs (the claims' budget) or as long as the "
+        f"teacher; loss CE(z_s, y) + lambda T^2 KL(softmax(z_t/T) || softmax(z_s/T)), lambda = {alpha:g}, "
+        f"T = {temperature:g} (extremeq.train.distill). Seeds {list(seeds)}, mean +- std (ddof=1).",
+        "",
+        "| student | epochs | CE only | CE + KD | gain | gap to teacher closed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for epochs in student_epochs:
         for method in ("bnn", "bwn"):
             ce_v, kd_v = table[epochs, method, False], table[epochs, method, True]
             ce, kd = np.mean(ce_v), np.mean(kd_v)
             closed = (kd - ce) / (t - ce) if t > ce else float("nan")
-            lines.append(f"| {method.upper()} | {epochs} | {_ms(ce_v)} | {_ms(kd_v)} | {kd - ce:+.2f} | "
-                         f"{100 * closed:.0f}% |")
+            lines.append(
+                f"| {method.upper()} | {epochs} | {_ms(ce_v)} | {_ms(kd_v)} | {kd - ce:+.2f} | {100 * closed:.0f}% |"
+            )
     lines += ["", _total_wall(results)]
     _write("distill", lines)
-    plots.bars_with_errors({f"{m.upper()} {e}ep {'KD' if kd else 'CE'}": v for (e, m, kd), v in table.items()},
-                           os.path.join(RESULTS, "claims_distill.png"), reference=("FP teacher", t),
-                           title="Binary students with / without distillation")
+    plots.bars_with_errors(
+        {f"{m.upper()} {e}ep {'KD' if kd else 'CE'}": v for (e, m, kd), v in table.items()},
+        os.path.join(RESULTS, "claims_distill.png"),
+        reference=("FP teacher", t),
+        title="Binary students with / without distillation",
+    )
 
 
 def _ms(values) -> str:
@@ -275,25 +332,38 @@ def claim_ttq(workdir: str, seeds=(0, 1, 2)) -> None:
             results.append(r)
     wp = np.mean([s[0] for s in scales])
     wn = np.mean([s[1] for s in scales])
-    lines = ["# Claim 4: TTQ's asymmetric learned scales vs TWN's symmetric alpha", "", _setup_line(),
-             "Ternary hidden layers (first and last float). TWN: W_t in {-alpha, 0, +alpha}, threshold "
-             "0.7 E|W|, alpha the mean of the kept |W| (Li et al. 2016). TTQ: {-W_n, 0, +W_p} with W_p, W_n "
-             f"trained (Zhu et al. 2017), threshold 0.05 max|W|. Seeds {list(seeds)}.", "",
-             "| method | test accuracy (%) | per seed |", "| --- | --- | --- |"]
+    lines = [
+        "# Claim 4: TTQ's asymmetric learned scales vs TWN's symmetric alpha",
+        "",
+        _setup_line(),
+        "Ternary hidden layers (first and last float). TWN: W_t in {-alpha, 0, +alpha}, threshold "
+        "0.7 E|W|, alpha the mean of the kept |W| (Li et al. 2016). TTQ: {-W_n, 0, +W_p} with W_p, W_n "
+        f"trained (Zhu et al. 2017), threshold 0.05 max|W|. Seeds {list(seeds)}.",
+        "",
+        "| method | test accuracy (%) | per seed |",
+        "| --- | --- | --- |",
+    ]
     for method in ("twn", "ttq"):
         lines.append(f"| {method.upper()} | {_ms(table[method])} | {', '.join(f'{v:.2f}' for v in table[method])} |")
-    lines += ["", f"TTQ's learned scales after training (mean over layers and seeds): W_p = {wp:.3f}, "
-              f"W_n = {wn:.3f} (ratio W_p/W_n = {wp / wn:.2f}).", "", _total_wall(results)]
+    lines += [
+        "",
+        f"TTQ's learned scales after training (mean over layers and seeds): W_p = {wp:.3f}, "
+        f"W_n = {wn:.3f} (ratio W_p/W_n = {wp / wn:.2f}).",
+        "",
+        _total_wall(results),
+    ]
     _write("ttq", lines)
-    plots.bars_with_errors({m.upper(): v for m, v in table.items()}, os.path.join(RESULTS, "claims_ttq.png"),
-                           title="TWN vs TTQ, MLP 3x256, 3 seeds")
+    plots.bars_with_errors(
+        {m.upper(): v for m, v in table.items()},
+        os.path.join(RESULTS, "claims_ttq.png"),
+        title="TWN vs TTQ, MLP 3x256, 3 seeds",
+    )
 
 
 # ---------------------------------------------------------------- claim 5: memory
 def claim_memory(workdir: str) -> None:
     del workdir
     import ml_collections
-
     import plots
 
     nets = {
@@ -302,14 +372,18 @@ def claim_memory(workdir: str) -> None:
         "MLP 3x4096": (ml_collections.ConfigDict(dict(name="mlp", hidden=[4096] * 3)), (28, 28, 1)),
     }
     methods = ("fp", "int8", "bc", "bwn", "twn", "ttq", "bnn")
-    lines = ["# Claim 5: memory of the packed weights against float32", "",
-             "extremeq.summary: a quantized kernel of n weights takes ceil(n * bits / 8) bytes (1 bit: bc, bwn, "
-             "bnn; 2 bits: twn, ttq; 8 bits: int8) plus its float32 scales; biases, BatchNorm parameters and "
-             "statistics and float layers stay float32. 'all layers' quantizes the first and last layer too "
-             "(first = last = 'same'; int8 row: every layer int8); 'first/last float' keeps them float. "
-             "Compression = float32 bytes / packed bytes. No training.", "",
-             "| network | method | float32 | packed, all layers | x | packed, first/last float | x |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Claim 5: memory of the packed weights against float32",
+        "",
+        "extremeq.summary: a quantized kernel of n weights takes ceil(n * bits / 8) bytes (1 bit: bc, bwn, "
+        "bnn; 2 bits: twn, ttq; 8 bits: int8) plus its float32 scales; biases, BatchNorm parameters and "
+        "statistics and float layers stay float32. 'all layers' quantizes the first and last layer too "
+        "(first = last = 'same'; int8 row: every layer int8); 'first/last float' keeps them float. "
+        "Compression = float32 bytes / packed bytes. No training.",
+        "",
+        "| network | method | float32 | packed, all layers | x | packed, first/last float | x |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     ratios = {}
     for net, (mcfg, shape) in nets.items():
         for method in methods:
@@ -324,13 +398,18 @@ def claim_memory(workdir: str) -> None:
                 if edges == "same":
                     ratios[net, method] = s.compression
             a, b = cells
-            lines.append(f"| {net} | {method} | {_kib(a.float32_bytes)} | {_kib(a.packed_bytes)} | "
-                         f"{a.compression:.1f} | {_kib(b.packed_bytes)} | {b.compression:.1f} |")
-    lines += ["", "Binary weights approach 32x and ternary 16x only when every layer is quantized and the "
-              "float extras (BatchNorm, biases, scales) are small against the kernels: the 3x4096 MLP reaches 30.7x "
-              "(binary) and 15.7x (ternary), LeNet-5 28.3x / 15.1x. Keeping the first and last layer float takes "
-              "LeNet-5 from 28.3x to 22.2x (binary), but the MLPs much further (3x1024: 28.3x -> 3.3x), whose "
-              "float 784xN first layer is then most of the bytes."]
+            lines.append(
+                f"| {net} | {method} | {_kib(a.float32_bytes)} | {_kib(a.packed_bytes)} | "
+                f"{a.compression:.1f} | {_kib(b.packed_bytes)} | {b.compression:.1f} |"
+            )
+    lines += [
+        "",
+        "Binary weights approach 32x and ternary 16x only when every layer is quantized and the "
+        "float extras (BatchNorm, biases, scales) are small against the kernels: the 3x4096 MLP reaches 30.7x "
+        "(binary) and 15.7x (ternary), LeNet-5 28.3x / 15.1x. Keeping the first and last layer float takes "
+        "LeNet-5 from 28.3x to 22.2x (binary), but the MLPs much further (3x1024: 28.3x -> 3.3x), whose "
+        "float 784xN first layer is then most of the bytes.",
+    ]
     _write("memory", lines)
     plots.memory_bars(ratios, os.path.join(RESULTS, "claims_memory.png"))
 
@@ -344,19 +423,21 @@ def _int8_summary(mcfg, shape, *, all_layers):
     from extremeq.summary import summary
 
     model = build_model(mcfg, 10, shape, nnx.Rngs(0))
-    rules = [(".*", dict(kernel="int8", input="int8"))] if all_layers else [
-        ("stem|head", None), (".*", dict(kernel="int8", input="int8"))]
+    rules = (
+        [(".*", dict(kernel="int8", input="int8"))]
+        if all_layers
+        else [("stem|head", None), (".*", dict(kernel="int8", input="int8"))]
+    )
     quantize_model(model, rules, rngs=nnx.Rngs(0))
     model.eval()
     return summary(model, jnp.zeros((1,) + tuple(shape), jnp.float32))
 
 
 def _kib(n: int) -> str:
-    return f"{n / 1024:,.0f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:,.2f} MiB"
+    return f"{n / 1024:,.0f} KiB" if n < 1024**2 else f"{n / 1024**2:,.2f} MiB"
 
 
-CLAIMS = {"ste": claim_ste, "layers": claim_layers, "distill": claim_distill, "ttq": claim_ttq,
-          "memory": claim_memory}
+CLAIMS = {"ste": claim_ste, "layers": claim_layers, "distill": claim_distill, "ttq": claim_ttq, "memory": claim_memory}
 
 
 def main():

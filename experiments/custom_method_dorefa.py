@@ -62,8 +62,9 @@ def _entries(k: int):
 
     name = f"dorefa{k}"
     return (  # decode: the default codes * alpha; packing: the default "codes" (k-bit codebook indices + alpha)
-        methods.WeightMethod(name=name, bits=k, precision=f"{k}-bit", forward=forward, encode=encode,
-                             doc=f"DoReFa-Net {k}-bit weights"),
+        methods.WeightMethod(
+            name=name, bits=k, precision=f"{k}-bit", forward=forward, encode=encode, doc=f"DoReFa-Net {k}-bit weights"
+        ),
         methods.Method(name=name, kernel=name, input="fp", doc=f"DoReFa-Net, {k}-bit weights, float inputs"),
     )
 

@@ -42,12 +42,16 @@ def summarize(model_cfg, shape, classes, method):
 
 def table(models=MODELS, methods=METHODS):
     lines = [
-        (f"Estimated energy per inference (batch 1), cost model {HOROWITZ_45NM.name!r}; an estimate "
-        "from a cost table, not a measurement. Compute: MACs x energy per MAC of their precision; "
-        "memory: packed weights read once from DRAM."),
+        (
+            f"Estimated energy per inference (batch 1), cost model {HOROWITZ_45NM.name!r}; an estimate "
+            "from a cost table, not a measurement. Compute: MACs x energy per MAC of their precision; "
+            "memory: packed weights read once from DRAM."
+        ),
         "",
-        ("| model | method | weights (packed) | MACs float / int8 / binary-real / ternary / XNOR (M) | "
-        "compute (uJ) | weight DRAM (uJ) | total (uJ) | FP total / total |"),
+        (
+            "| model | method | weights (packed) | MACs float / int8 / binary-real / ternary / XNOR (M) | "
+            "compute (uJ) | weight DRAM (uJ) | total (uJ) | FP total / total |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, (cfg, shape, classes) in models.items():
@@ -56,11 +60,14 @@ def table(models=MODELS, methods=METHODS):
             s, e = summarize(cfg, shape, classes, method)
             m = s.total_macs()
             fp_total = fp_total or e.total_pj
-            macs = " / ".join(f"{v / 1e6:.1f}" for v in (m["float"], m["int8"], m["binary"] - s.xnor_macs,
-                                                         m["ternary"], s.xnor_macs))
-            lines.append(f"| {name} | {method} | {s.packed_bytes / 2**20:.2f} MiB | {macs} | "
-                         f"{e.compute_total_pj / 1e6:.2f} | {e.memory_pj / 1e6:.2f} | {e.total_pj / 1e6:.2f} | "
-                         f"{fp_total / e.total_pj:.1f}x |")
+            macs = " / ".join(
+                f"{v / 1e6:.1f}" for v in (m["float"], m["int8"], m["binary"] - s.xnor_macs, m["ternary"], s.xnor_macs)
+            )
+            lines.append(
+                f"| {name} | {method} | {s.packed_bytes / 2**20:.2f} MiB | {macs} | "
+                f"{e.compute_total_pj / 1e6:.2f} | {e.memory_pj / 1e6:.2f} | {e.total_pj / 1e6:.2f} | "
+                f"{fp_total / e.total_pj:.1f}x |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -73,11 +80,15 @@ WIDE_MODELS = {  # name -> (model config, input shape, classes)
 def width_table(models=WIDE_MODELS, multipliers=(1, 2, 3), methods=("fp", "bwn", "xnor")):
     """Wider networks: packed size and estimated energy of each width against the 1x float net."""
     lines = [
-        ("Wider networks (``config.model.width_multiplier``): every stage's channels times the multiplier; "
-         "ratios against the 1x float network (same cost model)."),
+        (
+            "Wider networks (``config.model.width_multiplier``): every stage's channels times the multiplier; "
+            "ratios against the 1x float network (same cost model)."
+        ),
         "",
-        ("| model | width | method | params (M) | weights (packed) | 1x FP bytes / bytes | total (uJ) | "
-         "1x FP energy / energy |"),
+        (
+            "| model | width | method | params (M) | weights (packed) | 1x FP bytes / bytes | total (uJ) | "
+            "1x FP energy / energy |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, (cfg, shape, classes) in models.items():
@@ -86,9 +97,11 @@ def width_table(models=WIDE_MODELS, multipliers=(1, 2, 3), methods=("fp", "bwn",
             for method in methods:
                 s, e = summarize({**cfg, "width_multiplier": mult}, shape, classes, method)
                 base = base or (s.packed_bytes, e.total_pj)
-                lines.append(f"| {name} | {mult}x | {method} | {sum(s.total_params().values()) / 1e6:.2f} | "
-                             f"{s.packed_bytes / 2**20:.2f} MiB | {base[0] / s.packed_bytes:.1f}x | "
-                             f"{e.total_pj / 1e6:.2f} | {base[1] / e.total_pj:.1f}x |")
+                lines.append(
+                    f"| {name} | {mult}x | {method} | {sum(s.total_params().values()) / 1e6:.2f} | "
+                    f"{s.packed_bytes / 2**20:.2f} MiB | {base[0] / s.packed_bytes:.1f}x | "
+                    f"{e.total_pj / 1e6:.2f} | {base[1] / e.total_pj:.1f}x |"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -67,7 +67,10 @@ def main(argv=None):
                 break
             for values in ("pm1", "full"):
                 if values == "pm1":
-                    a, b = rng.choice(np.array([-1, 1], np.int8), (m, k)), rng.choice(np.array([-1, 1], np.int8), (n, k))
+                    a, b = (
+                        rng.choice(np.array([-1, 1], np.int8), (m, k)),
+                        rng.choice(np.array([-1, 1], np.int8), (n, k)),
+                    )
                 else:
                     a = rng.integers(-127, 128, (m, k)).astype(np.int8)
                     b = rng.integers(-127, 128, (n, k)).astype(np.int8)
@@ -80,10 +83,15 @@ def main(argv=None):
                         results[name]["wrong"].append(f"{m}x{n}x{k} {values} ({bad} entries)")
         if cut:
             break
-    lines = [f"# int8 dot_general exactness by padding ({dev.platform} / {dev.device_kind}, jax {jax.__version__})",
-             "", f"Shapes (M, N) in {MN}, K in {KS}; +-1 and full-range int8 operands; "
-             f"{'CUT by --seconds: partial' if cut else 'complete'} ({time.perf_counter() - start:.0f} s).", "",
-             "| padding | products tested | wrong | wrong shapes (first 12) |", "| --- | ---: | ---: | --- |"]
+    lines = [
+        f"# int8 dot_general exactness by padding ({dev.platform} / {dev.device_kind}, jax {jax.__version__})",
+        "",
+        f"Shapes (M, N) in {MN}, K in {KS}; +-1 and full-range int8 operands; "
+        f"{'CUT by --seconds: partial' if cut else 'complete'} ({time.perf_counter() - start:.0f} s).",
+        "",
+        "| padding | products tested | wrong | wrong shapes (first 12) |",
+        "| --- | ---: | ---: | --- |",
+    ]
     for name, r in results.items():
         lines.append(f"| {name} | {r['tested']} | {len(r['wrong'])} | {'; '.join(r['wrong'][:12]) or '-'} |")
     text = "\n".join(lines)

@@ -52,8 +52,15 @@ def run_training(root: Path, variant: str) -> Path:
     workdir = root / f"shakespeare_{variant}"
     if (workdir / "final.json").is_file():
         return workdir
-    cmd = [sys.executable, "-m", "extremeq.train", "--config", f"configs/shakespeare_char.py:{variant}",
-           "--workdir", str(workdir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "extremeq.train",
+        "--config",
+        f"configs/shakespeare_char.py:{variant}",
+        "--workdir",
+        str(workdir),
+    ]
     print("running", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return workdir
@@ -71,8 +78,9 @@ def decode_rate(module, prompt, n: int, repeats: int = 3) -> float:
 
 
 def float_file_bytes(model) -> int:
-    arrays = {"/".join(map(str, p)): np.asarray(v.get_value())
-              for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    arrays = {
+        "/".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "f.npz")
         np.savez(path, **arrays)
@@ -96,8 +104,7 @@ def bench_steps(n: int, root: Path) -> dict:
         tx, _ = make_optimizer(c.optimizer, c.max_steps)
 
         def step(p, o, i, graphdef=graphdef, tx=tx, c=c):
-            x, y = sample_windows(jax.random.fold_in(jax.random.key(0), i), tokens, c.batch_size,
-                                  c.model.block_size)
+            x, y = sample_windows(jax.random.fold_in(jax.random.key(0), i), tokens, c.batch_size, c.model.block_size)
             loss, g = jax.value_and_grad(lambda p: jnp.mean(token_cross_entropy(nnx.merge(graphdef, p)(x), y)))(p)
             u, o = tx.update(g, o, p)
             return optax.apply_updates(p, u), o, loss
@@ -121,9 +128,12 @@ def large_decode(n_tokens: int = 16) -> dict:
     packed = export_lm(model)
     params = sum(np.size(v) for v in jax.tree_util.tree_leaves(nnx.state(fp, nnx.Param)))
     prompt = np.zeros(8, np.int32)
-    return {"params": int(params), "fp": decode_rate(fp, prompt, n_tokens, 2),
-            "bitnet_training_graph": decode_rate(model, prompt, n_tokens, 2),
-            "bitnet_packed": decode_rate(packed.module, prompt, n_tokens, 2)}
+    return {
+        "params": int(params),
+        "fp": decode_rate(fp, prompt, n_tokens, 2),
+        "bitnet_training_graph": decode_rate(model, prompt, n_tokens, 2),
+        "bitnet_packed": decode_rate(packed.module, prompt, n_tokens, 2),
+    }
 
 
 def plot(rows: dict, path: Path):
@@ -180,9 +190,16 @@ def main(argv=None):
     for v, model in models.items():
         f = finals[v]
         float_bytes = float_file_bytes(model)
-        info = {"variant": v, "val_loss": f["val_loss"], "ppl": f["val_perplexity"],
-                "step_ms": f["median_step_time_ms"], "wall_s": rows[v][-1]["elapsed_s"], "steps": f["step"],
-                "float_file": float_bytes, "tok_s_train_graph": decode_rate(model, prompt, args.decode_tokens)}
+        info = {
+            "variant": v,
+            "val_loss": f["val_loss"],
+            "ppl": f["val_perplexity"],
+            "step_ms": f["median_step_time_ms"],
+            "wall_s": rows[v][-1]["elapsed_s"],
+            "steps": f["step"],
+            "float_file": float_bytes,
+            "tok_s_train_graph": decode_rate(model, prompt, args.decode_tokens),
+        }
         if v != "fp":
             packed = export_lm(model)
             with tempfile.TemporaryDirectory() as d:
@@ -192,7 +209,7 @@ def main(argv=None):
             info["tok_s_packed"] = decode_rate(packed.module, prompt, args.decode_tokens)
             a = generate(model, prompt, 500)
             b = generate(packed.module, prompt, 500)
-            same = a[len(prompt):] == b[len(prompt):]
+            same = a[len(prompt) :] == b[len(prompt) :]
             info["greedy_equal"] = int(np.argmin(same)) if not same.all() else 500
         text = ds.decode(generate(model, prompt, 300, temperature=0.8, top_k=20, key=jax.random.key(0)))
         samples.append(f"### {LABELS[v]} (validation loss {f['val_loss']:.3f})\n\n```\n{text}\n```\n")
@@ -213,42 +230,66 @@ def write_report(out: Path, table, samples, extra):
 
     fp = next((r for r in table if r["variant"] == "fp"), None)
     load = os.getloadavg()
-    header = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with "
-              f"other jobs (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when this table was "
-              f"written), jax {jax.__version__}, flax {flax.__version__}, {jax.devices()[0].platform}; seed 0; "
-              "2,000 steps of 12 x 64 characters (nanoGPT's CPU budget), 4 layers, 4 heads, width 128, context 64, "
-              "rotary positions, tied embeddings.")
-    columns = ("| model | val loss (whole split) | perplexity | gap to FP | median step | wall | file "
-               "| packed layers vs float32 | decode tok/s (train graph) | decode tok/s (packed) "
-               "| greedy 500 tokens packed = train graph |")
+    header = (
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with "
+        f"other jobs (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when this table was "
+        f"written), jax {jax.__version__}, flax {flax.__version__}, {jax.devices()[0].platform}; seed 0; "
+        "2,000 steps of 12 x 64 characters (nanoGPT's CPU budget), 4 layers, 4 heads, width 128, context 64, "
+        "rotary positions, tied embeddings."
+    )
+    columns = (
+        "| model | val loss (whole split) | perplexity | gap to FP | median step | wall | file "
+        "| packed layers vs float32 | decode tok/s (train graph) | decode tok/s (packed) "
+        "| greedy 500 tokens packed = train graph |"
+    )
     lines = [header, "", columns, "|" + " --- |" * 11]
     for r in table:
         gap = "-" if fp is None or r["variant"] == "fp" else f"{r['val_loss'] - fp['val_loss']:+.3f}"
-        file = (f"{r['packed_file'] / 1024:.0f} KiB packed ({r['float_file'] / 1024:.0f} KiB float32)"
-                if "packed_file" in r else f"{r['float_file'] / 1024:.0f} KiB float32")
+        file = (
+            f"{r['packed_file'] / 1024:.0f} KiB packed ({r['float_file'] / 1024:.0f} KiB float32)"
+            if "packed_file" in r
+            else f"{r['float_file'] / 1024:.0f} KiB float32"
+        )
         ratio = f"{r['layer_ratio']:.1f}x smaller" if "layer_ratio" in r else "-"
         packed_rate = f"{r['tok_s_packed']:.0f}" if "tok_s_packed" in r else "-"
         same = "-" if "greedy_equal" not in r else ("yes" if r["greedy_equal"] == 500 else f"first {r['greedy_equal']}")
         lines.append(
             f"| {LABELS[r['variant']]} | {r['val_loss']:.3f} | {r['ppl']:.2f} | {gap} | {r['step_ms']:.0f} ms | "
-            f"{r['wall_s']:.0f} s | {file} | {ratio} | {r['tok_s_train_graph']:.0f} | {packed_rate} | {same} |")
-    lines += ["", (f"nanoGPT (PyTorch, same budget, learned positions, this CPU): {NANOGPT['val_whole_split']} on "
-                   f"the whole validation split ({NANOGPT['val_20_batches']} on its 20-batch estimate), "
-                   f"{NANOGPT['step_ms']} ms per step (median), {NANOGPT['wall_s']} s.")]
+            f"{r['wall_s']:.0f} s | {file} | {ratio} | {r['tok_s_train_graph']:.0f} | {packed_rate} | {same} |"
+        )
+    lines += [
+        "",
+        (
+            f"nanoGPT (PyTorch, same budget, learned positions, this CPU): {NANOGPT['val_whole_split']} on "
+            f"the whole validation split ({NANOGPT['val_20_batches']} on its 20-batch estimate), "
+            f"{NANOGPT['step_ms']} ms per step (median), {NANOGPT['wall_s']} s."
+        ),
+    ]
     if "bench" in extra:
         b = extra["bench"]
-        lines += ["", ("Training step, the three models' steps interleaved in one process (same load on each): "
-                       + ", ".join(f"{LABELS[v]} {ms:.1f} ms" for v, ms in b.items())
-                       + f"; ternary / float = {b['bitnet'] / b['fp']:.2f}x, "
-                       f"1-bit / float = {b['bitnet_1bit'] / b['fp']:.2f}x.")]
+        lines += [
+            "",
+            (
+                "Training step, the three models' steps interleaved in one process (same load on each): "
+                + ", ".join(f"{LABELS[v]} {ms:.1f} ms" for v, ms in b.items())
+                + f"; ternary / float = {b['bitnet'] / b['fp']:.2f}x, "
+                f"1-bit / float = {b['bitnet_1bit'] / b['fp']:.2f}x."
+            ),
+        ]
     if "large" in extra:
         g = extra["large"]
-        lines += ["", (f"Random-weight GPT of {g['params'] / 1e6:.0f}M parameters (12 x 768), batch 1 greedy "
-                       f"decode on this CPU: float {g['fp']:.1f} tok/s, BitNet training graph "
-                       f"{g['bitnet_training_graph']:.1f} tok/s, packed 2-bit {g['bitnet_packed']:.1f} tok/s.")]
+        lines += [
+            "",
+            (
+                f"Random-weight GPT of {g['params'] / 1e6:.0f}M parameters (12 x 768), batch 1 greedy "
+                f"decode on this CPU: float {g['fp']:.1f} tok/s, BitNet training graph "
+                f"{g['bitnet_training_graph']:.1f} tok/s, packed 2-bit {g['bitnet_packed']:.1f} tok/s."
+            ),
+        ]
     (out / "shakespeare_char.md").write_text("\n".join(lines) + "\n")
-    (out / "shakespeare_char_samples.md").write_text(f"Prompt {PROMPT!r}, temperature 0.8, top-k 20, key 0.\n\n"
-                                                     + "\n".join(samples))
+    (out / "shakespeare_char_samples.md").write_text(
+        f"Prompt {PROMPT!r}, temperature 0.8, top-k 20, key 0.\n\n" + "\n".join(samples)
+    )
     print("\n".join(lines))
 
 

@@ -125,8 +125,15 @@ def ste_grid(grid, stes, lrs, path):
         im = ax.imshow(a, cmap="viridis", aspect="auto")
         for i in range(len(stes)):
             for j in range(len(lrs)):
-                ax.text(j, i, f"{a[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                        color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w")
+                ax.text(
+                    j,
+                    i,
+                    f"{a[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w",
+                )
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_yticks(range(len(stes)), stes)
         ax.set_xlabel("Adam learning rate")
@@ -143,8 +150,15 @@ def layer_grid(table, edges, names, path):
     im = ax.imshow(a, cmap="viridis")
     for i in range(len(edges)):
         for j in range(len(edges)):
-            ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w")
+            ax.text(
+                j,
+                i,
+                f"{a[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="k" if a[i, j] > a.min() + 0.6 * (a.max() - a.min()) else "w",
+            )
     ax.set_xticks(range(len(edges)), [names[e] for e in edges])
     ax.set_yticks(range(len(edges)), [names[e] for e in edges])
     ax.set_xlabel("last layer")

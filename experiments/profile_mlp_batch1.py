@@ -87,8 +87,10 @@ def main(argv=None):
                 times["LCE, whole network"].append(dt_lce)
     worker.close()
     load = ", ".join(f"{v:.1f}" for v in load0)
-    print(f"MLP batch 1, one pinned core, median ms of {args.repeats} cache-cold calls; jax {jax.__version__}; "
-          f"load average {load} (1, 5, 15 min) at the start\n")
+    print(
+        f"MLP batch 1, one pinned core, median ms of {args.repeats} cache-cold calls; jax {jax.__version__}; "
+        f"load average {load} (1, 5, 15 min) at the start\n"
+    )
     print("| what | ms |\n| --- | ---: |")
     for k, v in times.items():
         print(f"| {k} | {statistics.median(v) * 1e3:.3f} |")

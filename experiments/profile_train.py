@@ -61,7 +61,7 @@ def _parse_hlo(text: str):
             fid = parent
         return names
 
-    entry = text[text.index("\nENTRY"):]
+    entry = text[text.index("\nENTRY") :]
     ops = {}
     for m in re.finditer(r"^\s+(?:ROOT )?%(\S+) = (\S+?)\[([^\]]*)\]\S* (\S+?)\((.*)$", entry, re.MULTILINE):
         name, _dtype, shape, opcode, rest = m.groups()
@@ -69,8 +69,10 @@ def _parse_hlo(text: str):
         frame = re.search(r"stack_frame_id=(\d+)", rest)
         kind = re.search(r'"kind":"(\w+)"', rest)
         ops[name] = dict(
-            opcode=opcode, shape=tuple(int(d) for d in shape.split(",") if d.strip().isdigit()),
-            op_name=op_name.group(1) if op_name else "", stack=stack(int(frame.group(1))) if frame else [],
+            opcode=opcode,
+            shape=tuple(int(d) for d in shape.split(",") if d.strip().isdigit()),
+            op_name=op_name.group(1) if op_name else "",
+            stack=stack(int(frame.group(1))) if frame else [],
             kind=kind.group(1) if kind else "",
         )
     return ops
@@ -114,8 +116,9 @@ def main(argv=None):
     p.add_argument("--conv", default="xla", help="conv formulation of experiments/proto_conv_train.py")
     args = p.parse_args(argv)
     dump = tempfile.mkdtemp(prefix="xla_dump_")
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={dump} --xla_dump_hlo_as_text "
-                               + args.xla_flags).strip()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={dump} --xla_dump_hlo_as_text " + args.xla_flags
+    ).strip()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import jax
@@ -153,10 +156,14 @@ def main(argv=None):
         buckets[bucket(name, ops.get(name))] += us
     total = sum(buckets.values())
     n = args.steps
-    print(f"{args.model} {args.method}, conv {args.conv}, batch {args.batch}, {n} profiled steps; XLA_FLAGS extra: "
-          f"{args.xla_flags or '(none)'}\n{machine_info()}\n")
-    print(f"step wall time (thunk executor, median-free mean): {wall / n / 1e3:.1f} ms; "
-          f"sum of op times: {total / n / 1e3:.1f} ms\n")
+    print(
+        f"{args.model} {args.method}, conv {args.conv}, batch {args.batch}, {n} profiled steps; XLA_FLAGS extra: "
+        f"{args.xla_flags or '(none)'}\n{machine_info()}\n"
+    )
+    print(
+        f"step wall time (thunk executor, median-free mean): {wall / n / 1e3:.1f} ms; "
+        f"sum of op times: {total / n / 1e3:.1f} ms\n"
+    )
     print("| bucket | ms / step | share |\n| --- | ---: | ---: |")
     for b, us in buckets.most_common():
         print(f"| {b} | {us / n / 1e3:.1f} | {us / total:.0%} |")

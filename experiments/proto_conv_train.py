@@ -55,8 +55,11 @@ def _taps(xp, k, s, out_hw):
     """The kh*kw strided slices of the padded input, each [N, Ho, Wo, C], in (kh, kw) order."""
     (kh, kw), (sh, sw), (ho, wo) = k, s, out_hw
     n, _, _, c = xp.shape
-    return [jax.lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
-            for i in range(kh) for j in range(kw)]
+    return [
+        jax.lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+        for i in range(kh)
+        for j in range(kw)
+    ]
 
 
 def _dw(variant, x, dy, k, s, pads):
@@ -93,11 +96,15 @@ def make_conv(variant):
             dxp = jnp.zeros(xp_shape, dy.dtype)
             (sh, sw), (ho, wo) = strides, dy.shape[1:3]
             for t, (i, j) in enumerate((i, j) for i in range(k[0]) for j in range(k[1])):
-                part = dp[..., t * c:(t + 1) * c]
-                cfg = [(0, 0, 0), (i, xp_shape[1] - i - sh * (ho - 1) - 1, sh - 1),
-                       (j, xp_shape[2] - j - sw * (wo - 1) - 1, sw - 1), (0, 0, 0)]
+                part = dp[..., t * c : (t + 1) * c]
+                cfg = [
+                    (0, 0, 0),
+                    (i, xp_shape[1] - i - sh * (ho - 1) - 1, sh - 1),
+                    (j, xp_shape[2] - j - sw * (wo - 1) - 1, sw - 1),
+                    (0, 0, 0),
+                ]
                 dxp = dxp + jax.lax.pad(part, jnp.zeros((), dy.dtype), cfg)
-            dx = dxp[:, pads[0][0]:pads[0][0] + x.shape[1], pads[1][0]:pads[1][0] + x.shape[2], :]
+            dx = dxp[:, pads[0][0] : pads[0][0] + x.shape[1], pads[1][0] : pads[1][0] + x.shape[2], :]
         else:
             _, vjp_x = jax.vjp(lambda xx: _LAX_CONV(xx, w, strides, pads, dimension_numbers=_NHWC), x)
             (dx,) = vjp_x(dy)
@@ -127,6 +134,7 @@ def install(variant):
         jax.lax.conv_general_dilated = lambda lhs, rhs, *a, **kw: _LAX_CONV(materialize(lhs), rhs, *a, **kw)
         return
     if variant in ("barrier", "cond"):
+
         def dispatch(lhs, rhs, *a, **kw):
             if variant == "barrier":
                 lhs = jax.lax.optimization_barrier(lhs)
@@ -139,18 +147,45 @@ def install(variant):
         return
     conv = make_conv(variant)
 
-    def dispatch(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                 dimension_numbers=None, feature_group_count=1, batch_group_count=1, **kw):
+    def dispatch(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        batch_group_count=1,
+        **kw,
+    ):
         nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
         dn = dimension_numbers
         if dn is not None and not isinstance(dn, jax.lax.ConvDimensionNumbers):
             dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dn)
-        plain = (dn == nhwc and not any(d != 1 for d in lhs_dilation or ()) and not any(d != 1 for d in rhs_dilation or ())
-                 and feature_group_count == 1 and batch_group_count == 1 and lhs.ndim == 4
-                 and rhs.shape[2] > 1 and not kw.get("preferred_element_type"))
+        plain = (
+            dn == nhwc
+            and not any(d != 1 for d in lhs_dilation or ())
+            and not any(d != 1 for d in rhs_dilation or ())
+            and feature_group_count == 1
+            and batch_group_count == 1
+            and lhs.ndim == 4
+            and rhs.shape[2] > 1
+            and not kw.get("preferred_element_type")
+        )
         if not plain:
-            return _LAX_CONV(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                             feature_group_count, batch_group_count, **kw)
+            return _LAX_CONV(
+                lhs,
+                rhs,
+                window_strides,
+                padding,
+                lhs_dilation,
+                rhs_dilation,
+                dimension_numbers,
+                feature_group_count,
+                batch_group_count,
+                **kw,
+            )
         s = tuple(window_strides)
         pads = tuple(tuple(p) for p in _pads(lhs.shape[1:3], rhs.shape[:2], s, padding))
         return conv(lhs, rhs, s, pads)
@@ -226,8 +261,11 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args(argv)
     variants = args.variants.split(",")
-    print("relative max error of (dx, dW) vs XLA's conv gradient:",
-          check_exact([v for v in variants if v not in ("barrier", "cond", "nn") and not v.startswith("opt:")]), flush=True)
+    print(
+        "relative max error of (dx, dW) vs XLA's conv gradient:",
+        check_exact([v for v in variants if v not in ("barrier", "cond", "nn") and not v.startswith("opt:")]),
+        flush=True,
+    )
     runners = {"xla (current)": build("production", args.method, args.batch)[0]}
     for v in variants:
         runners[v] = build(v, args.method, args.batch)[0]
@@ -242,8 +280,10 @@ def main(argv=None):
             times[k].append(time.perf_counter() - t0)
     base = statistics.median(times["xla (current)"])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nResNet-20 {args.method} train step, batch {args.batch}, median of {args.steps} round-robin steps; "
-          f"jax {jax.__version__}; load average {load}\n")
+    print(
+        f"\nResNet-20 {args.method} train step, batch {args.batch}, median of {args.steps} round-robin steps; "
+        f"jax {jax.__version__}; load average {load}\n"
+    )
     print("| conv formulation | ms / step | vs current |\n| --- | ---: | ---: |")
     for k, t in times.items():
         m = statistics.median(t)

@@ -36,8 +36,16 @@ from extremeq.kernels.xnor_matmul import xnor_matmul_xla_popcount
 from extremeq.packing import pack_signs
 
 DN = ("NHWC", "HWIO", "NHWC")
-SHAPES = [(32, 64, 64, 1), (32, 64, 128, 2), (16, 128, 128, 1), (16, 128, 256, 2),  # (H, C, O, stride)
-          (32, 16, 16, 1), (32, 16, 32, 2), (16, 32, 32, 1), (8, 64, 64, 1)]  # ResNet-20's binary convs
+SHAPES = [
+    (32, 64, 64, 1),
+    (32, 64, 128, 2),
+    (16, 128, 128, 1),
+    (16, 128, 256, 2),  # (H, C, O, stride)
+    (32, 16, 16, 1),
+    (32, 16, 32, 2),
+    (16, 32, 32, 1),
+    (8, 64, 64, 1),
+]  # ResNet-20's binary convs
 
 
 def _pads(h, s):
@@ -46,8 +54,11 @@ def _pads(h, s):
 
 def _slices(xp, s, ho):
     n, c = xp.shape[0], xp.shape[-1]
-    return [lax.slice(xp, (0, i, j, 0), (n, i + s * (ho - 1) + 1, j + s * (ho - 1) + 1, c), (1, s, s, 1))
-            for i in range(3) for j in range(3)]
+    return [
+        lax.slice(xp, (0, i, j, 0), (n, i + s * (ho - 1) + 1, j + s * (ho - 1) + 1, c), (1, s, s, 1))
+        for i in range(3)
+        for j in range(3)
+    ]
 
 
 def make(variant, w, s, h):
@@ -57,13 +68,15 @@ def make(variant, w, s, h):
     wsign = jnp.where(w >= 0, 1.0, -1.0)
     c, o = w.shape[2], w.shape[3]
     if variant == "float_pad":
+
         def f(x):
             xs = jnp.pad(jnp.where(x >= 0, 1.0, -1.0), [(0, 0), *pads, (0, 0)], constant_values=1.0)
             return lax.conv_general_dilated(xs, wsign, (s, s), "VALID", dimension_numbers=DN)
     elif variant == "float_border":
         border = 1.0 - jnp.pad(jnp.ones((1, h, h, 1)), [(0, 0), *pads, (0, 0)])
-        bterm = lax.conv_general_dilated(border, jnp.sum(wsign, 2, keepdims=True), (s, s), "VALID",
-                                         dimension_numbers=DN)
+        bterm = lax.conv_general_dilated(
+            border, jnp.sum(wsign, 2, keepdims=True), (s, s), "VALID", dimension_numbers=DN
+        )
 
         def f(x):
             xs = jnp.where(x >= 0, 1.0, -1.0)
@@ -72,18 +85,17 @@ def make(variant, w, s, h):
         w8 = wsign.astype(jnp.int8).reshape(9 * c, o)
 
         def f(x):
-            xs = jnp.pad(jnp.where(x >= 0, jnp.int8(1), jnp.int8(-1)), [(0, 0), *pads, (0, 0)],
-                         constant_values=1)
+            xs = jnp.pad(jnp.where(x >= 0, jnp.int8(1), jnp.int8(-1)), [(0, 0), *pads, (0, 0)], constant_values=1)
             p = jnp.concatenate(_slices(xs, s, ho), axis=-1)
             return lax.dot_general(p, w8, (((3,), (0,)), ((), ())), preferred_element_type=jnp.int32)
     elif variant == "int8_conv":
         w8 = wsign.astype(jnp.int8)
 
         def f(x):
-            xs = jnp.pad(jnp.where(x >= 0, jnp.int8(1), jnp.int8(-1)), [(0, 0), *pads, (0, 0)],
-                         constant_values=1)
-            return lax.conv_general_dilated(xs, w8, (s, s), "VALID", dimension_numbers=DN,
-                                            preferred_element_type=jnp.int32)
+            xs = jnp.pad(jnp.where(x >= 0, jnp.int8(1), jnp.int8(-1)), [(0, 0), *pads, (0, 0)], constant_values=1)
+            return lax.conv_general_dilated(
+                xs, w8, (s, s), "VALID", dimension_numbers=DN, preferred_element_type=jnp.int32
+            )
     elif variant == "popcount":
         wb = pack_signs(wsign.reshape(9, c, o).transpose(2, 0, 1), axis=-1).reshape(o, -1)  # [O, 9 ceil(C/32)]
         kpad = wb.shape[1] * 32
@@ -109,8 +121,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     variants = args.variants.split(",")
     rng = np.random.default_rng(0)
-    print(f"jax {jax.__version__}, {len(os.sched_getaffinity(0))} CPU(s) in this process's affinity, "
-          f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
+    print(
+        f"jax {jax.__version__}, {len(os.sched_getaffinity(0))} CPU(s) in this process's affinity, "
+        f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n"
+    )
     print("| layer (H, C -> O, stride) | batch | " + " | ".join(f"{v}, ms" for v in variants) + " |")
     print("| --- | ---: | " + " | ".join("---:" for _ in variants) + " |")
     for h, c, o, s in SHAPES:
@@ -130,8 +144,10 @@ def main(argv=None):
                     jax.block_until_ready(f(x))
                     times[v].append(time.perf_counter() - t0)
             med = {v: statistics.median(t[2:]) * 1e3 for v, t in times.items()}
-            print(f"| {h}x{h}, {c} -> {o}, s{s} | {b} | " + " | ".join(f"{med[v]:.3f}" for v in variants) + " |",
-                  flush=True)
+            print(
+                f"| {h}x{h}, {c} -> {o}, s{s} | {b} | " + " | ".join(f"{med[v]:.3f}" for v in variants) + " |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ def make_model(method: str, seed: int) -> nnx.Module:
     return model
 
 
-def train_and_evaluate(method: str, x_train, y_train, x_test, y_test, *, epochs: int, batch_size: int,
-                       lr: float, seed: int):
+def train_and_evaluate(
+    method: str, x_train, y_train, x_test, y_test, *, epochs: int, batch_size: int, lr: float, seed: int
+):
     model = make_model(method, seed)
     schedule = optax.cosine_decay_schedule(lr, epochs * (len(x_train) // batch_size))
     optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
@@ -93,12 +94,23 @@ def main(argv=None):
     rows = []
     for method in args.methods.split(","):
         model, acc, seconds = train_and_evaluate(
-            method, x_train, y_train, x_test, y_test, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, seed=args.seed)
+            method,
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+        )
         s = summary(model, x_test[:1])
         rows.append((method, acc, s.packed_bytes, s.float32_bytes, s.compression, seconds))
-        print(f"{method:5s} test acc {100 * acc:6.2f}%  packed {s.packed_bytes / 1024:7.1f} KiB  "
-              f"({s.compression:4.1f}x smaller than float32)  {seconds:5.1f} s", flush=True)
+        print(
+            f"{method:5s} test acc {100 * acc:6.2f}%  packed {s.packed_bytes / 1024:7.1f} KiB  "
+            f"({s.compression:4.1f}x smaller than float32)  {seconds:5.1f} s",
+            flush=True,
+        )
 
     table = [
         f"digits (scikit-learn, 1437 train / 360 test), MLP 64-256-256-10, {args.epochs} epochs, seed {args.seed}, "
@@ -108,8 +120,10 @@ def main(argv=None):
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for method, acc, packed, f32, ratio, seconds in rows:
-        table.append(f"| {method} | {100 * acc:.2f}% | {packed / 1024:.1f} KiB | {f32 / 1024:.1f} KiB | "
-                     f"{ratio:.1f}x | {seconds:.1f} s |")
+        table.append(
+            f"| {method} | {100 * acc:.2f}% | {packed / 1024:.1f} KiB | {f32 / 1024:.1f} KiB | "
+            f"{ratio:.1f}x | {seconds:.1f} s |"
+        )
     text = "\n".join(table)
     print("\n" + text)
     if args.out:

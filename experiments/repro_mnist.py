@@ -59,16 +59,36 @@ TABLES = {
 }
 GPU_TABLES = ("lenet5_gpu", "bc_gpu", "bnn_gpu", "bnn_gpu_ce")
 CPU_TABLES = tuple(t for t in TABLES if t not in GPU_TABLES)  # what `run` trains by default
-CPU_NOTE = ("Wall time per run on the shared 2-core CPU (other workers' jobs running beside it, so it "
-            "measures contention as much as the code).")
-GPU_NOTE = ("Wall time per run on one NVIDIA H100 80GB (jax 0.11.2, Python 3.12), shared: "
-            "experiments/gpu_session.sh ran 6-9 training processes side by side on the one GPU with the "
-            "kernel test suite, so a run alone is faster.")
-LABELS = {"fp": "FP", "bwn": "BWN", "twn": "TWN", "ttq": "TTQ", "xnor": "XNOR", "bc": "BC det.",
-          "bc_stochastic": "BC stoch.", "bnn": "BNN"}
-NETS = {"lenet5": "LeNet-5", "lenet5_extra": "LeNet-5", "bc": "MLP 3x1024", "bnn": "MLP 3x4096",
-        "bnn_3ep": "MLP 3x4096", "lenet5_gpu": "LeNet-5", "bc_gpu": "MLP 3x1024", "bnn_gpu": "MLP 3x4096",
-        "bnn_gpu_ce": "MLP 3x4096"}
+CPU_NOTE = (
+    "Wall time per run on the shared 2-core CPU (other workers' jobs running beside it, so it "
+    "measures contention as much as the code)."
+)
+GPU_NOTE = (
+    "Wall time per run on one NVIDIA H100 80GB (jax 0.11.2, Python 3.12), shared: "
+    "experiments/gpu_session.sh ran 6-9 training processes side by side on the one GPU with the "
+    "kernel test suite, so a run alone is faster."
+)
+LABELS = {
+    "fp": "FP",
+    "bwn": "BWN",
+    "twn": "TWN",
+    "ttq": "TTQ",
+    "xnor": "XNOR",
+    "bc": "BC det.",
+    "bc_stochastic": "BC stoch.",
+    "bnn": "BNN",
+}
+NETS = {
+    "lenet5": "LeNet-5",
+    "lenet5_extra": "LeNet-5",
+    "bc": "MLP 3x1024",
+    "bnn": "MLP 3x4096",
+    "bnn_3ep": "MLP 3x4096",
+    "lenet5_gpu": "LeNet-5",
+    "bc_gpu": "MLP 3x1024",
+    "bnn_gpu": "MLP 3x4096",
+    "bnn_gpu_ce": "MLP 3x4096",
+}
 GOAL = 0.3  # points: the issue's "within 0.3 of the paper"
 
 
@@ -115,9 +135,13 @@ def _finished(d: str):
     wall = os.path.getmtime(final) - os.path.getmtime(os.path.join(d, "config.json"))
     with open(final) as f:
         at_best_val = json.load(f).get("test_accuracy_at_best_val")
-    return dict(rows=rows, acc=100 * rows[-1]["test_accuracy"], wall=wall,
-                train_s=sum(r.get("time_s", 0.0) for r in rows),
-                at_best_val=None if at_best_val is None else 100 * at_best_val)
+    return dict(
+        rows=rows,
+        acc=100 * rows[-1]["test_accuracy"],
+        wall=wall,
+        train_s=sum(r.get("time_s", 0.0) for r in rows),
+        at_best_val=None if at_best_val is None else 100 * at_best_val,
+    )
 
 
 def report_table(table: str, workdir: str):
@@ -136,36 +160,71 @@ def report_table(table: str, workdir: str):
         mean, std = acc.mean(), (acc.std(ddof=1) if acc.size > 1 else 0.0)
         p = paper.get(method)
         best = [r["at_best_val"] for _, r in done if r["at_best_val"] is not None]
-        rows.append(dict(method=method, n=len(done), mean=mean, std=std, per_seed=acc, paper=p,
-                         walls=[r["wall"] for _, r in done], train_s=[r["train_s"] for _, r in done],
-                         at_best_val=np.array(best) if len(best) == len(done) else None))
+        rows.append(
+            dict(
+                method=method,
+                n=len(done),
+                mean=mean,
+                std=std,
+                per_seed=acc,
+                paper=p,
+                walls=[r["wall"] for _, r in done],
+                train_s=[r["train_s"] for _, r in done],
+                at_best_val=np.array(best) if len(best) == len(done) else None,
+            )
+        )
         curves[LABELS.get(method, method)] = [r["rows"] for _, r in done]
         for s, r in done:
-            csv_rows.append([method, s, f"{r['acc']:.2f}", "" if p is None else p, epochs, f"{r['wall']:.0f}",
-                             f"{r['train_s']:.0f}"])
+            csv_rows.append(
+                [
+                    method,
+                    s,
+                    f"{r['acc']:.2f}",
+                    "" if p is None else p,
+                    epochs,
+                    f"{r['wall']:.0f}",
+                    f"{r['train_s']:.0f}",
+                ]
+            )
     if not rows:
         print(f"[repro] {table}: no finished runs under {workdir}")
         return None
-    lines = [f"# {sweep.title}", "",
-             f"Real MNIST (10000 test images). Sweep `configs/sweeps/{TABLES[table]}.py` on `{sweep.config}`, "
-             f"{epochs} epoch(s) per run, overrides `{_json(sweep.overrides)}`. Accuracy after the last epoch, "
-             "mean +- sample std (ddof=1) over the seeds that finished. " + (GPU_NOTE if gpu else CPU_NOTE),
-             "", "| method | seeds | measured (%) | per seed | paper (%) | measured - paper | within 0.3 | "
-             "wall per run (s) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# {sweep.title}",
+        "",
+        f"Real MNIST (10000 test images). Sweep `configs/sweeps/{TABLES[table]}.py` on `{sweep.config}`, "
+        f"{epochs} epoch(s) per run, overrides `{_json(sweep.overrides)}`. Accuracy after the last epoch, "
+        "mean +- sample std (ddof=1) over the seeds that finished. " + (GPU_NOTE if gpu else CPU_NOTE),
+        "",
+        "| method | seeds | measured (%) | per seed | paper (%) | measured - paper | within 0.3 | wall per run (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         gap = "-" if r["paper"] is None else f"{r['mean'] - r['paper']:+.2f}"
         ok = "-" if r["paper"] is None else ("yes" if r["mean"] >= r["paper"] - GOAL else "no")
-        lines.append(f"| {LABELS.get(r['method'], r['method'])} | {r['n']} | {r['mean']:.2f} +- {r['std']:.2f} | "
-                     f"{', '.join(f'{v:.2f}' for v in r['per_seed'])} | {r['paper'] if r['paper'] is not None else '-'} "
-                     f"| {gap} | {ok} | {', '.join(f'{w:.0f}' for w in r['walls'])} |")
+        lines.append(
+            f"| {LABELS.get(r['method'], r['method'])} | {r['n']} | {r['mean']:.2f} +- {r['std']:.2f} | "
+            f"{', '.join(f'{v:.2f}' for v in r['per_seed'])} | {r['paper'] if r['paper'] is not None else '-'} "
+            f"| {gap} | {ok} | {', '.join(f'{w:.0f}' for w in r['walls'])} |"
+        )
     if any(r["at_best_val"] is not None for r in rows):
-        lines += ["", "Test accuracy at the epoch of the best validation accuracy (the papers' protocol; "
-                  "validation = the training images past limit_train): " + "; ".join(
-                      f"{LABELS.get(r['method'], r['method'])} {_mean_std(r['at_best_val'])}"
-                      for r in rows if r["at_best_val"] is not None) + "."]
+        lines += [
+            "",
+            "Test accuracy at the epoch of the best validation accuracy (the papers' protocol; "
+            "validation = the training images past limit_train): "
+            + "; ".join(
+                f"{LABELS.get(r['method'], r['method'])} {_mean_std(r['at_best_val'])}"
+                for r in rows
+                if r["at_best_val"] is not None
+            )
+            + ".",
+        ]
     total = sum(sum(r["walls"]) for r in rows)
-    lines += ["", f"Total wall time of these runs: {total / 60:.1f} min (sum over runs; " +
-              ("they shared the GPU, see above)." if gpu else "two runs shared the CPU at a time, beside other workers).")]
+    lines += [
+        "",
+        f"Total wall time of these runs: {total / 60:.1f} min (sum over runs; "
+        + ("they shared the GPU, see above)." if gpu else "two runs shared the CPU at a time, beside other workers)."),
+    ]
     if notes:
         lines += ["", " ".join(notes.split())]
     with open(os.path.join(RESULTS, f"mnist_{table}.md"), "w") as f:
@@ -175,8 +234,11 @@ def report_table(table: str, workdir: str):
         w.writerow(["method", "seed", "test_accuracy", "paper", "epochs", "wall_s", "train_s"])
         w.writerows(csv_rows)
     print("\n".join(lines))
-    plots.paper_bars([(LABELS.get(r["method"], r["method"]), r["mean"], r["std"], r["paper"]) for r in rows],
-                     os.path.join(RESULTS, f"mnist_{table}_vs_paper.png"), sweep.title)
+    plots.paper_bars(
+        [(LABELS.get(r["method"], r["method"]), r["mean"], r["std"], r["paper"]) for r in rows],
+        os.path.join(RESULTS, f"mnist_{table}_vs_paper.png"),
+        sweep.title,
+    )
     plots.training_curves(curves, os.path.join(RESULTS, f"mnist_{table}_curves.png"), sweep.title)
     return rows
 
@@ -195,6 +257,7 @@ def weight_histograms(workdir: str) -> None:
     """Latent weights of LeNet-5's second conv after training under TWN and TTQ, with the
     TWN threshold Delta = 0.7 E|W| and scale alpha, and TTQ's Delta = 0.05 max|W|, W_p, -W_n."""
     import plots
+
     from extremeq import quantizers
     from extremeq.nn import quant_layers
     from extremeq.train.model import load_model_vars, restore_model_vars
@@ -216,12 +279,18 @@ def weight_histograms(workdir: str) -> None:
             delta = float(quantizers.twn_threshold(w))
             panel.update(delta=delta, alpha=float(quantizers.twn_scale(w, delta)))
         else:
-            panel.update(delta=float(quantizers.ttq_threshold(w)), w_p=float(np.mean(layer.ttq_wp[...])),
-                         w_n=float(np.mean(layer.ttq_wn[...])))
+            panel.update(
+                delta=float(quantizers.ttq_threshold(w)),
+                w_p=float(np.mean(layer.ttq_wp[...])),
+                w_n=float(np.mean(layer.ttq_wn[...])),
+            )
         panels.append(panel)
     if panels:
-        plots.weight_histogram(panels, os.path.join(RESULTS, "mnist_weight_histograms.png"),
-                               "Trained latent weights, TWN threshold/scale and TTQ scales (seed 0)")
+        plots.weight_histogram(
+            panels,
+            os.path.join(RESULTS, "mnist_weight_histograms.png"),
+            "Trained latent weights, TWN threshold/scale and TTQ scales (seed 0)",
+        )
 
 
 def _flip_points(d: str) -> list:
@@ -237,20 +306,29 @@ def flip_ratios(workdir: str) -> None:
     import plots
 
     series = {}
-    for table, method in (("bc", "bc"), ("bc", "bc_stochastic"), ("lenet5", "bwn"), ("lenet5_extra", "xnor"),
-                          ("bnn_3ep", "bnn")):
+    for table, method in (
+        ("bc", "bc"),
+        ("bc", "bc_stochastic"),
+        ("lenet5", "bwn"),
+        ("lenet5_extra", "xnor"),
+        ("bnn_3ep", "bnn"),
+    ):
         pts = _flip_points(run_dir(workdir, table, method, 0))
         if pts:
-            series[f"{NETS[table]} {LABELS.get(method, method)} (1 epoch)" if len(pts) == 1
-                   else f"{NETS[table]} {LABELS.get(method, method)}"] = pts
+            series[
+                f"{NETS[table]} {LABELS.get(method, method)} (1 epoch)"
+                if len(pts) == 1
+                else f"{NETS[table]} {LABELS.get(method, method)}"
+            ] = pts
     ste_dir = os.path.join(workdir, "claims", "ste")
     for lr in ("0.0001", "0.001", "0.01"):
         pts = _flip_points(os.path.join(ste_dir, f"bnn_clipped_lr{float(lr):g}"))
         if pts:
             series[f"claims BNN MLP 3x256, Adam lr {float(lr):g}"] = pts
     if series:
-        plots.flip_ratio(series, os.path.join(RESULTS, "mnist_flip_ratio.png"),
-                         "Flip ratio of binary weights per epoch (seed 0)")
+        plots.flip_ratio(
+            series, os.path.join(RESULTS, "mnist_flip_ratio.png"), "Flip ratio of binary weights per epoch (seed 0)"
+        )
 
 
 def flip_ratios_gpu(workdir: str) -> None:
@@ -258,17 +336,24 @@ def flip_ratios_gpu(workdir: str) -> None:
     (the first H100 run's BNN and BC stoch., kept there by hand) where present."""
     import plots
 
-    runs = [("bc_gpu", "bc", workdir, ""), ("bc_gpu", "bc_stochastic", workdir, ""),
-            ("bnn_gpu_ce", "bnn", workdir, " CE + cosine"), ("bnn_gpu", "bnn", workdir, " authors', from midpoint"),
-            ("bnn_gpu", "bnn", os.path.join(workdir, "first_run"), " authors', compressed decay")]
+    runs = [
+        ("bc_gpu", "bc", workdir, ""),
+        ("bc_gpu", "bc_stochastic", workdir, ""),
+        ("bnn_gpu_ce", "bnn", workdir, " CE + cosine"),
+        ("bnn_gpu", "bnn", workdir, " authors', from midpoint"),
+        ("bnn_gpu", "bnn", os.path.join(workdir, "first_run"), " authors', compressed decay"),
+    ]
     series = {}
     for table, method, root, what in runs:
         pts = _flip_points(run_dir(root, table, method, 0))
         if pts:
             series[f"{NETS[table]} {LABELS.get(method, method)}{what}"] = pts
     if series:
-        plots.flip_ratio(series, os.path.join(RESULTS, "mnist_flip_ratio_gpu.png"),
-                         "Flip ratio of binary weights per epoch, H100 runs (seed 0)")
+        plots.flip_ratio(
+            series,
+            os.path.join(RESULTS, "mnist_flip_ratio_gpu.png"),
+            "Flip ratio of binary weights per epoch, H100 runs (seed 0)",
+        )
 
 
 def report(workdir: str, tables=None) -> None:
@@ -286,8 +371,12 @@ def report(workdir: str, tables=None) -> None:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["run", "report"])
-    p.add_argument("tables", nargs="*", default=[],
-                   help=f"some of {list(TABLES)} (default: run trains the CPU tables, report writes all)")
+    p.add_argument(
+        "tables",
+        nargs="*",
+        default=[],
+        help=f"some of {list(TABLES)} (default: run trains the CPU tables, report writes all)",
+    )
     p.add_argument("--workdir", default="runs")
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="run only these seeds of each table")
     p.add_argument("--methods", nargs="*", default=None, help="run only these methods of each table")

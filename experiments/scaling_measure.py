@@ -54,15 +54,18 @@ def jpeg_rows(repeats: int) -> list[str]:
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     folder = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
-    rows = ["| image | pixels | JPEG bytes | decode ms (1 core) | + train transform ms | images/s/core |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| image | pixels | JPEG bytes | decode ms (1 core) | + train transform ms | images/s/core |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     rng = np.random.default_rng(0)
     for name in ("china.jpg", "flower.jpg"):
         with open(os.path.join(folder, name), "rb") as f:
             original = f.read()
         small = io.BytesIO()
-        Image.open(io.BytesIO(original)).convert("RGB").resize((500, 375), Image.BICUBIC).save(small, "JPEG",
-                                                                                              quality=90)
+        Image.open(io.BytesIO(original)).convert("RGB").resize((500, 375), Image.BICUBIC).save(
+            small, "JPEG", quality=90
+        )
         for label, data in ((f"{name} as shipped", original), (f"{name} at 500x375 q90", small.getvalue())):
 
             def decode(data=data):
@@ -72,8 +75,10 @@ def jpeg_rows(repeats: int) -> list[str]:
             t_dec = _median_s(decode, repeats)
             t_aug = _median_s(lambda image=image: train_transform({"image": image, "label": 0}, rng), repeats)
             h, w = image.shape[:2]
-            rows.append(f"| {label} | {w}x{h} | {len(data):,} | {1e3 * t_dec:.2f} | {1e3 * t_aug:.2f} | "
-                        f"{1 / (t_dec + t_aug):,.0f} |")
+            rows.append(
+                f"| {label} | {w}x{h} | {len(data):,} | {1e3 * t_dec:.2f} | {1e3 * t_aug:.2f} | "
+                f"{1 / (t_dec + t_aug):,.0f} |"
+            )
     os.sched_setaffinity(0, set(range(os.cpu_count())))
     return rows
 
@@ -91,9 +96,11 @@ def _state(config_spec: str, num_classes: int, shape):
     return config, spec, optimizer, create_train_state(net, optimizer, make_mesh(1))
 
 
-NETS = (("XNOR-Net AlexNet", "imagenet_alexnet.py:xnor", 1000, (224, 224, 3), 4),
-        ("XNOR ResNet-18", "imagenet_resnet18.py:xnor", 1000, (224, 224, 3), 4),
-        ("XNOR ResNet-20 (CIFAR)", "cifar10_resnet.py:resnet20:xnor", 10, (32, 32, 3), 32))
+NETS = (
+    ("XNOR-Net AlexNet", "imagenet_alexnet.py:xnor", 1000, (224, 224, 3), 4),
+    ("XNOR ResNet-18", "imagenet_resnet18.py:xnor", 1000, (224, 224, 3), 4),
+    ("XNOR ResNet-20 (CIFAR)", "cifar10_resnet.py:resnet20:xnor", 10, (32, 32, 3), 32),
+)
 
 
 def checkpoint_rows(folder: str) -> list[str]:
@@ -101,15 +108,21 @@ def checkpoint_rows(folder: str) -> list[str]:
 
     from extremeq.train.checkpoint import Checkpointer
 
-    rows = ["| network | parameters | state arrays | bytes on disk | save s (median of 3) | MB/s |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| network | parameters | state arrays | bytes on disk | save s (median of 3) | MB/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, spec, classes, shape, _ in NETS[:2]:
         _, _, _, state = _state(spec, classes, shape)
         leaves, treedef = jax.tree_util.tree_flatten(state)
         keys = jax.random.split(jax.random.key(0), len(leaves))
-        state = jax.tree_util.tree_unflatten(treedef, [
-            jax.random.normal(k, x.shape, x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x
-            for k, x in zip(keys, leaves)])
+        state = jax.tree_util.tree_unflatten(
+            treedef,
+            [
+                jax.random.normal(k, x.shape, x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x
+                for k, x in zip(keys, leaves)
+            ],
+        )
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
         n_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
         times, size = [], 0
@@ -123,8 +136,10 @@ def checkpoint_rows(folder: str) -> list[str]:
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(wd) for f in fs)
             shutil.rmtree(wd)
         t = statistics.median(times)
-        rows.append(f"| {label} | {n_params / 1e6:.1f} M | {n_bytes / 1e6:,.0f} MB | {size / 1e6:,.0f} MB | "
-                    f"{t:.2f} | {size / 1e6 / t:,.0f} |")
+        rows.append(
+            f"| {label} | {n_params / 1e6:.1f} M | {n_bytes / 1e6:,.0f} MB | {size / 1e6:,.0f} MB | "
+            f"{t:.2f} | {size / 1e6 / t:,.0f} |"
+        )
         del state
     return rows
 
@@ -134,15 +149,21 @@ def step_rows(repeats: int, imagenet_batch: int = 4) -> list[str]:
 
     from extremeq.train.steps import Inputs, Objective, train_step
 
-    rows = ["| network | batch | ms / step (median) | ms / image | XLA GFLOP / image | vs ResNet-20 per image |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| network | batch | ms / step (median) | ms / image | XLA GFLOP / image | vs ResNet-20 per image |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     base = None
     for label, spec, classes, shape, batch in reversed(NETS):
         batch = imagenet_batch if classes == 1000 else batch
         config, model, optimizer, state = _state(spec, classes, shape)
         inputs = Inputs.from_config(config, state_mesh(), (0.5,) * 3, (0.25,) * 3, streamed=True)
-        step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer, inputs=inputs,
-                                         objective=Objective.from_config(config)), donate_argnums=(0,))
+        step = jax.jit(
+            functools.partial(
+                train_step, model=model, optimizer=optimizer, inputs=inputs, objective=Objective.from_config(config)
+            ),
+            donate_argnums=(0,),
+        )
         rng = np.random.default_rng(0)
         x = jax.device_put(rng.integers(0, 256, (batch, *shape), dtype=np.uint8))
         y = jax.device_put(rng.integers(0, classes, (batch,), dtype=np.int32))
@@ -158,8 +179,10 @@ def step_rows(repeats: int, imagenet_batch: int = 4) -> list[str]:
         t = _median_s(one, repeats)
         per_image = t / batch
         base = base or per_image
-        rows.append(f"| {label} | {batch} | {1e3 * t:,.0f} | {1e3 * per_image:,.1f} | {flops / 1e9:.2f} | "
-                    f"{per_image / base:.1f}x |")
+        rows.append(
+            f"| {label} | {batch} | {1e3 * t:,.0f} | {1e3 * per_image:,.1f} | {flops / 1e9:.2f} | "
+            f"{per_image / base:.1f}x |"
+        )
         del holder, state
     return rows
 
@@ -177,15 +200,21 @@ def main():
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-checkpoints", action="store_true")
     p.add_argument("--skip-jpeg", action="store_true")
-    p.add_argument("--imagenet-batch", type=int, default=4, help="batch of the ImageNet-sized steps "
-                   "(on a GPU: the per-device batch of SCALING.md's table)")
+    p.add_argument(
+        "--imagenet-batch",
+        type=int,
+        default=4,
+        help="batch of the ImageNet-sized steps (on a GPU: the per-device batch of SCALING.md's table)",
+    )
     args = p.parse_args()
     import jax
     import PIL
 
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, load average "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} at the start; Python {platform.python_version()}, "
-          f"jax {jax.__version__}, Pillow {PIL.__version__}\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, load average "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} at the start; Python {platform.python_version()}, "
+        f"jax {jax.__version__}, Pillow {PIL.__version__}\n"
+    )
     if not args.skip_jpeg:
         print("\n".join(jpeg_rows(args.repeats)) + "\n")
     if not args.skip_checkpoints:

@@ -116,20 +116,26 @@ class EnergyEstimate:
         return self.compute_total_pj + self.memory_pj
 
     def as_dict(self) -> dict:
-        return {"table": self.table.name, "compute_pj": dict(self.compute_pj), "memory_pj": self.memory_pj,
-                "total_pj": self.total_pj, "unpriced_macs": dict(self.unpriced_macs)}
+        return {
+            "table": self.table.name,
+            "compute_pj": dict(self.compute_pj),
+            "memory_pj": self.memory_pj,
+            "total_pj": self.total_pj,
+            "unpriced_macs": dict(self.unpriced_macs),
+        }
 
     def __str__(self) -> str:
-        text = (f"estimated energy per inference (cost model {self.table.name!r}, not a measurement): "
-                f"compute {self.compute_total_pj / 1e6:.4g} uJ + weight DRAM reads "
-                f"{self.memory_pj / 1e6:.4g} uJ = {self.total_pj / 1e6:.4g} uJ")
+        text = (
+            f"estimated energy per inference (cost model {self.table.name!r}, not a measurement): "
+            f"compute {self.compute_total_pj / 1e6:.4g} uJ + weight DRAM reads "
+            f"{self.memory_pj / 1e6:.4g} uJ = {self.total_pj / 1e6:.4g} uJ"
+        )
         if self.unpriced_macs:
             text += f"; not priced (no entry in the table, left out): {self.unpriced_macs} MACs"
         return text
 
 
-def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTable = HOROWITZ_45NM
-                    ) -> EnergyEstimate:
+def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTable = HOROWITZ_45NM) -> EnergyEstimate:
     """Energy of one inference from MAC counts and weight bytes (formula in the module docstring).
 
     Args:
@@ -144,13 +150,20 @@ def estimate_energy(macs: dict, xnor_macs: int, weight_bytes: int, table: CostTa
     priced = PRECISIONS
     unpriced = {p: int(n) for p, n in macs.items() if p not in priced and n}
     counts = {p: int(macs.get(p, 0)) for p in priced}
-    if min(counts.values(), default=0) < 0 or min(unpriced.values(), default=0) < 0 or xnor_macs < 0 \
-            or weight_bytes < 0:
-        raise ValueError(f"counts must be non-negative, got macs={macs}, xnor_macs={xnor_macs}, "
-                         f"weight_bytes={weight_bytes}.")
+    if (
+        min(counts.values(), default=0) < 0
+        or min(unpriced.values(), default=0) < 0
+        or xnor_macs < 0
+        or weight_bytes < 0
+    ):
+        raise ValueError(
+            f"counts must be non-negative, got macs={macs}, xnor_macs={xnor_macs}, weight_bytes={weight_bytes}."
+        )
     if xnor_macs > counts["binary"]:
-        raise ValueError(f"xnor_macs ({xnor_macs}) exceeds the binary MACs ({counts['binary']}): the "
-                         "XNOR MACs are a part of the binary ones.")
+        raise ValueError(
+            f"xnor_macs ({xnor_macs}) exceeds the binary MACs ({counts['binary']}): the "
+            "XNOR MACs are a part of the binary ones."
+        )
     counts["binary"] -= int(xnor_macs)
     counts["xnor"] = int(xnor_macs)
     compute = {p: n * table.mac(p) for p, n in counts.items()}

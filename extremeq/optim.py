@@ -154,9 +154,7 @@ def weight_decay_mask(params):
 
 def clip_latent(params, mask, bound: float = 1.0):
     """w <- clip(w, -bound, bound) where ``mask`` is True (BinaryConnect's latent-weight clip)."""
-    return jax.tree_util.tree_map(
-        lambda w, m: jnp.clip(w, -bound, bound) if m else w, params, mask
-    )
+    return jax.tree_util.tree_map(lambda w, m: jnp.clip(w, -bound, bound) if m else w, params, mask)
 
 
 def glorot_lr_scale(shape) -> float:
@@ -245,10 +243,13 @@ def create_optimizer(
         if lr_scale == "glorot":
             wanted = set(binary_paths)
             if not wanted:
-                raise ValueError("optimizer.binary_lr_scale='glorot' but the model has no binary kernels; "
-                                 "use a binary quant.method (bc, bc_stochastic, bwn, xnor, bnn) or 'none'")
+                raise ValueError(
+                    "optimizer.binary_lr_scale='glorot' but the model has no binary kernels; "
+                    "use a binary quant.method (bc, bc_stochastic, bwn, xnor, bnn) or 'none'"
+                )
             scales = jax.tree_util.tree_map(
-                lambda p, x: glorot_lr_scale(jnp.shape(x)) if p in wanted else 1.0, tree_paths(params), params)
+                lambda p, x: glorot_lr_scale(jnp.shape(x)) if p in wanted else 1.0, tree_paths(params), params
+            )
             tx = optax.chain(tx, scale_leaves(scales))
         elif lr_scale != "none":
             raise ValueError(f"optimizer.binary_lr_scale {lr_scale!r} unknown; choose 'none' or 'glorot'")
@@ -261,7 +262,5 @@ def create_optimizer(
         )
     labels = jax.tree_util.tree_map(lambda p: "bop" if p in bop_set else "base", tree_paths(params))
     base = _base_optimizer(opt.bop_base, lr, opt.momentum, opt.nesterov, opt.weight_decay, decay_mask)
-    tx = optax.multi_transform(
-        {"bop": bop(opt.bop_threshold, opt.bop_gamma), "base": base}, labels
-    )
+    tx = optax.multi_transform({"bop": bop(opt.bop_threshold, opt.bop_gamma), "base": base}, labels)
     return tx, labels

@@ -84,8 +84,9 @@ def _check_length(length, capacity: int, name: str, unit: str) -> int:
     n = int(length)
     if not 0 <= n <= capacity:
         what = "is negative" if n < 0 else f"exceeds the {capacity} {unit} held by these words"
-        raise ValueError(f"{name}: length {n} {what} (valid: 0 to {capacity}); pass the original length "
-                         "along the packed axis")
+        raise ValueError(
+            f"{name}: length {n} {what} (valid: 0 to {capacity}); pass the original length along the packed axis"
+        )
     return int(length)
 
 
@@ -115,8 +116,13 @@ def pack_bits(bits, axis: int = -1, *, checks=None):
     and 1 raise ValueError (``checks``: see the module docstring).
     """
     _check_integer_like(bits, "pack_bits", "0/1 values")
-    check_values(bits, lambda b: (b == 0) | (b == 1), "pack_bits needs values in {0, 1}",
-                 "for signs use pack_signs(x) (bit 1 for x >= 0)", checks)
+    check_values(
+        bits,
+        lambda b: (b == 0) | (b == 1),
+        "pack_bits needs values in {0, 1}",
+        "for signs use pack_signs(x) (bit 1 for x >= 0)",
+        checks,
+    )
     return _pack_fields(jnp.asarray(bits).astype(jnp.uint32) & 1, axis, 1)
 
 
@@ -158,8 +164,13 @@ def pack_uint(values, bits: int, axis: int = -1, *, checks=None):
     a codebook index, ``extremeq.inference``'s format for a registered method's own codes)."""
     _check_field_width(bits)
     _check_integer_like(values, "pack_uint", f"values in [0, 2^{bits})")
-    check_values(values, lambda v: (v >= 0) & (v < 2**bits), f"pack_uint needs values in [0, {2**bits})",
-                 f"store at most 2^{bits} distinct codes (a codebook index)", checks)
+    check_values(
+        values,
+        lambda v: (v >= 0) & (v < 2**bits),
+        f"pack_uint needs values in [0, {2**bits})",
+        f"store at most 2^{bits} distinct codes (a codebook index)",
+        checks,
+    )
     return _pack_fields(jnp.asarray(values).astype(jnp.uint32), axis, bits)
 
 
@@ -179,8 +190,7 @@ def pack_signs(x, axis: int = -1):
     x = jnp.asarray(x)
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.signedinteger)):
         raise TypeError(
-            f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; "
-            "for 0/1 bits use pack_bits."
+            f"pack_signs needs a float or signed-integer array, got dtype {x.dtype}; for 0/1 bits use pack_bits."
         )
     return pack_bits(sign_bit(x), axis, checks=False)
 
@@ -200,8 +210,13 @@ def pack_ternary(t, axis: int = -1, *, checks=None):
     t = jnp.asarray(t)
     if t.dtype == jnp.bool_:
         raise TypeError("pack_ternary needs signed integers in {-1, 0, 1}, got bool")
-    check_values(t, lambda v: (v >= -1) & (v <= 1), "pack_ternary needs values in {-1, 0, +1}",
-                 "quantize first, e.g. pack_ternary(jnp.sign(q).astype(jnp.int8))", checks)
+    check_values(
+        t,
+        lambda v: (v >= -1) & (v <= 1),
+        "pack_ternary needs values in {-1, 0, +1}",
+        "quantize first, e.g. pack_ternary(jnp.sign(q).astype(jnp.int8))",
+        checks,
+    )
     codes = (t.astype(jnp.int32) & 3).astype(jnp.uint32)  # 0->0, 1->1, -1->3
     return _pack_fields(codes, axis, 2)
 

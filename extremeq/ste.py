@@ -82,9 +82,7 @@ class Estimator:
 
     def __post_init__(self):
         if self.name not in ESTIMATORS:
-            raise ValueError(
-                f"estimator {self.name!r} unknown; choose one of {', '.join(ESTIMATORS)}"
-            )
+            raise ValueError(f"estimator {self.name!r} unknown; choose one of {', '.join(ESTIMATORS)}")
         if self.clip_value <= 0:
             raise ValueError(f"clip_value must be > 0, got {self.clip_value}")
         if self.beta <= 0:
@@ -160,8 +158,7 @@ def get_estimator(spec="ste", **kwargs) -> Estimator:
     unknown = set(kwargs) - {"clip_value", "beta"}
     if unknown:
         raise ValueError(
-            f"estimator {spec!r} got unknown parameter(s) {sorted(unknown)}; "
-            "estimators take clip_value and beta"
+            f"estimator {spec!r} got unknown parameter(s) {sorted(unknown)}; estimators take clip_value and beta"
         )
     return Estimator(spec, **kwargs)
 

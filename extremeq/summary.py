@@ -101,8 +101,12 @@ class Summary:
 
     def __str__(self) -> str:
         bits = sorted({b for r in self.rows for b in r.params})
-        head = ["layer", "type", "W/A"] + [f"{b}-bit params" for b in bits] + [
-            "packed", "float32"] + [f"MACs {p}" for p in self.precisions]
+        head = (
+            ["layer", "type", "W/A"]
+            + [f"{b}-bit params" for b in bits]
+            + ["packed", "float32"]
+            + [f"MACs {p}" for p in self.precisions]
+        )
         lines = [head]
         for r in self.rows:
             lines.append(
@@ -113,7 +117,8 @@ class Summary:
             )
         tp, tm = self.total_params(), self.total_macs()
         lines.append(
-            ["total", "", ""] + [_fmt_int(tp.get(b, 0)) for b in bits]
+            ["total", "", ""]
+            + [_fmt_int(tp.get(b, 0)) for b in bits]
             + [_fmt_bytes(self.packed_bytes), _fmt_bytes(self.float32_bytes)]
             + [_fmt_int(tm[p]) for p in self.precisions]
         )
@@ -122,8 +127,7 @@ class Summary:
         text.insert(1, "-+-".join("-" * w for w in widths))
         text.insert(len(text) - 1, "-+-".join("-" * w for w in widths))
         text.append(
-            f"compression (float32 / packed): {self.compression:.2f}x; "
-            f"XNOR-popcount MACs: {_fmt_int(self.xnor_macs)}"
+            f"compression (float32 / packed): {self.compression:.2f}x; XNOR-popcount MACs: {_fmt_int(self.xnor_macs)}"
         )
         text.append(str(self.energy()))
         return "\n".join(text)
@@ -171,6 +175,7 @@ def _record_shapes(store: dict):
             y = orig(self, x, *a, **k)
             store.setdefault(id(self), (tuple(x.shape), tuple(y.shape)))
             return y
+
         return call
 
     try:
@@ -237,15 +242,25 @@ def summary(model, sample_input) -> Summary:
                 params[32] = params.get(32, 0) + other_n
             packed = -(-kernel_n * wbits // 8) + 4 * (other_n + n_scales)
             prec = module.kernel_quantizer.precision if isinstance(module, _Quantized) else "float"
-            rows.append(LayerRow(
-                path_string(path), type(module).__name__, wname, iname, params, packed,
-                4 * (kernel_n + other_n), {prec: macs}, macs if (wbits == 1 and ibits == 1) else 0,
-                out_shape,
-            ))
+            rows.append(
+                LayerRow(
+                    path_string(path),
+                    type(module).__name__,
+                    wname,
+                    iname,
+                    params,
+                    packed,
+                    4 * (kernel_n + other_n),
+                    {prec: macs},
+                    macs if (wbits == 1 and ibits == 1) else 0,
+                    out_shape,
+                )
+            )
         elif isinstance(module, (nnx.BatchNorm, nnx.LayerNorm)):
             n = _all_state_count(module)
-            rows.append(LayerRow(path_string(path), type(module).__name__, "fp", "fp", {32: n}, 4 * n, 4 * n,
-                                 {}, 0, ()))
+            rows.append(
+                LayerRow(path_string(path), type(module).__name__, "fp", "fp", {32: n}, 4 * n, 4 * n, {}, 0, ())
+            )
     return Summary(rows, tuple(jnp.shape(sample_input)))
 
 

@@ -51,8 +51,9 @@ def _resolve(path: str) -> str:
     for candidate in (base, os.path.join(_REPO_ROOT, base)):
         if os.path.isfile(candidate):
             return candidate + (":" + variant if variant else "")
-    raise FileNotFoundError(f"sweep config: training config {base!r} not found (relative to the "
-                            f"current directory or {_REPO_ROOT})")
+    raise FileNotFoundError(
+        f"sweep config: training config {base!r} not found (relative to the current directory or {_REPO_ROOT})"
+    )
 
 
 def check_sweep_config(sweep) -> None:
@@ -97,8 +98,10 @@ def _references(sweep, method: str) -> list[str]:
         value = (own.get(section) or {}).get(key, "") if hasattr(own.get(section), "get") else ""
         if isinstance(value, str) and value.startswith("@"):
             if value[1:] not in sweep.methods:
-                raise ValueError(f"sweep config: method_overrides[{method!r}].{section}.{key} = {value!r} "
-                                 f"names no method of the sweep; methods: {list(sweep.methods)}")
+                raise ValueError(
+                    f"sweep config: method_overrides[{method!r}].{section}.{key} = {value!r} "
+                    f"names no method of the sweep; methods: {list(sweep.methods)}"
+                )
             refs.append(value[1:])
     return refs
 
@@ -174,8 +177,9 @@ def parse_row(sweep, text: str) -> tuple[str, int]:
     if not sep or not seed.strip().lstrip("-").isdigit():
         raise ValueError(f"--row {text!r}: expected <seed>:<method>, e.g. --row 0:{sweep.methods[0]}")
     if method not in sweep.methods or int(seed) not in [int(s) for s in sweep.seeds]:
-        raise ValueError(f"--row {text!r}: not a row of this sweep (methods {list(sweep.methods)}, "
-                         f"seeds {list(sweep.seeds)})")
+        raise ValueError(
+            f"--row {text!r}: not a row of this sweep (methods {list(sweep.methods)}, seeds {list(sweep.seeds)})"
+        )
     return method, int(seed)
 
 
@@ -260,8 +264,10 @@ def select(sweep, seeds=None, methods=None):
         for m in kept:  # a kept method that starts from a dropped one's run: say so
             missing = [r for r in _references(sweep, m) if r not in kept]
             if missing:
-                raise ValueError(f"--methods keeps {m!r} but drops {missing}, whose run {m!r} starts from "
-                                 f"(method_overrides); add {', '.join(missing)} to --methods")
+                raise ValueError(
+                    f"--methods keeps {m!r} but drops {missing}, whose run {m!r} starts from "
+                    f"(method_overrides); add {', '.join(missing)} to --methods"
+                )
         sweep.methods = kept
         if overrides:
             sweep.method_overrides = {m: v for m, v in overrides.items() if m in kept}
@@ -301,8 +307,9 @@ def main(argv):
         from extremeq import sweep_slurm  # pylint: disable=g-import-not-at-top
 
         select_args = [f"--{k}={','.join(v)}" for k, v in (("seeds", FLAGS.seeds), ("methods", FLAGS.methods)) if v]
-        script = sweep_slurm.write_slurm(sweep, workdir, config_args(sys.argv[1:]),
-                                         options=FLAGS.slurm_options or (), select_args=select_args)
+        script = sweep_slurm.write_slurm(
+            sweep, workdir, config_args(sys.argv[1:]), options=FLAGS.slurm_options or (), select_args=select_args
+        )
         print(f"[sweep] SLURM scripts written; submit with: bash {script}")
         if FLAGS.submit:
             sweep_slurm.submit(script)
@@ -327,18 +334,25 @@ def run():
     from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
     flags.DEFINE_string("workdir", None, "Directory of the sweep (one sub-directory per run).")
-    config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/<table>.py).",
-                                    lock_config=False)
+    config_flags.DEFINE_config_file("config", None, "Sweep config file (configs/sweeps/<table>.py).", lock_config=False)
     flags.DEFINE_list("seeds", None, "Run only these seeds (comma-separated), e.g. --seeds 0,1.")
     flags.DEFINE_list("methods", None, "Run only these methods of the sweep (comma-separated).")
     flags.DEFINE_integer("jobs", 1, "Rows run at once, each in its own worker process on this machine.")
     flags.DEFINE_string("row", None, "Run only this row, <seed>:<method> (what each worker runs).")
     flags.DEFINE_boolean("summarize", False, "Only write the tables and plots of the finished rows.")
-    flags.DEFINE_boolean("slurm", False, "Write SLURM job-array scripts (one array task per row, one array "
-                         "per dependency level) under <workdir>/slurm instead of training.")
+    flags.DEFINE_boolean(
+        "slurm",
+        False,
+        "Write SLURM job-array scripts (one array task per row, one array "
+        "per dependency level) under <workdir>/slurm instead of training.",
+    )
     flags.DEFINE_boolean("submit", False, "With --slurm: submit them with sbatch.")
-    flags.DEFINE_list("slurm_options", None, "Extra sbatch options for every job, comma-separated, e.g. "
-                      "--slurm_options=--partition=gpu,--gres=gpu:1,--time=04:00:00")
+    flags.DEFINE_list(
+        "slurm_options",
+        None,
+        "Extra sbatch options for every job, comma-separated, e.g. "
+        "--slurm_options=--partition=gpu,--gres=gpu:1,--time=04:00:00",
+    )
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
 

@@ -21,8 +21,14 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def row_command(config_args, workdir: str, method: str, seed: int) -> list[str]:
     """The command that runs one row (``config_args``: ``--config=<file>`` and its overrides)."""
-    return [sys.executable, "-m", "extremeq.sweep", *config_args, f"--workdir={workdir}",
-            f"--row={sweep_lib.row_text(method, seed)}"]
+    return [
+        sys.executable,
+        "-m",
+        "extremeq.sweep",
+        *config_args,
+        f"--workdir={workdir}",
+        f"--row={sweep_lib.row_text(method, seed)}",
+    ]
 
 
 def log_path(workdir: str, method: str, seed: int) -> str:
@@ -50,8 +56,7 @@ def run_parallel(sweep, workdir: str, config_args, *, jobs: int, poll_s: float =
                 failures[row] = f"needs the finished run(s) {[m for m, _ in failed]} of seed {row[1]}"
                 pending.remove(row)
                 print(f"[sweep] {row[0]} seed {row[1]} SKIPPED: {failures[row]}", flush=True)
-            elif len(running) < jobs and all(n not in running and sweep_lib.is_finished(workdir, *n)
-                                             for n in needs):
+            elif len(running) < jobs and all(n not in running and sweep_lib.is_finished(workdir, *n) for n in needs):
                 log = open(log_path(workdir, *row), "a")  # noqa: SIM115 - closed when the row ends
                 cmd = row_command(config_args, workdir, *row)
                 running[row] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)

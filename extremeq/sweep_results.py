@@ -17,15 +17,22 @@ def write_results(sweep, workdir, results, failures=None) -> None:
         w = csv.writer(f)
         w.writerow(["method", "n", f"{metric}_mean", f"{metric}_std"] + [f"seed{s}" for s in sweep.seeds])
         for r in results:
-            w.writerow([r["method"], r["n"], repr(r["mean"]), repr(r["std"])]
-                       + ["" if v is None else repr(v) for v in r["values"]])
+            w.writerow(
+                [r["method"], r["n"], repr(r["mean"]), repr(r["std"])]
+                + ["" if v is None else repr(v) for v in r["values"]]
+            )
     scale = 100.0 if "accuracy" in metric else 1.0
     unit = " (%)" if scale == 100.0 else ""
-    lines = [f"# {sweep.get('title', 'Sweep')}", "",
-             f"Training config `{sweep.config}`, seeds {list(sweep.seeds)}, overrides "
-             f"`{_overrides_json(sweep)}`; {metric} after the last epoch, "
-             "mean +- sample std (ddof=1) over seeds.", "",
-             f"| method | n | {metric}{unit} | per seed |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# {sweep.get('title', 'Sweep')}",
+        "",
+        f"Training config `{sweep.config}`, seeds {list(sweep.seeds)}, overrides "
+        f"`{_overrides_json(sweep)}`; {metric} after the last epoch, "
+        "mean +- sample std (ddof=1) over seeds.",
+        "",
+        f"| method | n | {metric}{unit} | per seed |",
+        "| --- | --- | --- | --- |",
+    ]
     for r in results:
         per_seed = ", ".join("-" if v is None else f"{v * scale:.2f}" for v in r["values"])
         cell = "-" if r["n"] == 0 else f"{r['mean'] * scale:.2f} +- {r['std'] * scale:.2f}"

@@ -62,9 +62,11 @@ def write_slurm(sweep, workdir: str, config_args, *, options=(), select_args=())
     config_args = [_absolute_config(a) for a in config_args]
     row = _sbatch_header(name, logs, options) + [
         'ROW="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")"',
-        f'exec {_python_command([*config_args, f"--workdir={workdir}"])} --row="$ROW"']
+        f'exec {_python_command([*config_args, f"--workdir={workdir}"])} --row="$ROW"',
+    ]
     summary = _sbatch_header(f"{name}-summary", logs, options) + [
-        f"exec {_python_command([*config_args, *select_args, f'--workdir={workdir}', '--summarize'])}"]
+        f"exec {_python_command([*config_args, *select_args, f'--workdir={workdir}', '--summarize'])}"
+    ]
     submit = ["#!/bin/bash", "set -euo pipefail", f"cd {shlex.quote(out)}"]
     jobs = []
     for lv, rows in enumerate(levels(sweep)):

@@ -6,8 +6,12 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (REPO, os.path.join(REPO, "tests", "train"), os.path.join(REPO, "tests", "kernels"),
-             os.path.join(REPO, "experiments")):
+for path in (
+    REPO,
+    os.path.join(REPO, "tests", "train"),
+    os.path.join(REPO, "tests", "kernels"),
+    os.path.join(REPO, "experiments"),
+):
     if path not in sys.path:
         sys.path.insert(0, path)
 # ... and in the subprocesses tests start (``python -m extremeq.train``, helper scripts).

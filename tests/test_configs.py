@@ -16,26 +16,56 @@ ml_collections = pytest.importorskip("ml_collections")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs")
 # image-classification configs; language-model configs (task = "lm") are tested in tests/lm
-FILES = sorted(f for f in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
-               if runpy.run_path(f)["get_config"]().get("task", "classify") != "lm")
+FILES = sorted(
+    f
+    for f in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+    if runpy.run_path(f)["get_config"]().get("task", "classify") != "lm"
+)
 NAMES = [os.path.basename(f)[:-3] for f in FILES]
 METHODS = ("fp", "bc", "bc_stochastic", "bwn", "xnor", "twn", "ttq", "bitnet", "bnn")  # contract.md
 
 # contract.md, "Config schema"
 SCHEMA = {
-    "": ["seed", "num_epochs", "batch_size", "eval_batch_size", "max_steps", "dataset", "model", "quant",
-         "optimizer", "distill", "checkpoint"],
+    "": [
+        "seed",
+        "num_epochs",
+        "batch_size",
+        "eval_batch_size",
+        "max_steps",
+        "dataset",
+        "model",
+        "quant",
+        "optimizer",
+        "distill",
+        "checkpoint",
+    ],
     "dataset": ["name", "source", "path", "data_dir", "augment", "normalize", "image_size", "limit_train"],
     "dataset.augment": ["crop_padding", "flip"],
     "model": ["name"],
     "quant": ["method", "first", "last", "ste", "ste_kwargs", "init_from"],
-    "optimizer": ["name", "learning_rate", "momentum", "nesterov", "weight_decay", "schedule", "decay_epochs",
-                  "decay_factor", "warmup_epochs", "bop_threshold", "bop_gamma"],
+    "optimizer": [
+        "name",
+        "learning_rate",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "schedule",
+        "decay_epochs",
+        "decay_factor",
+        "warmup_epochs",
+        "bop_threshold",
+        "bop_gamma",
+    ],
     "distill": ["teacher_workdir", "alpha", "temperature"],
     "checkpoint": ["keep", "every_epochs"],
 }
-DATA_SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-               "cifar100": ((32, 32, 3), 100), "imagenet2012": ((224, 224, 3), 1000)}
+DATA_SHAPES = {
+    "digits": ((8, 8, 1), 10),
+    "mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+    "imagenet2012": ((224, 224, 3), 1000),
+}
 
 
 def load(name, arg=None):
@@ -50,8 +80,18 @@ def section(config, dotted):
 
 
 def test_expected_files_present():
-    assert {"base", "digits_mlp", "mnist_mlp", "mnist_lenet5", "mnist_bnn", "cifar10_resnet", "cifar100_resnet",
-            "cifar10_vgg7", "imagenet_alexnet", "imagenet_resnet18"} <= set(NAMES)
+    assert {
+        "base",
+        "digits_mlp",
+        "mnist_mlp",
+        "mnist_lenet5",
+        "mnist_bnn",
+        "cifar10_resnet",
+        "cifar100_resnet",
+        "cifar10_vgg7",
+        "imagenet_alexnet",
+        "imagenet_resnet18",
+    } <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,6 +108,7 @@ def test_every_variant_has_schema_and_valid_method(name):
             assert not missing, f"{name}:{method} lacks config.{sec}.{missing}"
         assert c.quant.method == method
         from extremeq.nn.policy import EDGE_PRECISIONS
+
         assert c.quant.first in EDGE_PRECISIONS and c.quant.last in EDGE_PRECISIONS
         assert c.model.name in MODEL_NAMES
         assert c.dataset.name in DATA_SHAPES
@@ -105,13 +146,16 @@ def test_model_and_method_tokens_any_order():
     assert (d.quant.ste, d.quant.first, d.quant.last) == ("clipped", "int8", "same")
 
 
-@pytest.mark.parametrize("arg,match", [
-    ("twm", r"variant token 'twm' unknown in 'twm'; use methods \[.*'twn'"),
-    ("twn,bwn", "names two methods"),
-    ("twn,ste=clipd", r"ste='clipd' unknown; choose one of .*clipped"),
-    ("twn,lr=0.1", r"option 'lr' unknown .*--config"),
-    ("resnet20", "variant token 'resnet20' unknown"),  # mnist_lenet5 has one model
-])
+@pytest.mark.parametrize(
+    "arg,match",
+    [
+        ("twm", r"variant token 'twm' unknown in 'twm'; use methods \[.*'twn'"),
+        ("twn,bwn", "names two methods"),
+        ("twn,ste=clipd", r"ste='clipd' unknown; choose one of .*clipped"),
+        ("twn,lr=0.1", r"option 'lr' unknown .*--config"),
+        ("resnet20", "variant token 'resnet20' unknown"),  # mnist_lenet5 has one model
+    ],
+)
 def test_bad_variants_fail_clearly(arg, match):
     with pytest.raises(ValueError, match=match):
         load("mnist_lenet5", arg)
@@ -126,7 +170,7 @@ def test_exponential_decay_reaches_final_rate():
     base = runpy.run_path(os.path.join(CONFIG_DIR, "base.py"))
     epochs, r = base["exponential_decay"](3e-3, 3e-7, 1000)
     assert epochs == list(range(1, 1000))
-    assert 3e-3 * r ** 1000 == pytest.approx(3e-7, rel=1e-9)
+    assert 3e-3 * r**1000 == pytest.approx(3e-7, rel=1e-9)
     c = load("mnist_bnn", "bnn")
     lr_last = c.optimizer.learning_rate * c.optimizer.decay_factor ** len(c.optimizer.decay_epochs)
     assert lr_last == pytest.approx(3e-7 / r, rel=1e-9)  # rate of the final (1000th) epoch
@@ -144,23 +188,50 @@ def test_mnist_path_env_and_default(monkeypatch):
 
 def test_paper_recipes():
     bc = load("mnist_mlp", "bc")  # BinaryConnect: 3x1024, batch 200, Adam, all layers binary, BN on output
-    assert (list(bc.model.hidden), bc.batch_size, bc.optimizer.name, bc.quant.first, bc.quant.last,
-            bc.model.head_bn, bc.dataset.limit_train) == ([1024] * 3, 200, "adam", "same", "same", True, 50000)
+    assert (
+        list(bc.model.hidden),
+        bc.batch_size,
+        bc.optimizer.name,
+        bc.quant.first,
+        bc.quant.last,
+        bc.model.head_bn,
+        bc.dataset.limit_train,
+    ) == ([1024] * 3, 200, "adam", "same", "same", True, 50000)
     bnn = load("mnist_bnn", "bnn")  # BinaryNet Theano code
-    assert (list(bnn.model.hidden), bnn.batch_size, bnn.num_epochs, bnn.model.dropout, bnn.model.input_dropout,
-            bnn.model.activation) == ([4096] * 3, 100, 1000, 0.5, 0.2, "hardtanh")
+    assert (
+        list(bnn.model.hidden),
+        bnn.batch_size,
+        bnn.num_epochs,
+        bnn.model.dropout,
+        bnn.model.input_dropout,
+        bnn.model.activation,
+    ) == ([4096] * 3, 100, 1000, 0.5, 0.2, "hardtanh")
     twn = load("mnist_lenet5", "twn")
-    assert (twn.model.name, twn.batch_size, twn.optimizer.learning_rate, list(twn.optimizer.decay_epochs)) == \
-        ("lenet5", 50, 0.01, [15, 25])
+    assert (twn.model.name, twn.batch_size, twn.optimizer.learning_rate, list(twn.optimizer.decay_epochs)) == (
+        "lenet5",
+        50,
+        0.01,
+        [15, 25],
+    )
     ttq = load("cifar10_resnet", "resnet20:ttq")  # czhu95/ternarynet tw-cifar10-resnet.py
-    assert (list(ttq.optimizer.decay_epochs), ttq.optimizer.weight_decay, ttq.batch_size,
-            ttq.quant.first, ttq.quant.last) == ([82, 123, 150], 2e-4, 128, "fp", "fp")
+    assert (
+        list(ttq.optimizer.decay_epochs),
+        ttq.optimizer.weight_decay,
+        ttq.batch_size,
+        ttq.quant.first,
+        ttq.quant.last,
+    ) == ([82, 123, 150], 2e-4, 128, "fp", "fp")
     fp = load("cifar10_resnet", "resnet20")  # He et al.: 32k/48k/64k iterations at 391 per epoch
     assert [round(i / 391) for i in (32000, 48000, 64000)] == list(fp.optimizer.decay_epochs) + [fp.num_epochs]
     assert (fp.dataset.augment.crop_padding, fp.dataset.augment.flip, fp.model.shortcut) == (4, True, "A")
     vgg = load("cifar10_vgg7", "twn")
     assert (vgg.batch_size, list(vgg.optimizer.decay_epochs), vgg.model.name) == (100, [80, 120], "vgg7")
     alex = load("imagenet_alexnet", "xnor")
-    assert (alex.batch_size, alex.num_epochs, alex.model.dropout, alex.quant.first, alex.quant.last) == \
-        (128, 55, 0.0, "fp", "fp")
+    assert (alex.batch_size, alex.num_epochs, alex.model.dropout, alex.quant.first, alex.quant.last) == (
+        128,
+        55,
+        0.0,
+        "fp",
+        "fp",
+    )
     assert load("imagenet_resnet18").model.shortcut == "B"

@@ -82,6 +82,7 @@ def test_trains_on_digits(dorefa):
     def step(model, opt, x, y):
         def loss_fn(m):
             return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
         return loss
@@ -124,11 +125,15 @@ def test_end_to_end_config_train_summary_export_load_run_packed(dorefa, tmp_path
 
     s = summary(model, x[:1])
     assert {r.path: r.weight for r in s.rows if r.weight != "fp"} == {
-        "stem": "dorefa4", "blocks/0/dense": "dorefa4", "head": "dorefa4"}
+        "stem": "dorefa4",
+        "blocks/0/dense": "dorefa4",
+        "head": "dorefa4",
+    }
     assert s.total_params()[4] == 64 * 64 + 64 * 64 + 64 * 10 and s.total_macs()["4-bit"] == s.total_params()[4]
 
-    packed = extremeq.export(model, recipe={"model": cfg.model.to_dict(), "num_classes": ds.num_classes,
-                                            "input_shape": ds.image_shape})
+    packed = extremeq.export(
+        model, recipe={"model": cfg.model.to_dict(), "num_classes": ds.num_classes, "input_shape": ds.image_shape}
+    )
     packed.save(tmp_path / "model.npz")
     loaded = load(tmp_path / "model.npz")  # the method must be registered in the loading process too
 
@@ -188,8 +193,10 @@ def test_more_distinct_codes_than_the_bits_allow_is_refused():
     def encode(w, spec, scales):
         return methods.QArray(forward(w, spec, scales=scales, key=None), {}, spec.name)
 
-    methods.register(methods.WeightMethod(name="five_levels_for_test", bits=2, precision="2-bit", forward=forward,
-                                          encode=encode), replace=True)
+    methods.register(
+        methods.WeightMethod(name="five_levels_for_test", bits=2, precision="2-bit", forward=forward, encode=encode),
+        replace=True,
+    )
     net = _ConvNet("five_levels_for_test", nnx.Rngs(0))
     net.conv.kernel[...] = jnp.linspace(-2, 2, 216).reshape(3, 3, 3, 8)  # all five levels
     with pytest.raises(ValueError, match="five_levels_for_test.*bits=2.*5 distinct codes"):
@@ -209,12 +216,26 @@ def test_the_command_line_trains_a_user_method_named_by_a_config_file(tmp_path):
         "    c = default_config()\n"
         "    c.quant.method = method\n"
         "    c.progress_bar = False\n"
-        "    return c\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(USER_FILE.parent), os.environ["PYTHONPATH"]]),
-               JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-m", "extremeq.train", f"--config={config}:dorefa2",
-                          f"--workdir={tmp_path / 'run'}", "--config.max_steps=2"],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
+        "    return c\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(USER_FILE.parent), os.environ["PYTHONPATH"]]), JAX_PLATFORMS="cpu"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "extremeq.train",
+            f"--config={config}:dorefa2",
+            f"--workdir={tmp_path / 'run'}",
+            "--config.max_steps=2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "final.json").read_text())["step"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["quant"]["method"] == "dorefa2"
@@ -225,8 +246,9 @@ def test_a_method_without_codes_is_stored_as_its_evaluation_forward():
     from extremeq import methods
     from extremeq.inference import FloatWeights
 
-    entry = methods.WeightMethod(name="halve_export_for_test", bits=32, precision="float",
-                                 forward=lambda w, spec, *, scales, key: w / 2)
+    entry = methods.WeightMethod(
+        name="halve_export_for_test", bits=32, precision="float", forward=lambda w, spec, *, scales, key: w / 2
+    )
     assert entry.packing == "float"  # no encode: the default packing stores the float kernel
     methods.register(entry, replace=True)
     net = _ConvNet("halve_export_for_test", nnx.Rngs(0))

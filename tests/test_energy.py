@@ -18,11 +18,11 @@ def test_default_table_values_are_the_papers():
 
 
 def test_estimate_closed_form():
-    e = estimate_energy({"float": 1000, "binary": 500, "ternary": 200, "int8": 100}, xnor_macs=300,
-                        weight_bytes=64)
+    e = estimate_energy({"float": 1000, "binary": 500, "ternary": 200, "int8": 100}, xnor_macs=300, weight_bytes=64)
     # 1000 x 4.6 + 200 x 0.9 (binary, real inputs) + 300 x 0.00375 + 200 x 0.9 + 100 x 0.23
-    assert e.compute_pj == pytest.approx({"float": 4600.0, "binary": 180.0, "xnor": 1.125, "ternary": 180.0,
-                                          "int8": 23.0})
+    assert e.compute_pj == pytest.approx(
+        {"float": 4600.0, "binary": 180.0, "xnor": 1.125, "ternary": 180.0, "int8": 23.0}
+    )
     assert e.memory_pj == 64 * 160.0
     assert e.total_pj == pytest.approx(4600 + 180 + 1.125 + 180 + 23 + 10240)
     assert "not a measurement" in str(e)
@@ -36,8 +36,7 @@ def test_a_float_layer_against_its_binary_twin():
     xn = estimate_energy({"binary": macs}, macs, macs // 8 + 4 * 256)
     assert fp.total_pj == pytest.approx(macs * 4.6 + 4 * macs * 160)
     assert xn.total_pj == pytest.approx(macs * 0.00375 + (macs // 8 + 1024) * 160)
-    assert fp.total_pj / xn.total_pj == pytest.approx(
-        (4.6 + 640) / (0.00375 + (1 / 8 + 1024 / macs) * 160), rel=1e-9)
+    assert fp.total_pj / xn.total_pj == pytest.approx((4.6 + 640) / (0.00375 + (1 / 8 + 1024 / macs) * 160), rel=1e-9)
 
 
 def test_user_table_replaces_values():

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import zipfile
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -23,9 +22,20 @@ from extremeq.packing import unpack_signs, unpack_ternary
 from extremeq.summary import summary
 
 LINEAR_CASES = [  # (weight quantizer, input quantizer)
-    ("bwn", "fp"), ("bc", "fp"), ("bwn", "xnor"), ("bc", "sign"), ("bwn", "sign"), ("twn", "fp"),
-    ("ttq", "fp"), ("bitnet", "fp"), ("int8", "int8"), ("fp", "int8"), ("twn", "sign"), ("fp", "xnor"),
-    (dict(name="bwn", per_channel=False), "fp"), (dict(name="twn", per_channel=True), "fp"),
+    ("bwn", "fp"),
+    ("bc", "fp"),
+    ("bwn", "xnor"),
+    ("bc", "sign"),
+    ("bwn", "sign"),
+    ("twn", "fp"),
+    ("ttq", "fp"),
+    ("bitnet", "fp"),
+    ("int8", "int8"),
+    ("fp", "int8"),
+    ("twn", "sign"),
+    ("fp", "xnor"),
+    (dict(name="bwn", per_channel=False), "fp"),
+    (dict(name="twn", per_channel=True), "fp"),
 ]
 
 
@@ -56,6 +66,7 @@ def _fill_numpy(model, seed):
 
 def _make(recipe, method, seed=0, **edges):
     """A quantized zoo model (method_rules(method, **edges)), initialised from NumPy."""
+
     def build():
         m = build_model(recipe["model"], recipe["num_classes"], recipe["input_shape"], nnx.Rngs(seed))
         quantize_model(m, method_rules(method, **edges))
@@ -107,8 +118,9 @@ def test_packed_conv_equals_quant_conv(wq, iq, padding, strides, pad_value, via_
     # the CPU's auto choice of packed-conv path: XLA's conv of the decoded filters, or the kernels
     monkeypatch.setitem(backends.AUTO, ("packed_conv", "cpu"), "conv" if via_float else "kernels")
     # Cin*kh*kw = 5*9 = 45: neither 16 nor 32 divides it, so padding bits of the words are exercised.
-    layer = _layer(QuantConv, 5, 12, (3, 3), strides, padding=padding, kernel_quantizer=wq,
-                   input_quantizer=iq, pad_value=pad_value)
+    layer = _layer(
+        QuantConv, 5, 12, (3, 3), strides, padding=padding, kernel_quantizer=wq, input_quantizer=iq, pad_value=pad_value
+    )
     x = _normal(4, (2, 9, 7, 5))
     ref, got = _jit_call(layer, x), _jit_call(pack_layer(layer), x)
     assert got.shape == ref.shape
@@ -152,8 +164,7 @@ def _train(model, x, y, *, epochs, batch_size=64, lr=3e-3, seed=0):
     def epoch(model, optimizer, perm):
         def step(carry, idx):
             model, optimizer = carry
-            grads = nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(
-                m(x[idx]), y[idx]).mean())(model)
+            grads = nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x[idx]), y[idx]).mean())(model)
             optimizer.update(model, grads)
             clip_latent_weights(model)
             return (model, optimizer), None
@@ -170,7 +181,7 @@ def _train(model, x, y, *, epochs, batch_size=64, lr=3e-3, seed=0):
 
 
 def _eval_logits(fn, x, batch=1000):
-    return jnp.concatenate([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return jnp.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +191,11 @@ def digits():
     return _prep(load_digits())
 
 
-DIGITS_RECIPE = {"model": {"name": "mlp", "hidden": [128, 128], "activation": "hardtanh"},
-                 "num_classes": 10, "input_shape": [8, 8, 1]}
+DIGITS_RECIPE = {
+    "model": {"name": "mlp", "hidden": [128, 128], "activation": "hardtanh"},
+    "num_classes": 10,
+    "input_shape": [8, 8, 1],
+}
 
 
 @pytest.mark.parametrize("method", ["bwn", "xnor", "twn", "ttq"])
@@ -209,8 +223,10 @@ def test_trained_digits_mlp_exact(method, digits, tmp_path):
 def test_resnet_shortcuts_padding_strides(tmp_path):
     """A CIFAR ResNet-8 (option-A shortcuts, padded 3x3 XNOR convs, stride 2) on digits-sized input,
     rebuilt from a factory recipe (a network given by its constructor rather than a zoo name)."""
-    recipe = {"factory": "extremeq.nn.models:CifarResNet",
-              "kwargs": {"depth": 8, "in_features": 1, "num_classes": 10, "width": 4, "activation": "hardtanh"}}
+    recipe = {
+        "factory": "extremeq.nn.models:CifarResNet",
+        "kwargs": {"depth": 8, "in_features": 1, "num_classes": 10, "width": 4, "activation": "hardtanh"},
+    }
 
     def build():
         m = extremeq.inference.build_from_recipe(recipe)
@@ -237,8 +253,11 @@ def test_resnet_shortcuts_padding_strides(tmp_path):
 
 # ------------------------------------------------------------------------------------ sizes
 def test_binary_layers_take_a_32nd_and_file_matches_summary(tmp_path):
-    recipe = {"model": {"name": "mlp", "hidden": [1024, 1024], "activation": "hardtanh"}, "num_classes": 10,
-              "input_shape": [28, 28, 1]}
+    recipe = {
+        "model": {"name": "mlp", "hidden": [1024, 1024], "activation": "hardtanh"},
+        "num_classes": 10,
+        "input_shape": [28, 28, 1],
+    }
     model = _make(recipe, "bwn", first="same", last="same")
     packed = extremeq.export(model, recipe=recipe)
     arrays = packed.arrays()
@@ -274,8 +293,11 @@ def mnist():
 
 def test_mnist_xnor_mlp_exact(mnist, tmp_path):
     x_tr, y_tr, x_te, y_te = mnist
-    recipe = {"model": {"name": "mlp", "hidden": [256, 256], "activation": "hardtanh"}, "num_classes": 10,
-              "input_shape": [28, 28, 1]}
+    recipe = {
+        "model": {"name": "mlp", "hidden": [256, 256], "activation": "hardtanh"},
+        "num_classes": 10,
+        "input_shape": [28, 28, 1],
+    }
     model = _make(recipe, "xnor")
     _train(model, x_tr[:10000], y_tr[:10000], epochs=2, batch_size=100)
     ref = _eval_logits(nnx.jit(lambda x: model(x)), x_te)
@@ -359,9 +381,11 @@ def test_unknown_layer_and_missing_recipe_are_explained():
 
 
 def test_import_extremeq_stays_light():
-    code = ("import sys, extremeq; assert 'jax' not in sys.modules, 'jax imported'; "
-            "from extremeq import export; assert callable(export) and callable(extremeq.export); "
-            "import extremeq.inference as inference; assert inference.PackedModel and inference.load")
+    code = (
+        "import sys, extremeq; assert 'jax' not in sys.modules, 'jax imported'; "
+        "from extremeq import export; assert callable(export) and callable(extremeq.export); "
+        "import extremeq.inference as inference; assert inference.PackedModel and inference.load"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

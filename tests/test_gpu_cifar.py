@@ -12,8 +12,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(out, env):
-    return subprocess.run(["bash", os.path.join(REPO, "experiments", "gpu_cifar.sh"), "--dry-run", str(out)],
-                          check=False, env=env, capture_output=True, text=True, timeout=5400)
+    return subprocess.run(
+        ["bash", os.path.join(REPO, "experiments", "gpu_cifar.sh"), "--dry-run", str(out)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=5400,
+    )
 
 
 @pytest.mark.slow
@@ -23,8 +29,11 @@ def test_gpu_cifar_dry_run_fp_then_ttq_and_resume(tmp_path):
     r = _run(out, env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     table = (out / "results.md").read_text()
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
-            for line in table.splitlines() if line.startswith("| resnet20:")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+        for line in table.splitlines()
+        if line.startswith("| resnet20:")
+    }
     # Lane "fp,ttq" ran both, 2 of 2 epochs each, finished; the other methods are absent, not faked.
     for m in ("resnet20:fp", "resnet20:ttq"):
         assert rows[m][2] == "2/2" and rows[m][-1] == "yes", table

@@ -59,8 +59,12 @@ def imports(module: str, path: Path, mods, *, top_level_only: bool) -> set[str]:
     tree = ast.parse(path.read_text(), str(path))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     if top_level_only:  # statements under if/try at module level run on import too
-        nodes = [n for top in tree.body for n in ast.walk(top)
-                 if not isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        nodes = [
+            n
+            for top in tree.body
+            for n in ast.walk(top)
+            if not isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ]
     is_package = path.name == "__init__.py"
     found = set()
     for node in nodes:
@@ -94,15 +98,20 @@ def group(module: str) -> str | None:
 
 
 def long_files(root: Path) -> list[str]:
-    return [f"{p.relative_to(root.parent)}: {n} lines" for p in sorted(root.rglob("*.py"))
-            if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    return [
+        f"{p.relative_to(root.parent)}: {n} lines"
+        for p in sorted(root.rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    ]
 
 
 def cycles(root: Path) -> list[list[str]]:
     """Import cycles among the modules' import-time imports (each cycle once, as a path a -> ... -> a)."""
     mods = modules(root)
-    graph = {m: sorted(t for t in imports(m, p, mods, top_level_only=True) if t in mods and t != root.name)
-             for m, p in mods.items()}
+    graph = {
+        m: sorted(t for t in imports(m, p, mods, top_level_only=True) if t in mods and t != root.name)
+        for m, p in mods.items()
+    }
     found, state = [], {}
 
     def visit(m, stack):
@@ -110,7 +119,7 @@ def cycles(root: Path) -> list[list[str]]:
         stack.append(m)
         for t in graph[m]:
             if state.get(t) == "open":
-                found.append(stack[stack.index(t):] + [t])
+                found.append(stack[stack.index(t) :] + [t])
             elif t not in state:
                 visit(t, stack)
         stack.pop()
@@ -171,9 +180,16 @@ def _write(root: Path, files: dict[str, str]):
 @pytest.fixture
 def fake(tmp_path):
     root = tmp_path / "extremeq"
-    _write(root, {"__init__.py": "", "ste.py": "import jax\n", "packing.py": "from extremeq.ste import sign\n",
-                  "nn/__init__.py": "from extremeq.nn.layers import Q\n",
-                  "nn/layers.py": "from extremeq import ste\n"})
+    _write(
+        root,
+        {
+            "__init__.py": "",
+            "ste.py": "import jax\n",
+            "packing.py": "from extremeq.ste import sign\n",
+            "nn/__init__.py": "from extremeq.nn.layers import Q\n",
+            "nn/layers.py": "from extremeq import ste\n",
+        },
+    )
     return root
 
 
@@ -182,8 +198,13 @@ def test_the_checks_pass_on_a_clean_tree(fake):
 
 
 def test_a_cycle_is_found(fake):
-    _write(fake, {"nn/policy.py": "from extremeq.nn import layers\n",
-                  "nn/layers.py": "import os\nif os:\n    from extremeq.nn.policy import x\n"})
+    _write(
+        fake,
+        {
+            "nn/policy.py": "from extremeq.nn import layers\n",
+            "nn/layers.py": "import os\nif os:\n    from extremeq.nn.policy import x\n",
+        },
+    )
     assert cycles(fake) == [["extremeq.nn.layers", "extremeq.nn.policy", "extremeq.nn.layers"]]
 
 
@@ -194,9 +215,15 @@ def test_an_import_inside_a_function_is_not_a_cycle_but_must_still_run_one_way(f
 
 
 def test_wrong_way_and_same_tier_imports_are_found(fake):
-    _write(fake, {"kernels/__init__.py": "from ..methods import registry\n",
-                  "methods/registry.py": "", "methods/__init__.py": "",
-                  "train/__init__.py": "import experiments.quickstart\n"})
+    _write(
+        fake,
+        {
+            "kernels/__init__.py": "from ..methods import registry\n",
+            "methods/registry.py": "",
+            "methods/__init__.py": "",
+            "train/__init__.py": "import experiments.quickstart\n",
+        },
+    )
     assert wrong_way_imports(fake) == [
         "extremeq.kernels -> extremeq.methods.registry (kernels is tier 2, methods tier 2)",
         "extremeq.train -> experiments.quickstart (the package never imports experiments/)",

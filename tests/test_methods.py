@@ -66,8 +66,9 @@ def test_tables_are_views_of_the_registry():
 
 
 def test_registering_adds_to_every_table_and_refuses_a_taken_name():
-    halve = methods.WeightMethod(name="halve_for_test", bits=32, precision="float",
-                                 forward=lambda w, spec, *, scales, key: w / 2)
+    halve = methods.WeightMethod(
+        name="halve_for_test", bits=32, precision="float", forward=lambda w, spec, *, scales, key: w / 2
+    )
     methods.register(halve, methods.Method(name="halve_for_test", kernel="halve_for_test"))
     assert WEIGHT_QUANTIZERS["halve_for_test"] == (32, False) and METHODS["halve_for_test"][0] == "halve_for_test"
     rules = method_rules("halve_for_test")

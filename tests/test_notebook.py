@@ -18,8 +18,9 @@ def test_quickstart_notebook_runs(tmp_path):
     assert code and all(not c.outputs and c.execution_count is None for c in code), "store the notebook without outputs"
     from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name=NATIVE_KERNEL_NAME,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name=NATIVE_KERNEL_NAME, resources={"metadata": {"path": str(tmp_path)}}
+    )
     # the kernel runs this interpreter (the venv), not whatever "python3" is first on PATH
     client.kernel_manager_class = _venv_kernel_manager()
     client.execute()  # raises CellExecutionError (with the cell and traceback) if a cell fails

@@ -1,17 +1,21 @@
 """PackedModel calls: one executable per input shape, compiled once; same logits as the jitted module."""
 
-import extremeq
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+import extremeq
 from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
-from flax import nnx
 
 
 def _packed():
-    recipe = {"model": {"name": "mlp", "hidden": [64, 64], "activation": "hardtanh"}, "num_classes": 10,
-              "input_shape": [8, 8, 1]}
+    recipe = {
+        "model": {"name": "mlp", "hidden": [64, 64], "activation": "hardtanh"},
+        "num_classes": 10,
+        "input_shape": [8, 8, 1],
+    }
     model = build_model(recipe["model"], 10, (8, 8, 1), nnx.Rngs(0))
     quantize_model(model, method_rules("bnn"))
     model.eval()

@@ -94,7 +94,9 @@ def test_int8_weights_and_activations():
     np.testing.assert_allclose(np.asarray(Q.int8(jnp.asarray(w))), s * np.round(w / s), rtol=1e-5, atol=1e-7)
     x = RNG.standard_normal((3, 5, 5, 2)).astype(np.float32)
     sx = np.max(np.abs(x), axis=(1, 2, 3), keepdims=True) / 127
-    np.testing.assert_allclose(np.asarray(Q.int8_activation(jnp.asarray(x))), sx * np.round(x / sx), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(Q.int8_activation(jnp.asarray(x))), sx * np.round(x / sx), rtol=1e-5, atol=1e-7
+    )
     # one example's result does not depend on the rest of the batch
     np.testing.assert_allclose(Q.int8_activation(jnp.asarray(x[:1])), Q.int8_activation(jnp.asarray(x))[:1])
 
@@ -122,7 +124,7 @@ def test_xnor_k_map_matches_numpy_reference():
     ref = np.zeros((2, ho, wo))
     for i in range(ho):
         for j in range(wo):
-            ref[:, i, j] = ap[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].mean(axis=(1, 2))
+            ref[:, i, j] = ap[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].mean(axis=(1, 2))
     np.testing.assert_allclose(np.asarray(k)[..., 0], ref, rtol=1e-5)
     # dense inputs: beta = mean over features of |x|
     _, beta = Q.xnor_activation(jnp.asarray(x[:, 0, 0, :]))

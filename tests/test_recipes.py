@@ -24,8 +24,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The papers' top-1 %, typed in independently of the sweep files.
 ANCHORS = {
     "ttq_cifar10_resnet": {
-        "resnet20:fp": 91.77, "resnet32:fp": 92.33, "resnet44:fp": 92.82, "resnet56:fp": 93.20,
-        "resnet20:ttq": 91.13, "resnet32:ttq": 92.37, "resnet44:ttq": 92.98, "resnet56:ttq": 93.56,
+        "resnet20:fp": 91.77,
+        "resnet32:fp": 92.33,
+        "resnet44:fp": 92.82,
+        "resnet56:fp": 93.20,
+        "resnet20:ttq": 91.13,
+        "resnet32:ttq": 92.37,
+        "resnet44:ttq": 92.98,
+        "resnet56:ttq": 93.56,
     },
     "twn_cifar10_vgg7": {"fp": 92.88, "twn": 92.56, "bwn": 90.18},
     "irnet_cifar10_resnet20": {"resnet20:fp": 91.7, "resnet20:bwn": 90.8, "resnet20:bnn": 86.5},

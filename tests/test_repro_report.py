@@ -10,8 +10,11 @@ import pytest
 import repro_mnist  # experiments/ is on the path (tests/conftest.py)
 
 ACC = {"fp": [0.9870, 0.9860, 0.9859], "bc": [0.9859, 0.9853, 0.9867], "bc_stochastic": [0.9860, 0.9862, 0.9853]}
-AT_BEST_VAL = {"fp": [0.9866, 0.9861, 0.9858], "bc": [0.9855, 0.9851, 0.9869],
-               "bc_stochastic": [0.9861, 0.9859, 0.9850]}
+AT_BEST_VAL = {
+    "fp": [0.9866, 0.9861, 0.9858],
+    "bc": [0.9855, 0.9851, 0.9869],
+    "bc_stochastic": [0.9861, 0.9859, 0.9850],
+}
 
 
 def _fake_runs(workdir):
@@ -21,8 +24,18 @@ def _fake_runs(workdir):
             os.makedirs(d)
             with open(os.path.join(d, "config.json"), "w") as f:
                 f.write("{}")
-            rows = [dict(epoch=e, test_accuracy=a, train_accuracy=a, train_loss=1.0 / e, test_loss=1.0 / e,
-                         time_s=1.0, flip_ratio=0.1 / e) for e, a in ((1, acc - 0.01), (2, acc))]
+            rows = [
+                dict(
+                    epoch=e,
+                    test_accuracy=a,
+                    train_accuracy=a,
+                    train_loss=1.0 / e,
+                    test_loss=1.0 / e,
+                    time_s=1.0,
+                    flip_ratio=0.1 / e,
+                )
+                for e, a in ((1, acc - 0.01), (2, acc))
+            ]
             with open(os.path.join(d, "metrics.jsonl"), "w") as f:
                 f.write("\n".join(json.dumps(r) for r in rows) + "\n")
             with open(os.path.join(d, "final.json"), "w") as f:

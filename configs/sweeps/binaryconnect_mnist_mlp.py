@@ -27,18 +27,23 @@ def get_config():
     c.config = "configs/mnist_mlp.py"
     c.methods = ["fp", "bc", "bc_stochastic"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": 6,
-        "progress_bar": False,
-        # What these CPU runs used (before the config files took up the papers' loss and lr scale):
-        "loss": "cross_entropy",
-        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
-        "checkpoint": {"every_epochs": 6},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": 6,
+            "progress_bar": False,
+            # What these CPU runs used (before the config files took up the papers' loss and lr scale):
+            "loss": "cross_entropy",
+            "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
+            "checkpoint": {"every_epochs": 6},
+        }
+    )
     # The bc_stochastic row ran with the whole learning rate scaled by 30 (the 1/H_Glorot rule
     # approximated globally); configs/mnist_mlp.py now applies 1/H per layer instead.
-    c.method_overrides = ml_collections.ConfigDict({"bc_stochastic": {"optimizer": {"learning_rate": 3e-2},
-                                                                      "quant": {"stochastic_eval": "sign"}},
-                                                    "bc": {"quant": {"latent_init": "keep"}}})
+    c.method_overrides = ml_collections.ConfigDict(
+        {
+            "bc_stochastic": {"optimizer": {"learning_rate": 3e-2}, "quant": {"stochastic_eval": "sign"}},
+            "bc": {"quant": {"latent_init": "keep"}},
+        }
+    )
     c.metric = "test_accuracy"
     return c

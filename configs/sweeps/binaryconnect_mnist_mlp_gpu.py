@@ -33,11 +33,13 @@ def get_config():
     c.config = "configs/mnist_mlp.py"
     c.methods = ["fp", "bc", "bc_stochastic"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": EPOCHS,
-        "progress_bar": False,
-        "optimizer": {"decay_epochs": decay_epochs, "decay_factor": decay_factor},
-        "checkpoint": {"every_epochs": EPOCHS},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": EPOCHS,
+            "progress_bar": False,
+            "optimizer": {"decay_epochs": decay_epochs, "decay_factor": decay_factor},
+            "checkpoint": {"every_epochs": EPOCHS},
+        }
+    )
     c.metric = "test_accuracy"
     return c

@@ -22,14 +22,16 @@ def get_config():
     c.config = "configs/mnist_bnn.py"
     c.methods = ["bnn"]
     c.seeds = [0]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": 1,
-        "progress_bar": False,
-        # What these CPU runs used (before the config files took up the papers' loss and lr scale):
-        "loss": "cross_entropy",
-        "quant": {"latent_init": "keep"},
-        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
-        "checkpoint": {"every_epochs": 1},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": 1,
+            "progress_bar": False,
+            # What these CPU runs used (before the config files took up the papers' loss and lr scale):
+            "loss": "cross_entropy",
+            "quant": {"latent_init": "keep"},
+            "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
+            "checkpoint": {"every_epochs": 1},
+        }
+    )
     c.metric = "test_accuracy"
     return c

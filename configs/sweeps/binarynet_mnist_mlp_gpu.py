@@ -36,11 +36,13 @@ def get_config():
     c.config = "configs/mnist_bnn.py"
     c.methods = ["bnn"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": EPOCHS,
-        "progress_bar": False,
-        "optimizer": {"learning_rate": 3e-5, "decay_epochs": decay_epochs, "decay_factor": decay_factor},
-        "checkpoint": {"every_epochs": EPOCHS},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": EPOCHS,
+            "progress_bar": False,
+            "optimizer": {"learning_rate": 3e-5, "decay_epochs": decay_epochs, "decay_factor": decay_factor},
+            "checkpoint": {"every_epochs": EPOCHS},
+        }
+    )
     c.metric = "test_accuracy"
     return c

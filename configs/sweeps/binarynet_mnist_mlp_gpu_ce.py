@@ -27,13 +27,15 @@ def get_config():
     c.config = "configs/mnist_bnn.py"
     c.methods = ["bnn"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": EPOCHS,
-        "progress_bar": False,
-        "loss": "cross_entropy",
-        "quant": {"latent_init": "keep"},
-        "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
-        "checkpoint": {"every_epochs": EPOCHS},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": EPOCHS,
+            "progress_bar": False,
+            "loss": "cross_entropy",
+            "quant": {"latent_init": "keep"},
+            "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
+            "checkpoint": {"every_epochs": EPOCHS},
+        }
+    )
     c.metric = "test_accuracy"
     return c

@@ -13,8 +13,15 @@ batch 32 (a CPU dry run of the sweep on a tiny archive).
 
 import ml_collections
 
-METHODS = ("bireal_resnet20:fp", "bireal_resnet20:bnn", "reactnet_resnet20:fp", "reactnet_resnet20:bnn",
-           "bireal_resnet18:bnn", "reactnet_resnet18:fp", "reactnet_resnet18:bnn")
+METHODS = (
+    "bireal_resnet20:fp",
+    "bireal_resnet20:bnn",
+    "reactnet_resnet20:fp",
+    "reactnet_resnet20:bnn",
+    "bireal_resnet18:bnn",
+    "reactnet_resnet18:fp",
+    "reactnet_resnet18:bnn",
+)
 # method -> (paper's quantized top-1 %, that paper's FP top-1 %, source); None: no checked CIFAR-10 number.
 PAPER = {m: None for m in METHODS}
 
@@ -28,10 +35,15 @@ def get_config(arg=None):
     c.overrides = ml_collections.ConfigDict({"progress_bar": False, "checkpoint": {"keep": 1}})
     c.metric = "test_accuracy"
     if arg == "dry":
-        c.overrides = ml_collections.ConfigDict({
-            "progress_bar": False, "num_epochs": 2, "batch_size": 32, "eval_batch_size": 50,
-            "checkpoint": {"keep": 1, "every_epochs": 1},
-        })
+        c.overrides = ml_collections.ConfigDict(
+            {
+                "progress_bar": False,
+                "num_epochs": 2,
+                "batch_size": 32,
+                "eval_batch_size": 50,
+                "checkpoint": {"keep": 1, "every_epochs": 1},
+            }
+        )
     elif arg:
         raise ValueError(f"variant {arg!r} unknown; use none or 'dry'")
     return c

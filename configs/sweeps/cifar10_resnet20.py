@@ -36,11 +36,16 @@ def get_config(arg=None):
     c.method_overrides = ml_collections.ConfigDict({"resnet20:ttq": {"quant": {"init_from": "@resnet20:fp"}}})
     c.metric = "test_accuracy"
     if arg == "dry":
-        c.overrides = ml_collections.ConfigDict({
-            "progress_bar": False, "num_epochs": 2, "batch_size": 32, "eval_batch_size": 50,
-            "checkpoint": {"keep": 1, "every_epochs": 1},
-            "optimizer": {"decay_epochs": [1]},
-        })
+        c.overrides = ml_collections.ConfigDict(
+            {
+                "progress_bar": False,
+                "num_epochs": 2,
+                "batch_size": 32,
+                "eval_batch_size": 50,
+                "checkpoint": {"keep": 1, "every_epochs": 1},
+                "optimizer": {"decay_epochs": [1]},
+            }
+        )
     elif arg:
         raise ValueError(f"variant {arg!r} unknown; use none or 'dry'")
     return c

@@ -28,14 +28,21 @@ def get_config():
     c.config = "configs/mnist_lenet5.py"
     c.methods = [DENSE, SPARSE, REDENSE]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": 1,
-        "batch_size": 100,
-        "progress_bar": False,
-        "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 1e-5, "schedule": "cosine",
-                      "decay_epochs": []},
-        "checkpoint": {"every_epochs": 1},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": 1,
+            "batch_size": 100,
+            "progress_bar": False,
+            "optimizer": {
+                "name": "adam",
+                "learning_rate": 1e-3,
+                "weight_decay": 1e-5,
+                "schedule": "cosine",
+                "decay_epochs": [],
+            },
+            "checkpoint": {"every_epochs": 1},
+        }
+    )
     c.method_overrides = {
         SPARSE: {"quant": {"init_from": "@" + DENSE}},
         REDENSE: {"quant": {"init_from": "@" + SPARSE}, "optimizer": {"learning_rate": 1e-4}},

@@ -23,10 +23,12 @@ def get_config():
     c.config = "configs/cifar10_resnet.py"
     c.methods = ["resnet20:fp", "resnet20:bwn", "resnet20:bnn"]
     c.seeds = [0]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": 400,
-        "progress_bar": False,
-        "optimizer": {"schedule": "cosine", "decay_epochs": (), "weight_decay": 1e-4},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": 400,
+            "progress_bar": False,
+            "optimizer": {"schedule": "cosine", "decay_epochs": (), "weight_decay": 1e-4},
+        }
+    )
     c.metric = "test_accuracy"
     return c

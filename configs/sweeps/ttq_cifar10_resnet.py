@@ -26,7 +26,6 @@ def get_config():
     c.methods = [f"{m}:{q}" for m in MODELS for q in ("fp", "twn", "ttq")]
     c.seeds = [0]
     c.overrides = ml_collections.ConfigDict({"progress_bar": False})
-    c.method_overrides = ml_collections.ConfigDict(
-        {f"{m}:ttq": {"quant": {"init_from": f"@{m}:fp"}} for m in MODELS})
+    c.method_overrides = ml_collections.ConfigDict({f"{m}:ttq": {"quant": {"init_from": f"@{m}:fp"}} for m in MODELS})
     c.metric = "test_accuracy"
     return c

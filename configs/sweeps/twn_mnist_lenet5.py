@@ -27,13 +27,20 @@ def get_config():
     c.config = "configs/mnist_lenet5.py"
     c.methods = ["fp", "bwn", "twn"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict({
-        "num_epochs": 1,
-        "batch_size": 100,
-        "progress_bar": False,
-        "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 1e-5, "schedule": "cosine",
-                      "decay_epochs": ()},
-        "checkpoint": {"every_epochs": 1},
-    })
+    c.overrides = ml_collections.ConfigDict(
+        {
+            "num_epochs": 1,
+            "batch_size": 100,
+            "progress_bar": False,
+            "optimizer": {
+                "name": "adam",
+                "learning_rate": 1e-3,
+                "weight_decay": 1e-5,
+                "schedule": "cosine",
+                "decay_epochs": (),
+            },
+            "checkpoint": {"every_epochs": 1},
+        }
+    )
     c.metric = "test_accuracy"
     return c

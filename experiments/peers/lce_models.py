@@ -65,8 +65,14 @@ def build_mlp(w, spec, batch):
             assign.append((d, [w[f"mlp/dense{i}/kernel"]]))
         else:
             x = keras.layers.Reshape((1, 1, -1))(x)
-            c = lq.layers.QuantConv2D(width, 1, use_bias=False, input_quantizer="ste_sign",
-                                      kernel_quantizer="ste_sign", kernel_constraint=None)
+            c = lq.layers.QuantConv2D(
+                width,
+                1,
+                use_bias=False,
+                input_quantizer="ste_sign",
+                kernel_quantizer="ste_sign",
+                kernel_constraint=None,
+            )
             x = c(x)
             assign.append((c, [w[f"mlp/dense{i}/kernel"][None, None]]))
             x = keras.layers.Flatten()(x)
@@ -94,9 +100,17 @@ def build_convnet(w, spec, batch):
     x = bn(x)
     assign.append((bn, vals))
     for i, (c, s) in enumerate(spec["convnet"]["binary"]):
-        conv = lq.layers.QuantConv2D(c, 3, strides=s, padding="same", pad_values=1.0, use_bias=False,
-                                     input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                                     kernel_constraint=None)
+        conv = lq.layers.QuantConv2D(
+            c,
+            3,
+            strides=s,
+            padding="same",
+            pad_values=1.0,
+            use_bias=False,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            kernel_constraint=None,
+        )
         x = conv(x)
         assign.append((conv, [w[f"convnet/conv{i}/kernel"]]))
         bn, vals = _bn(w, f"convnet/bn{i}", eps)
@@ -134,8 +148,7 @@ def main():
     def get(name, b, threads):
         key = (name, b, threads)
         if key not in interp:
-            interp[key] = Interpreter(flat[name, b], num_threads=threads, use_indirect_bgemm=True,
-                                      use_xnnpack=True)
+            interp[key] = Interpreter(flat[name, b], num_threads=threads, use_indirect_bgemm=True, use_xnnpack=True)
         return interp[key]
 
     print(json.dumps({"ready": True}), flush=True)
@@ -144,8 +157,16 @@ def main():
         if not parts or parts[0] == "quit":
             break
         if parts[0] == "versions":
-            print(json.dumps({"tensorflow": tf.__version__, "larq": lq.__version__ if hasattr(lq, "__version__")
-                              else "0.14", "lce": getattr(lce, "__version__", "0.16")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "tensorflow": tf.__version__,
+                        "larq": lq.__version__ if hasattr(lq, "__version__") else "0.14",
+                        "lce": getattr(lce, "__version__", "0.16"),
+                    }
+                ),
+                flush=True,
+            )
         elif parts[0] == "sizes":
             print(json.dumps(sizes), flush=True)
         elif parts[0] in ("time", "predict"):

@@ -87,13 +87,14 @@ def main():
     model = GPT()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99)
+    )
 
     def step():
         ix = torch.randint(len(data) - BLOCK - 1, (BATCH,))
-        x = torch.stack([data[i:i + BLOCK] for i in ix])
-        y = torch.stack([data[i + 1:i + 1 + BLOCK] for i in ix])
+        x = torch.stack([data[i : i + BLOCK] for i in ix])
+        y = torch.stack([data[i + 1 : i + 1 + BLOCK] for i in ix])
         loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

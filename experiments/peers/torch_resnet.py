@@ -122,8 +122,11 @@ def main():
         if cmd == "quit":
             break
         if cmd == "versions":
-            out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "mkldnn": torch.backends.mkldnn.is_available()}
+            out = {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "mkldnn": torch.backends.mkldnn.is_available(),
+            }
             print(json.dumps(out), flush=True)
             continue
         t0 = time.perf_counter()

@@ -35,31 +35,26 @@ ImageNet is streamed: ``imagenet_dataset(imagenet_source("train"), train=True, .
 Nothing here imports tensorflow_datasets, grain or scikit-learn at module level.
 """
 
-from extremeq.data.augment import augment_batch
-from extremeq.data.augment import augment_params
-from extremeq.data.augment import normalize
-from extremeq.data.augment import random_crop
-from extremeq.data.augment import random_flip
-from extremeq.data.batching import epoch_indices
-from extremeq.data.batching import eval_indices
-from extremeq.data.batching import num_train_steps
+from extremeq.data.augment import augment_batch, augment_params, normalize, random_crop, random_flip
+from extremeq.data.batching import epoch_indices, eval_indices, num_train_steps
 from extremeq.data.checks import DataError
-from extremeq.data.image_folder import ImageFolderError
-from extremeq.data.image_folder import default_cifar10_path
-from extremeq.data.image_folder import load_cifar10
-from extremeq.data.image_folder import load_image_folder
-from extremeq.data.imagenet import IMAGENET_MEAN
-from extremeq.data.imagenet import IMAGENET_STD
-from extremeq.data.imagenet import imagenet_dataset
-from extremeq.data.imagenet import imagenet_iterator
-from extremeq.data.imagenet import imagenet_source
-from extremeq.data.imagenet import process_shard
-from extremeq.data.sources import ArrayDataset
-from extremeq.data.sources import DATASET_NAMES
-from extremeq.data.sources import DatasetNotPreparedError
-from extremeq.data.sources import default_mnist_path
-from extremeq.data.sources import load_arrays
-from extremeq.data.sources import load_digits
-from extremeq.data.sources import load_from_config
-from extremeq.data.sources import load_npz
-from extremeq.data.sources import load_tfds_arrays
+from extremeq.data.image_folder import ImageFolderError, default_cifar10_path, load_cifar10, load_image_folder
+from extremeq.data.imagenet import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    imagenet_dataset,
+    imagenet_iterator,
+    imagenet_source,
+    process_shard,
+)
+from extremeq.data.sources import (
+    DATASET_NAMES,
+    ArrayDataset,
+    DatasetNotPreparedError,
+    default_mnist_path,
+    load_arrays,
+    load_digits,
+    load_from_config,
+    load_npz,
+    load_tfds_arrays,
+)

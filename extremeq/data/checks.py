@@ -30,8 +30,10 @@ DECLARED_NUM_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 10
 def check_not_empty(num_examples: int, origin: str, split: str, fix: str = ""):
     """Raises :class:`DataError` when a split has no examples."""
     if num_examples == 0:
-        raise DataError(f"{origin}: the {split} split is empty (0 examples); nothing to "
-                         f"{'train on' if split == 'train' else 'evaluate on'}.{fix}")
+        raise DataError(
+            f"{origin}: the {split} split is empty (0 examples); nothing to "
+            f"{'train on' if split == 'train' else 'evaluate on'}.{fix}"
+        )
 
 
 def check_labels(labels: np.ndarray, num_classes: int, origin: str, split: str, whence: str):
@@ -62,8 +64,9 @@ def infer_num_classes(splits: dict, origin: str) -> int:
     missing = np.setdiff1d(np.arange(num_classes), present)
     if missing.size:
         top = int(present[-1])
-        split, index = next((s, int(np.flatnonzero(np.asarray(y) == top)[0]))
-                            for s, y in splits.items() if np.any(np.asarray(y) == top))
+        split, index = next(
+            (s, int(np.flatnonzero(np.asarray(y) == top)[0])) for s, y in splits.items() if np.any(np.asarray(y) == top)
+        )
         raise DataError(
             f"{origin}: {split} label {top} at index {index} would make {num_classes} classes, but "
             f"{missing.size} of them (e.g. {missing[:5].tolist()}) have no example. Fix the labels, "
@@ -79,9 +82,7 @@ def as_nhwc_uint8(x: np.ndarray, what: str) -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise DataError(
-            f"{what} has shape {x.shape}; expected NHW or NHWC images (3 or 4 dimensions)."
-        )
+        raise DataError(f"{what} has shape {x.shape}; expected NHW or NHWC images (3 or 4 dimensions).")
     if x.dtype != np.uint8:
         if np.issubdtype(x.dtype, np.integer) and x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{what} holds values outside 0..255; save images as uint8 0..255.")

@@ -40,8 +40,7 @@ from extremeq.data.checks import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "test")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                   "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Bump when the cached arrays' layout or the decoding changes: old cache files are then not read.
 CACHE_VERSION = 1
 # Each split is stored in the order of np.random.default_rng(SHUFFLE_SEED).permutation(n).
@@ -157,13 +156,16 @@ def _collect(path: Path, splits):
         found[parts[-3]].setdefault(parts[-2], []).append((rel, read()))
     if len(prefixes) > 1:
         tops = sorted("/".join(p) or "." for p in prefixes)
-        raise ImageFolderError(f"{path}: the splits {list(splits)} appear under several folders {tops}; "
-                               "keep one <split>/<class>/<file> tree.")
+        raise ImageFolderError(
+            f"{path}: the splits {list(splits)} appear under several folders {tops}; "
+            "keep one <split>/<class>/<file> tree."
+        )
     for split in splits:
         if not found[split]:
             raise ImageFolderError(
                 f"{path}: split {split!r} is missing (no {split}/<class>/<image> files); the layout must be "
-                f"{'/'.join(splits)} folders, each holding one folder of .jpg/.png images per class.")
+                f"{'/'.join(splits)} folders, each holding one folder of .jpg/.png images per class."
+            )
         for cls, files in found[split].items():
             if not files:
                 raise ImageFolderError(f"{path}: class folder {split}/{cls} holds no .jpg/.png image.")
@@ -179,12 +181,15 @@ def _check_classes(path: Path, found, classes) -> tuple[str, ...]:
     for split, by_class in found.items():
         missing = [c for c in classes if c not in by_class]
         if missing:
-            raise ImageFolderError(f"{path}: split {split!r} lacks the class folder(s) "
-                                   f"{[f'{split}/{c}' for c in missing]}.")
+            raise ImageFolderError(
+                f"{path}: split {split!r} lacks the class folder(s) {[f'{split}/{c}' for c in missing]}."
+            )
         extra = sorted(set(by_class) - set(classes))
         if extra:
-            raise ImageFolderError(f"{path}: class folder(s) {[f'{split}/{c}' for c in extra]} are not in "
-                                   f"the class list {list(classes)}; add them or remove the folders.")
+            raise ImageFolderError(
+                f"{path}: class folder(s) {[f'{split}/{c}' for c in extra]} are not in "
+                f"the class list {list(classes)}; add them or remove the folders."
+            )
     return classes
 
 
@@ -197,8 +202,9 @@ def _decode(item):
             im = im.convert("L" if im.mode in ("1", "L", "I;16", "I", "F") else "RGB")
             x = np.asarray(im, np.uint8)
     except Exception as e:  # Pillow raises several types for a bad file.
-        raise ImageFolderError(f"{rel}: cannot decode this image ({type(e).__name__}: {e}); "
-                               "remove or replace the file.") from e
+        raise ImageFolderError(
+            f"{rel}: cannot decode this image ({type(e).__name__}: {e}); remove or replace the file."
+        ) from e
     return x if x.ndim == 3 else x[..., None]
 
 
@@ -215,7 +221,8 @@ def _decode_split(path: Path, by_class, classes, workers: int, per_class: int | 
         if x.shape[:2] != first.shape[:2]:
             raise ImageFolderError(
                 f"{path}: {rel} is {x.shape[1]}x{x.shape[0]} pixels but {items[0][0]} is "
-                f"{first.shape[1]}x{first.shape[0]}; an image folder needs one image size (resize them first).")
+                f"{first.shape[1]}x{first.shape[0]}; an image folder needs one image size (resize them first)."
+            )
     return images, np.asarray(labels, np.int32)
 
 
@@ -223,8 +230,9 @@ def _stack(images, channels: int) -> np.ndarray:
     return np.stack([np.repeat(x, channels, -1) if x.shape[-1] != channels else x for x in images])
 
 
-def decode_image_folder(path: str | os.PathLike, *, classes=None, splits=SPLITS, workers: int | None = None,
-                        per_class: int | None = None):
+def decode_image_folder(
+    path: str | os.PathLike, *, classes=None, splits=SPLITS, workers: int | None = None, per_class: int | None = None
+):
     """Decodes the images (no cache): ``({split: (x uint8 NHWC, y int32)}, classes)``.
 
     ``per_class``: only the first ``per_class`` files (by path) of each class of each split (a quick
@@ -252,8 +260,15 @@ def decode_image_folder(path: str | os.PathLike, *, classes=None, splits=SPLITS,
     return out, classes
 
 
-def read_image_folder(path: str | os.PathLike, *, classes=None, splits=SPLITS, cache: bool = True,
-                      workers: int | None = None, per_class: int | None = None):
+def read_image_folder(
+    path: str | os.PathLike,
+    *,
+    classes=None,
+    splits=SPLITS,
+    cache: bool = True,
+    workers: int | None = None,
+    per_class: int | None = None,
+):
     """:func:`decode_image_folder` through the cache: ``({split: (x, y)}, classes)``.
 
     The cache file is ``cache_dir() / f"image_folder-{cache_key(...)}.npz"``, written atomically.
@@ -267,12 +282,10 @@ def read_image_folder(path: str | os.PathLike, *, classes=None, splits=SPLITS, c
     if file.is_file():
         try:
             with np.load(file, allow_pickle=False) as f:
-                return ({s: (f[f"x_{s}"], f[f"y_{s}"]) for s in splits},
-                        tuple(str(c) for c in f["classes"]))
+                return ({s: (f[f"x_{s}"], f[f"y_{s}"]) for s in splits}, tuple(str(c) for c in f["classes"]))
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache file is rebuilt below
-    arrays, classes = decode_image_folder(path, classes=classes, splits=splits, workers=workers,
-                                          per_class=per_class)
+    arrays, classes = decode_image_folder(path, classes=classes, splits=splits, workers=workers, per_class=per_class)
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npz")
     payload = {f"x_{s}": arrays[s][0] for s in splits}
@@ -282,9 +295,16 @@ def read_image_folder(path: str | os.PathLike, *, classes=None, splits=SPLITS, c
     return arrays, classes
 
 
-def load_image_folder(path: str | os.PathLike, *, name: str = "image_folder", classes=None,
-                      limit: int | None = None, cache: bool = True, workers: int | None = None,
-                      per_class: int | None = None):
+def load_image_folder(
+    path: str | os.PathLike,
+    *,
+    name: str = "image_folder",
+    classes=None,
+    limit: int | None = None,
+    cache: bool = True,
+    workers: int | None = None,
+    per_class: int | None = None,
+):
     """The ``train`` and ``test`` splits of an image folder or archive as an ``ArrayDataset``.
 
     Args:
@@ -300,15 +320,22 @@ def load_image_folder(path: str | os.PathLike, *, name: str = "image_folder", cl
     """
     from extremeq.data.sources import _finish  # pylint: disable=g-import-not-at-top
 
-    arrays, classes = read_image_folder(path, classes=classes, cache=cache, workers=workers,
-                                        per_class=per_class)
+    arrays, classes = read_image_folder(path, classes=classes, cache=cache, workers=workers, per_class=per_class)
     (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
-    return _finish(name, x_train, y_train, x_test, y_test, len(classes), limit, origin=str(path),
-                   whence=f"the {len(classes)} class folders")
+    return _finish(
+        name,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        len(classes),
+        limit,
+        origin=str(path),
+        whence=f"the {len(classes)} class folders",
+    )
 
 
-def load_named(name: str, path: str | os.PathLike | None, *, limit: int | None = None,
-               num_classes: int | None = None):
+def load_named(name: str, path: str | os.PathLike | None, *, limit: int | None = None, num_classes: int | None = None):
     """Source ``image_folder`` of ``load_arrays``: CIFAR-10's default archive and class order for
     ``cifar10``, else the folder or archive ``path`` with sorted class names. The labels are the
     class folders, so a given ``num_classes`` must equal their number."""
@@ -316,7 +343,8 @@ def load_named(name: str, path: str | os.PathLike | None, *, limit: int | None =
     if num_classes is not None and num_classes != ds.num_classes:
         raise ImageFolderError(
             f"{path or name}: config.dataset.num_classes = {num_classes}, but the data has {ds.num_classes} "
-            "class folders; set num_classes to 0 (the folders decide) or to their number")
+            "class folders; set num_classes to 0 (the folders decide) or to their number"
+        )
     return ds
 
 
@@ -324,13 +352,16 @@ def _load_named(name, path, limit):
     if name == "cifar10":
         return load_cifar10(path or None, limit=limit)
     if not path:
-        raise ValueError(f"source 'image_folder' for data set {name!r} needs config.dataset.path: a folder or "
-                         ".tar/.tar.gz laid out train/<class>/<image> and test/<class>/<image>.")
+        raise ValueError(
+            f"source 'image_folder' for data set {name!r} needs config.dataset.path: a folder or "
+            ".tar/.tar.gz laid out train/<class>/<image> and test/<class>/<image>."
+        )
     return load_image_folder(path, name=name, limit=limit)
 
 
-def load_cifar10(path: str | os.PathLike | None = None, *, limit: int | None = None, cache: bool = True,
-                 per_class: int | None = None):
+def load_cifar10(
+    path: str | os.PathLike | None = None, *, limit: int | None = None, cache: bool = True, per_class: int | None = None
+):
     """CIFAR-10 from an image folder or archive (default :func:`default_cifar10_path`), labels in
     :data:`CIFAR10_CLASSES` order."""
     path = Path(path) if path else default_cifar10_path()
@@ -338,6 +369,8 @@ def load_cifar10(path: str | os.PathLike | None = None, *, limit: int | None = N
         raise FileNotFoundError(
             f"CIFAR-10 archive {str(path)!r} not found. Point $EXTREMEQ_CIFAR10 (or config.dataset.path) "
             "at a folder or .tar.gz laid out train/<class>/<image> and test/<class>/<image>, or use "
-            "config.dataset.source='tfds' with a prepared TFDS cifar10.")
-    return load_image_folder(path, name="cifar10", classes=CIFAR10_CLASSES, limit=limit, cache=cache,
-                             per_class=per_class)
+            "config.dataset.source='tfds' with a prepared TFDS cifar10."
+        )
+    return load_image_folder(
+        path, name="cifar10", classes=CIFAR10_CLASSES, limit=limit, cache=cache, per_class=per_class
+    )

@@ -45,349 +45,395 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-  """A data set held whole in memory.
+    """A data set held whole in memory.
 
-  Attributes:
-    name: data set name, e.g. ``"mnist"``.
-    x_train, x_test: images, NHWC ``uint8`` in 0..255.
-    y_train, y_test: labels, ``int32`` in ``[0, num_classes)``.
-    num_classes: number of classes.
-    mean, std: per-channel mean and standard deviation of the full training split's pixels divided
-      by 255 (computed before ``limit`` is applied), one float per channel.
-    x_val, y_val: the training examples past ``limit`` (BinaryConnect/BinaryNet's validation set:
-      MNIST's last 10000 training images when ``limit = 50000``); ``None`` without a limit.
-  """
+    Attributes:
+      name: data set name, e.g. ``"mnist"``.
+      x_train, x_test: images, NHWC ``uint8`` in 0..255.
+      y_train, y_test: labels, ``int32`` in ``[0, num_classes)``.
+      num_classes: number of classes.
+      mean, std: per-channel mean and standard deviation of the full training split's pixels divided
+        by 255 (computed before ``limit`` is applied), one float per channel.
+      x_val, y_val: the training examples past ``limit`` (BinaryConnect/BinaryNet's validation set:
+        MNIST's last 10000 training images when ``limit = 50000``); ``None`` without a limit.
+    """
 
-  name: str
-  x_train: np.ndarray
-  y_train: np.ndarray
-  x_test: np.ndarray
-  y_test: np.ndarray
-  num_classes: int
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
-  x_val: np.ndarray | None = None
-  y_val: np.ndarray | None = None
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.x_train.shape[1:])
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
 
-  @property
-  def num_train(self) -> int:
-    return int(self.x_train.shape[0])
+    @property
+    def num_train(self) -> int:
+        return int(self.x_train.shape[0])
 
-  @property
-  def num_test(self) -> int:
-    return int(self.x_test.shape[0])
+    @property
+    def num_test(self) -> int:
+        return int(self.x_test.shape[0])
 
 
 def default_mnist_path() -> Path:
-  """``$EXTREMEQ_MNIST`` if set, else ``<repo>/../shared/data/mnist.npz``."""
-  env = os.environ.get("EXTREMEQ_MNIST")
-  if env:
-    return Path(env)
-  return _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+    """``$EXTREMEQ_MNIST`` if set, else ``<repo>/../shared/data/mnist.npz``."""
+    env = os.environ.get("EXTREMEQ_MNIST")
+    if env:
+        return Path(env)
+    return _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  """Per-channel mean and std of NHWC images in units of 1/255 (population std, float64 sums)."""
-  x = np.asarray(images)
-  c = x.shape[-1]
-  flat = x.reshape(-1, c)
-  n = flat.shape[0]
-  # Chunked sums keep memory at a few MB even for CIFAR-sized uint8 arrays.
-  s = np.zeros(c, np.float64)
-  ss = np.zeros(c, np.float64)
-  for start in range(0, n, 1 << 20):
-    chunk = flat[start:start + (1 << 20)].astype(np.float64)
-    s += chunk.sum(0)
-    ss += np.square(chunk).sum(0)
-  mean = s / n
-  std = np.sqrt(np.maximum(ss / n - np.square(mean), 0.0))
-  return tuple(float(m) / 255.0 for m in mean), tuple(float(v) / 255.0 for v in std)
+    """Per-channel mean and std of NHWC images in units of 1/255 (population std, float64 sums)."""
+    x = np.asarray(images)
+    c = x.shape[-1]
+    flat = x.reshape(-1, c)
+    n = flat.shape[0]
+    # Chunked sums keep memory at a few MB even for CIFAR-sized uint8 arrays.
+    s = np.zeros(c, np.float64)
+    ss = np.zeros(c, np.float64)
+    for start in range(0, n, 1 << 20):
+        chunk = flat[start : start + (1 << 20)].astype(np.float64)
+        s += chunk.sum(0)
+        ss += np.square(chunk).sum(0)
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - np.square(mean), 0.0))
+    return tuple(float(m) / 255.0 for m in mean), tuple(float(v) / 255.0 for v in std)
 
 
-def _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, *, origin: str,
-            whence: str = "") -> ArrayDataset:
-  """The ArrayDataset, after the checks of :mod:`extremeq.data.checks` (``num_classes=None``: inferred)."""
-  checks.check_not_empty(len(x_train), origin, "train")
-  checks.check_not_empty(len(x_test), origin, "test")
-  if num_classes is None:
-    num_classes = checks.infer_num_classes({"train": y_train, "test": y_test}, origin)
-    whence = "inferred as max(label) + 1"
-  checks.check_labels(y_train, num_classes, origin, "train", whence)
-  checks.check_labels(y_test, num_classes, origin, "test", whence)
-  mean, std = channel_stats(x_train)
-  x_val = y_val = None
-  if limit is not None and limit >= 0:
-    if limit < len(x_train):
-      x_val, y_val = np.ascontiguousarray(x_train[limit:]), np.ascontiguousarray(y_train[limit:])
-    x_train, y_train = x_train[:limit], y_train[:limit]
-    checks.check_not_empty(len(x_train), origin, "train",
-                           f" config.dataset.limit_train = {limit} keeps none; raise it or set -1 (all).")
-  return ArrayDataset(
-      name=name,
-      x_train=np.ascontiguousarray(x_train),
-      y_train=np.ascontiguousarray(y_train),
-      x_test=np.ascontiguousarray(x_test),
-      y_test=np.ascontiguousarray(y_test),
-      num_classes=int(num_classes),
-      mean=mean,
-      std=std,
-      x_val=x_val,
-      y_val=y_val,
-  )
+def _finish(
+    name, x_train, y_train, x_test, y_test, num_classes, limit, *, origin: str, whence: str = ""
+) -> ArrayDataset:
+    """The ArrayDataset, after the checks of :mod:`extremeq.data.checks` (``num_classes=None``: inferred)."""
+    checks.check_not_empty(len(x_train), origin, "train")
+    checks.check_not_empty(len(x_test), origin, "test")
+    if num_classes is None:
+        num_classes = checks.infer_num_classes({"train": y_train, "test": y_test}, origin)
+        whence = "inferred as max(label) + 1"
+    checks.check_labels(y_train, num_classes, origin, "train", whence)
+    checks.check_labels(y_test, num_classes, origin, "test", whence)
+    mean, std = channel_stats(x_train)
+    x_val = y_val = None
+    if limit is not None and limit >= 0:
+        if limit < len(x_train):
+            x_val, y_val = np.ascontiguousarray(x_train[limit:]), np.ascontiguousarray(y_train[limit:])
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        checks.check_not_empty(
+            len(x_train),
+            origin,
+            "train",
+            f" config.dataset.limit_train = {limit} keeps none; raise it or set -1 (all).",
+        )
+    return ArrayDataset(
+        name=name,
+        x_train=np.ascontiguousarray(x_train),
+        y_train=np.ascontiguousarray(y_train),
+        x_test=np.ascontiguousarray(x_test),
+        y_test=np.ascontiguousarray(y_test),
+        num_classes=int(num_classes),
+        mean=mean,
+        std=std,
+        x_val=x_val,
+        y_val=y_val,
+    )
 
 
 def load_digits(*, limit: int | None = None) -> ArrayDataset:
-  """The scikit-learn 8x8 digits (1797 images, 10 classes), offline.
+    """The scikit-learn 8x8 digits (1797 images, 10 classes), offline.
 
-  Pixel values 0..16 are mapped to uint8 by ``round(v * 255 / 16)``. The split is deterministic:
-  ``perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(1797)``; the first
-  ``int(0.8 * 1797) = 1437`` indices of ``perm`` are train, the last 360 are test.
-  """
-  from sklearn.datasets import load_digits as _sk_load_digits  # pylint: disable=g-import-not-at-top
+    Pixel values 0..16 are mapped to uint8 by ``round(v * 255 / 16)``. The split is deterministic:
+    ``perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(1797)``; the first
+    ``int(0.8 * 1797) = 1437`` indices of ``perm`` are train, the last 360 are test.
+    """
+    from sklearn.datasets import load_digits as _sk_load_digits  # pylint: disable=g-import-not-at-top
 
-  bunch = _sk_load_digits()
-  images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-  labels = bunch.target.astype(np.int32)
-  n = images.shape[0]
-  perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
-  n_train = int(DIGITS_TRAIN_FRACTION * n)
-  tr, te = perm[:n_train], perm[n_train:]
-  return _finish("digits", images[tr], labels[tr], images[te], labels[te], 10, limit,
-                 origin="scikit-learn digits", whence="digits has 10")
-
-
-def load_npz(path: str | os.PathLike, *, name: str = "npz", num_classes: int | None = None,
-             limit: int | None = None) -> ArrayDataset:
-  """A local ``.npz`` with ``x_train, y_train, x_test, y_test`` (images NHW or NHWC uint8).
-
-  ``num_classes``: the given one, else the file's ``num_classes`` entry, else the classes of
-  ``name`` (``checks.DECLARED_NUM_CLASSES``), else inferred (:func:`checks.infer_num_classes`);
-  labels outside ``[0, num_classes)`` are refused, naming the split, index and value.
-  """
-  path = Path(path)
-  if not path.is_file():
-    hint = ""
-    if name == "mnist":
-      hint = (" Point $EXTREMEQ_MNIST (or config.dataset.path) at an MNIST npz, or use "
-              "source='tfds' with a prepared TFDS mnist.")
-    raise FileNotFoundError(f"npz file {str(path)!r} not found for data set {name!r}.{hint}")
-  whence = "given (config.dataset.num_classes)"
-  with checks.open_npz(path) as f:
-    if num_classes is None and "num_classes" in f.files:
-      num_classes, whence = int(f["num_classes"]), "declared by the file's num_classes entry"
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
-    if missing:
-      raise KeyError(
-          f"{path} lacks keys {missing}; an npz data set needs x_train, y_train, x_test, y_test "
-          f"(it has {sorted(f.files)})."
-      )
-    x_train = checks.as_nhwc_uint8(f["x_train"], f"{path}: x_train")
-    x_test = checks.as_nhwc_uint8(f["x_test"], f"{path}: x_test")
-    y_train = checks.as_labels(f["y_train"], x_train.shape[0], f"{path}: y_train")
-    y_test = checks.as_labels(f["y_test"], x_test.shape[0], f"{path}: y_test")
-  if x_train.shape[1:] != x_test.shape[1:]:
-    raise ValueError(
-        f"{path}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape."
+    bunch = _sk_load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = bunch.target.astype(np.int32)
+    n = images.shape[0]
+    perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
+    n_train = int(DIGITS_TRAIN_FRACTION * n)
+    tr, te = perm[:n_train], perm[n_train:]
+    return _finish(
+        "digits",
+        images[tr],
+        labels[tr],
+        images[te],
+        labels[te],
+        10,
+        limit,
+        origin="scikit-learn digits",
+        whence="digits has 10",
     )
-  if num_classes is None and name in checks.DECLARED_NUM_CLASSES:
-    num_classes, whence = checks.DECLARED_NUM_CLASSES[name], f"{name} has {checks.DECLARED_NUM_CLASSES[name]}"
-  return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, origin=str(path),
-                 whence=whence)
+
+
+def load_npz(
+    path: str | os.PathLike, *, name: str = "npz", num_classes: int | None = None, limit: int | None = None
+) -> ArrayDataset:
+    """A local ``.npz`` with ``x_train, y_train, x_test, y_test`` (images NHW or NHWC uint8).
+
+    ``num_classes``: the given one, else the file's ``num_classes`` entry, else the classes of
+    ``name`` (``checks.DECLARED_NUM_CLASSES``), else inferred (:func:`checks.infer_num_classes`);
+    labels outside ``[0, num_classes)`` are refused, naming the split, index and value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        if name == "mnist":
+            hint = (
+                " Point $EXTREMEQ_MNIST (or config.dataset.path) at an MNIST npz, or use "
+                "source='tfds' with a prepared TFDS mnist."
+            )
+        raise FileNotFoundError(f"npz file {str(path)!r} not found for data set {name!r}.{hint}")
+    whence = "given (config.dataset.num_classes)"
+    with checks.open_npz(path) as f:
+        if num_classes is None and "num_classes" in f.files:
+            num_classes, whence = int(f["num_classes"]), "declared by the file's num_classes entry"
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+        if missing:
+            raise KeyError(
+                f"{path} lacks keys {missing}; an npz data set needs x_train, y_train, x_test, y_test "
+                f"(it has {sorted(f.files)})."
+            )
+        x_train = checks.as_nhwc_uint8(f["x_train"], f"{path}: x_train")
+        x_test = checks.as_nhwc_uint8(f["x_test"], f"{path}: x_test")
+        y_train = checks.as_labels(f["y_train"], x_train.shape[0], f"{path}: y_train")
+        y_test = checks.as_labels(f["y_test"], x_test.shape[0], f"{path}: y_test")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"{path}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape."
+        )
+    if num_classes is None and name in checks.DECLARED_NUM_CLASSES:
+        num_classes, whence = checks.DECLARED_NUM_CLASSES[name], f"{name} has {checks.DECLARED_NUM_CLASSES[name]}"
+    return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, origin=str(path), whence=whence)
 
 
 class DatasetNotPreparedError(RuntimeError):
-  """A TFDS data set is not prepared in ``data_dir`` (this machine cannot download)."""
+    """A TFDS data set is not prepared in ``data_dir`` (this machine cannot download)."""
 
 
 def _not_prepared_message(name: str, data_dir) -> str:
-  data_dir = data_dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
-  return (
-      f"TFDS data set {name!r} is not prepared in data_dir {data_dir} (or it is prepared in a "
-      "format that needs TensorFlow). Prepare it on a machine with internet access, in a random-access "
-      f"format: `tfds build {name} --file_format=array_record --data_dir=<dir>` (or "
-      f"tfds.builder({name!r}, data_dir=...).download_and_prepare(file_format='array_record')), then "
-      "copy <dir> here and set config.dataset.data_dir; or save the arrays as an npz with x_train, "
-      "y_train, x_test, y_test and use source='npz' with config.dataset.path."
-  )
+    data_dir = data_dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+    return (
+        f"TFDS data set {name!r} is not prepared in data_dir {data_dir} (or it is prepared in a "
+        "format that needs TensorFlow). Prepare it on a machine with internet access, in a random-access "
+        f"format: `tfds build {name} --file_format=array_record --data_dir=<dir>` (or "
+        f"tfds.builder({name!r}, data_dir=...).download_and_prepare(file_format='array_record')), then "
+        "copy <dir> here and set config.dataset.data_dir; or save the arrays as an npz with x_train, "
+        "y_train, x_test, y_test and use source='npz' with config.dataset.path."
+    )
 
 
 def _tensorflow_importable() -> bool:
-  import importlib.util  # pylint: disable=g-import-not-at-top
+    import importlib.util  # pylint: disable=g-import-not-at-top
 
-  return importlib.util.find_spec("tensorflow") is not None
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def tfds_source(name: str, split: str, *, data_dir: str | None = None):
-  """``tfds.data_source(name, split=split, data_dir=data_dir, download=False)`` with a clear error.
+    """``tfds.data_source(name, split=split, data_dir=data_dir, download=False)`` with a clear error.
 
-  Returns a random-access sequence of dicts of decoded NumPy arrays (``image`` HWC uint8,
-  ``label`` int64 scalar). Works without TensorFlow for data prepared as array_record or parquet.
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    Returns a random-access sequence of dicts of decoded NumPy arrays (``image`` HWC uint8,
+    ``label`` int64 scalar). Works without TensorFlow for data prepared as array_record or parquet.
+    """
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  try:
-    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"TFDS has no data set named {name!r}.") from e
-  except (NotImplementedError, FileNotFoundError, AssertionError, OSError) as e:
-    raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
+    try:
+        return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise ValueError(f"TFDS has no data set named {name!r}.") from e
+    except (NotImplementedError, FileNotFoundError, AssertionError, OSError) as e:
+        raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
 
 
 def _read_split(source, chunk: int = 1024):
-  """Stacks every example of a random-access TFDS source into (images, labels)."""
-  n = len(source)
-  images, labels = [], []
-  for start in range(0, n, chunk):
-    keys = list(range(start, min(n, start + chunk)))
-    try:
-      examples = source.__getitems__(keys)
-    except TypeError:
-      # tfds.testing.mock_data installs an unbound __getitems__ that fails; read one at a time.
-      examples = [source[k] for k in keys]
-    images.extend(np.asarray(ex["image"]) for ex in examples)
-    labels.extend(int(ex["label"]) for ex in examples)
-  return np.stack(images), np.asarray(labels, np.int32)
+    """Stacks every example of a random-access TFDS source into (images, labels)."""
+    n = len(source)
+    images, labels = [], []
+    for start in range(0, n, chunk):
+        keys = list(range(start, min(n, start + chunk)))
+        try:
+            examples = source.__getitems__(keys)
+        except TypeError:
+            # tfds.testing.mock_data installs an unbound __getitems__ that fails; read one at a time.
+            examples = [source[k] for k in keys]
+        images.extend(np.asarray(ex["image"]) for ex in examples)
+        labels.extend(int(ex["label"]) for ex in examples)
+    return np.stack(images), np.asarray(labels, np.int32)
 
 
 def _num_classes_from_source(source, name: str) -> int | None:
-  info = getattr(source, "dataset_info", None)
-  try:
-    return int(info.features["label"].num_classes)
-  except (AttributeError, KeyError, TypeError):
-    return None
+    info = getattr(source, "dataset_info", None)
+    try:
+        return int(info.features["label"].num_classes)
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
-def load_tfds_arrays(name: str, *, data_dir: str | None = None, limit: int | None = None,
-                     train_split: str = "train", test_split: str = "test",
-                     num_classes: int | None = None) -> ArrayDataset:
-  """A TFDS data set's train and test splits, read whole into memory.
+def load_tfds_arrays(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    num_classes: int | None = None,
+) -> ArrayDataset:
+    """A TFDS data set's train and test splits, read whole into memory.
 
-  Uses ``tfds.data_source`` (no TensorFlow needed); if that fails and TensorFlow is importable,
-  falls back to ``tfds.load(..., batch_size=-1)``. Raises :class:`DatasetNotPreparedError`, which
-  says how to prepare the data or use an npz instead, when the data set is not prepared.
-  """
-  if name in STREAMED_NAMES:
-    raise ValueError(
-        f"{name!r} is too large to hold in memory; stream it with "
-        "extremeq.data.imagenet.imagenet_dataset(...) instead of load_arrays."
+    Uses ``tfds.data_source`` (no TensorFlow needed); if that fails and TensorFlow is importable,
+    falls back to ``tfds.load(..., batch_size=-1)``. Raises :class:`DatasetNotPreparedError`, which
+    says how to prepare the data or use an npz instead, when the data set is not prepared.
+    """
+    if name in STREAMED_NAMES:
+        raise ValueError(
+            f"{name!r} is too large to hold in memory; stream it with "
+            "extremeq.data.imagenet.imagenet_dataset(...) instead of load_arrays."
+        )
+    try:
+        train_src = tfds_source(name, train_split, data_dir=data_dir)
+        test_src = tfds_source(name, test_split, data_dir=data_dir)
+    except DatasetNotPreparedError:
+        if not _tensorflow_importable():
+            raise
+        return _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split, num_classes)
+    x_train, y_train = _read_split(train_src)
+    x_test, y_test = _read_split(test_src)
+    whence = "given (config.dataset.num_classes)"
+    if num_classes is None:
+        num_classes, whence = _num_classes_from_source(train_src, name), "declared by TFDS"
+    return _finish(
+        name,
+        checks.as_nhwc_uint8(x_train, f"{name} train images"),
+        y_train,
+        checks.as_nhwc_uint8(x_test, f"{name} test images"),
+        y_test,
+        num_classes,
+        limit,
+        origin=f"TFDS {name} ({data_dir or 'default data_dir'})",
+        whence=whence,
     )
-  try:
-    train_src = tfds_source(name, train_split, data_dir=data_dir)
-    test_src = tfds_source(name, test_split, data_dir=data_dir)
-  except DatasetNotPreparedError:
-    if not _tensorflow_importable():
-      raise
-    return _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split, num_classes)
-  x_train, y_train = _read_split(train_src)
-  x_test, y_test = _read_split(test_src)
-  whence = "given (config.dataset.num_classes)"
-  if num_classes is None:
-    num_classes, whence = _num_classes_from_source(train_src, name), "declared by TFDS"
-  return _finish(name, checks.as_nhwc_uint8(x_train, f"{name} train images"), y_train,
-                 checks.as_nhwc_uint8(x_test, f"{name} test images"), y_test, num_classes, limit,
-                 origin=f"TFDS {name} ({data_dir or 'default data_dir'})", whence=whence)
 
 
-def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split,
-                               num_classes=None) -> ArrayDataset:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split, num_classes=None) -> ArrayDataset:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  try:
-    (tr, te), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir or None,
-                               batch_size=-1, download=False, with_info=True)
-  except AssertionError as e:
-    raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
-  tr, te = tfds.as_numpy(tr), tfds.as_numpy(te)
-  return _finish(name, checks.as_nhwc_uint8(tr["image"], f"{name} train images"),
-                 tr["label"].astype(np.int32), checks.as_nhwc_uint8(te["image"], f"{name} test images"),
-                 te["label"].astype(np.int32), num_classes or info.features["label"].num_classes, limit,
-                 origin=f"TFDS {name} ({data_dir or 'default data_dir'})",
-                 whence="given (config.dataset.num_classes)" if num_classes else "declared by TFDS")
+    try:
+        (tr, te), info = tfds.load(
+            name,
+            split=[train_split, test_split],
+            data_dir=data_dir or None,
+            batch_size=-1,
+            download=False,
+            with_info=True,
+        )
+    except AssertionError as e:
+        raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
+    tr, te = tfds.as_numpy(tr), tfds.as_numpy(te)
+    return _finish(
+        name,
+        checks.as_nhwc_uint8(tr["image"], f"{name} train images"),
+        tr["label"].astype(np.int32),
+        checks.as_nhwc_uint8(te["image"], f"{name} test images"),
+        te["label"].astype(np.int32),
+        num_classes or info.features["label"].num_classes,
+        limit,
+        origin=f"TFDS {name} ({data_dir or 'default data_dir'})",
+        whence="given (config.dataset.num_classes)" if num_classes else "declared by TFDS",
+    )
 
 
 def _default_source(name: str, path) -> str:
-  from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
-
-  if name == "digits":
-    return "digits"
-  if name == "image_folder" or (path and (Path(path).is_dir() or image_folder.is_archive(path))):
-    return "image_folder"
-  if name == "npz" or path:
-    return "npz"
-  if name == "mnist" and default_mnist_path().is_file():
-    return "npz"
-  if name == "cifar10" and image_folder.default_cifar10_path().exists():
-    return "image_folder"
-  return "tfds"
-
-
-def load_arrays(name: str, *, source: str | None = None, path: str | os.PathLike | None = None,
-                data_dir: str | None = None, limit: int | None = None,
-                num_classes: int | None = None) -> ArrayDataset:
-  """Loads a data set whole into memory; the arguments mirror ``config.dataset``.
-
-  Args:
-    name: one of ``DATASET_NAMES`` except ``imagenet2012`` (streamed instead).
-    source: ``"digits"``, ``"npz"``, ``"tfds"`` or ``"image_folder"``; ``None`` picks ``image_folder``
-      for image_folder, a folder or .tar(.gz) path, and cifar10 when its default archive exists; ``npz``
-      for npz, any other path, and mnist when :func:`default_mnist_path` exists; ``tfds`` otherwise.
-    path: the npz file, or image folder / archive; mnist and cifar10 have defaults (see above).
-    data_dir: the TFDS data directory (source ``tfds``); ``None`` means TFDS's default.
-    limit: keep only the first ``limit`` training examples (``None`` or negative: all).
-    num_classes: the number of classes (``None``: the data set's declared classes, see
-      :mod:`extremeq.data.checks`); every label must lie in ``[0, num_classes)``.
-
-  Returns:
-    An :class:`ArrayDataset`.
-  """
-  if name not in DATASET_NAMES:
-    raise ValueError(f"data set {name!r} unknown; choose one of {', '.join(DATASET_NAMES)}.")
-  if source is None or source == "":
-    source = _default_source(name, path)
-  if source not in SOURCE_NAMES:
-    raise ValueError(f"data source {source!r} unknown; choose one of {', '.join(SOURCE_NAMES)}.")
-  if limit is not None and limit < 0:
-    limit = None
-  if source == "digits":
-    if name != "digits":
-      raise ValueError(f"source 'digits' serves only the data set 'digits', not {name!r}.")
-    if num_classes not in (None, 10):
-      raise ValueError(f"digits has 10 classes, not num_classes = {num_classes}.")
-    return load_digits(limit=limit)
-  if source == "npz":
-    if not path:
-      if name == "mnist":
-        path = default_mnist_path()
-      else:
-        raise ValueError(
-            f"source 'npz' for data set {name!r} needs a path (config.dataset.path) to a file with "
-            "x_train, y_train, x_test, y_test."
-        )
-    return load_npz(path, name=name, limit=limit, num_classes=num_classes)
-  if source == "image_folder":
     from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
 
-    return image_folder.load_named(name, path, limit=limit, num_classes=num_classes)
-  if name in ("digits", "npz", "image_folder"):
-    raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")
-  return load_tfds_arrays(name, data_dir=data_dir, limit=limit, num_classes=num_classes)
+    if name == "digits":
+        return "digits"
+    if name == "image_folder" or (path and (Path(path).is_dir() or image_folder.is_archive(path))):
+        return "image_folder"
+    if name == "npz" or path:
+        return "npz"
+    if name == "mnist" and default_mnist_path().is_file():
+        return "npz"
+    if name == "cifar10" and image_folder.default_cifar10_path().exists():
+        return "image_folder"
+    return "tfds"
+
+
+def load_arrays(
+    name: str,
+    *,
+    source: str | None = None,
+    path: str | os.PathLike | None = None,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    num_classes: int | None = None,
+) -> ArrayDataset:
+    """Loads a data set whole into memory; the arguments mirror ``config.dataset``.
+
+    Args:
+      name: one of ``DATASET_NAMES`` except ``imagenet2012`` (streamed instead).
+      source: ``"digits"``, ``"npz"``, ``"tfds"`` or ``"image_folder"``; ``None`` picks ``image_folder``
+        for image_folder, a folder or .tar(.gz) path, and cifar10 when its default archive exists; ``npz``
+        for npz, any other path, and mnist when :func:`default_mnist_path` exists; ``tfds`` otherwise.
+      path: the npz file, or image folder / archive; mnist and cifar10 have defaults (see above).
+      data_dir: the TFDS data directory (source ``tfds``); ``None`` means TFDS's default.
+      limit: keep only the first ``limit`` training examples (``None`` or negative: all).
+      num_classes: the number of classes (``None``: the data set's declared classes, see
+        :mod:`extremeq.data.checks`); every label must lie in ``[0, num_classes)``.
+
+    Returns:
+      An :class:`ArrayDataset`.
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"data set {name!r} unknown; choose one of {', '.join(DATASET_NAMES)}.")
+    if source is None or source == "":
+        source = _default_source(name, path)
+    if source not in SOURCE_NAMES:
+        raise ValueError(f"data source {source!r} unknown; choose one of {', '.join(SOURCE_NAMES)}.")
+    if limit is not None and limit < 0:
+        limit = None
+    if source == "digits":
+        if name != "digits":
+            raise ValueError(f"source 'digits' serves only the data set 'digits', not {name!r}.")
+        if num_classes not in (None, 10):
+            raise ValueError(f"digits has 10 classes, not num_classes = {num_classes}.")
+        return load_digits(limit=limit)
+    if source == "npz":
+        if not path:
+            if name == "mnist":
+                path = default_mnist_path()
+            else:
+                raise ValueError(
+                    f"source 'npz' for data set {name!r} needs a path (config.dataset.path) to a file with "
+                    "x_train, y_train, x_test, y_test."
+                )
+        return load_npz(path, name=name, limit=limit, num_classes=num_classes)
+    if source == "image_folder":
+        from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
+
+        return image_folder.load_named(name, path, limit=limit, num_classes=num_classes)
+    if name in ("digits", "npz", "image_folder"):
+        raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")
+    return load_tfds_arrays(name, data_dir=data_dir, limit=limit, num_classes=num_classes)
 
 
 def load_from_config(dataset_config) -> ArrayDataset:
-  """:func:`load_arrays` from a ``config.dataset`` ConfigDict (fields name, source, path, data_dir,
-  limit_train, num_classes); missing fields take their defaults (num_classes <= 0: declared by the data)."""
-  get = dataset_config.get if hasattr(dataset_config, "get") else (
-      lambda k, d=None: getattr(dataset_config, k, d))
-  num_classes = get("num_classes", None) or 0
-  return load_arrays(
-      get("name"),
-      source=get("source", None) or None,
-      path=get("path", None) or None,
-      data_dir=get("data_dir", None) or None,
-      limit=get("limit_train", None),
-      num_classes=int(num_classes) if num_classes > 0 else None,
-  )
+    """:func:`load_arrays` from a ``config.dataset`` ConfigDict (fields name, source, path, data_dir,
+    limit_train, num_classes); missing fields take their defaults (num_classes <= 0: declared by the data)."""
+    get = dataset_config.get if hasattr(dataset_config, "get") else (lambda k, d=None: getattr(dataset_config, k, d))
+    num_classes = get("num_classes", None) or 0
+    return load_arrays(
+        get("name"),
+        source=get("source", None) or None,
+        path=get("path", None) or None,
+        data_dir=get("data_dir", None) or None,
+        limit=get("limit_train", None),
+        num_classes=int(num_classes) if num_classes > 0 else None,
+    )

@@ -61,8 +61,9 @@ class TextDataset:
         return "".join(self.vocab[int(t)] for t in np.asarray(tokens).reshape(-1))
 
 
-def load_text(path: str | os.PathLike | None = None, *, name: str = "shakespeare_char",
-              train_fraction: float = TRAIN_FRACTION) -> TextDataset:
+def load_text(
+    path: str | os.PathLike | None = None, *, name: str = "shakespeare_char", train_fraction: float = TRAIN_FRACTION
+) -> TextDataset:
     """Read a UTF-8 text file, build the character vocabulary and split it (first 90% train)."""
     path = Path(path) if path is not None else default_shakespeare_path()
     if not path.is_file():

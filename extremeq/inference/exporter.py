@@ -45,24 +45,35 @@ def pack_layer(layer: QuantLinear | QuantConv, path: str = "?") -> PackedLinear 
     evaluated with ``stochastic_eval='mean'``: real-valued weights, packed as the 1-bit sign net).
     """
     spec = layer.kernel_quantizer
-    weights = pack_weights(spec, layer.kernel[...], layer.learned_scales(), layer.quantized_kernel(),
-                           is_conv=isinstance(layer, QuantConv))
+    weights = pack_weights(
+        spec, layer.kernel[...], layer.learned_scales(), layer.quantized_kernel(), is_conv=isinstance(layer, QuantConv)
+    )
     _warn_if_not_the_eval_forward(layer, path)
     arrays = numpy_arrays(weights)
     if layer.bias is not None:
         arrays["bias"] = np.asarray(layer.bias[...], np.float32)
-    common = dict(in_features=layer.in_features, out_features=layer.out_features,
-                  weight=spec.name, inputs=layer.input_quantizer.name)
+    common = dict(
+        in_features=layer.in_features,
+        out_features=layer.out_features,
+        weight=spec.name,
+        inputs=layer.input_quantizer.name,
+    )
     if isinstance(layer, QuantLinear):
         return PackedLinear(common, arrays)
     if layer.feature_group_count != 1 and not weights.GROUPED_CONV:
         raise ValueError(
             f"export: layer '{path}' is a grouped QuantConv (feature_group_count="
             f"{layer.feature_group_count}) with packed weights; the packed kernels support groups=1 only. "
-            "Keep it float or int8 (precision policy rule with kernel='fp' or 'int8').")
-    config = dict(common, kernel_size=list(layer.kernel_size), strides=list(layer.strides),
-                  padding=padding_config(layer.padding), feature_group_count=layer.feature_group_count,
-                  pad_value=float(layer.pad_value))
+            "Keep it float or int8 (precision policy rule with kernel='fp' or 'int8')."
+        )
+    config = dict(
+        common,
+        kernel_size=list(layer.kernel_size),
+        strides=list(layer.strides),
+        padding=padding_config(layer.padding),
+        feature_group_count=layer.feature_group_count,
+        pad_value=float(layer.pad_value),
+    )
     return PackedConv(config, arrays)
 
 
@@ -77,7 +88,9 @@ def _warn_if_not_the_eval_forward(layer, path: str) -> None:
             f"export: layer '{path}' ({spec.name}, options {dict(spec.options)}) is packed as its method's "
             f"codes, which differ from its evaluation forward by up to {np.nanmax(np.abs(packed - forward)):.3g}; "
             "the packed model's predictions follow the codes (a bc_stochastic layer evaluated with "
-            "stochastic_eval='mean' is packed as its deterministic sign, the 1-bit net)", stacklevel=4)
+            "stochastic_eval='mean' is packed as its deterministic sign, the 1-bit net)",
+            stacklevel=4,
+        )
 
 
 def _own_params(module) -> list[str]:
@@ -96,7 +109,8 @@ def check_supported(model) -> None:
                 f"export: layer '{where}' of type {type(module).__name__} holds parameters {own} that export "
                 f"does not know how to store. Supported layers: "
                 f"{', '.join(c.__name__ for c in SUPPORTED)} (modules that only contain these are fine). "
-                "Build the network from these, or keep such a layer out of the model you export.")
+                "Build the network from these, or keep such a layer out of the model you export."
+            )
 
 
 def export(model, *, recipe: Mapping | None = None, sample_input=None) -> PackedModel:
@@ -126,15 +140,21 @@ def export(model, *, recipe: Mapping | None = None, sample_input=None) -> Packed
         from extremeq.summary import summary
 
         s = summary(model, jnp.zeros((1, *shape), jnp.float32))
-        predicted = {"packed_bytes": s.packed_bytes, "float32_bytes": s.float32_bytes,
-                     "rows": {r.path: r.packed_bytes for r in s.rows}}
+        predicted = {
+            "packed_bytes": s.packed_bytes,
+            "float32_bytes": s.float32_bytes,
+            "rows": {r.path: r.packed_bytes for r in s.rows},
+        }
 
     packed = nnx.clone(model)
     for path, layer in list(quant_layers(packed)):
         layer.deterministic = True  # bc_stochastic: the eval sign
         set_at(packed, path_tuple(path), pack_layer(layer, path))
-    layers = {path_string(p): {"class": type(m).__name__, "config": m.config}
-              for p, m in nnx.iter_modules(packed) if isinstance(m, (PackedLinear, PackedConv))}
+    layers = {
+        path_string(p): {"class": type(m).__name__, "config": m.config}
+        for p, m in nnx.iter_modules(packed)
+        if isinstance(m, (PackedLinear, PackedConv))
+    }
     packed.eval()
     out = PackedModel(packed, recipe=recipe, layers=layers, summary=predicted)
     if recipe is not None:

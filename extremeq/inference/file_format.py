@@ -38,8 +38,18 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "META_KEY", "ExportFormatError", "write_export", "read_export",
-           "verify_arrays", "verify_metadata", "array_checksum", "metadata_checksum"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_KEY",
+    "ExportFormatError",
+    "write_export",
+    "read_export",
+    "verify_arrays",
+    "verify_metadata",
+    "array_checksum",
+    "metadata_checksum",
+]
 
 FORMAT = "extremeq.export"
 FORMAT_VERSION = 1
@@ -80,11 +90,17 @@ def write_export(path, meta: dict, arrays: Mapping[str, np.ndarray]) -> int:
     """Write ``meta`` (checksums added) and ``arrays``; returns the bytes written."""
     if META_KEY in arrays:
         raise ValueError(f"an array may not be named {META_KEY!r}")
-    meta = dict(meta, format=FORMAT, version=FORMAT_VERSION,
-                arrays={k: [str(a.dtype), list(a.shape)] for k, a in arrays.items()})
+    meta = dict(
+        meta,
+        format=FORMAT,
+        version=FORMAT_VERSION,
+        arrays={k: [str(a.dtype), list(a.shape)] for k, a in arrays.items()},
+    )
     meta = json.loads(json.dumps(meta))  # checksums of exactly what a reader will see
-    meta["checksums"] = {"arrays": [array_checksum(arrays[k]) for k in sorted(arrays)],
-                         "metadata": metadata_checksum(meta)}
+    meta["checksums"] = {
+        "arrays": [array_checksum(arrays[k]) for k in sorted(arrays)],
+        "metadata": metadata_checksum(meta),
+    }
     blob = json.dumps(meta, separators=(",", ":")).encode()
     path = os.fspath(path)
     with open(path, "wb") as f:
@@ -105,7 +121,8 @@ def _load_npz(path) -> tuple[dict, dict]:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, json.JSONDecodeError) as e:
         raise ExportFormatError(
             f"{path} ({size:,} bytes) is truncated or corrupt and cannot be read as an extremeq export "
-            f"({type(e).__name__}: {e}); save the model again") from e
+            f"({type(e).__name__}: {e}); save the model again"
+        ) from e
     if not isinstance(meta, dict):
         raise ExportFormatError(f"{path}: the '{META_KEY}' entry is not a JSON object; the file is corrupt")
     return meta, arrays
@@ -119,12 +136,14 @@ def _check_version(path, meta):
         raise ExportFormatError(
             f"{path}: the format version is {version!r} ({type(version).__name__}), not an integer; this "
             f"extremeq writes and reads the integer {FORMAT_VERSION}. The metadata was edited or written by "
-            "another tool: export the model again")
+            "another tool: export the model again"
+        )
     if version != FORMAT_VERSION:
         raise ExportFormatError(
             f"{path} has extremeq export format version {version}, this extremeq reads version "
             f"{FORMAT_VERSION}; export the model again with this version (or load it with the extremeq "
-            "that wrote it)")
+            "that wrote it)"
+        )
 
 
 def read_export(path) -> tuple[dict, dict]:
@@ -137,14 +156,18 @@ def read_export(path) -> tuple[dict, dict]:
     _check_version(path, meta)
     listed = meta.get("arrays", {})
     if set(listed) != set(arrays):
-        raise ExportFormatError(f"{path}: arrays listed in the metadata and present in the file differ "
-                                f"(missing {sorted(set(listed) - set(arrays))[:5]}, unlisted "
-                                f"{sorted(set(arrays) - set(listed))[:5]}); the file is incomplete")
+        raise ExportFormatError(
+            f"{path}: arrays listed in the metadata and present in the file differ "
+            f"(missing {sorted(set(listed) - set(arrays))[:5]}, unlisted "
+            f"{sorted(set(arrays) - set(listed))[:5]}); the file is incomplete"
+        )
     for name, (dtype, shape) in listed.items():
         a = arrays[name]
         if str(a.dtype) != dtype or list(a.shape) != list(shape):
-            raise ExportFormatError(f"{path}: array '{name}' is {a.dtype} {a.shape}, the metadata says "
-                                    f"{dtype} {tuple(shape)}; the file is corrupt")
+            raise ExportFormatError(
+                f"{path}: array '{name}' is {a.dtype} {a.shape}, the metadata says "
+                f"{dtype} {tuple(shape)}; the file is corrupt"
+            )
     return meta, arrays
 
 
@@ -152,14 +175,22 @@ def verify_arrays(path, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> None
     """Raise unless the file has checksums and every array equals its own, naming those that differ."""
     path = os.fspath(path)
     sums = meta.get("checksums")
-    if (not isinstance(sums, dict) or not isinstance(sums.get("arrays"), list)
-            or len(sums["arrays"]) != len(arrays) or "metadata" not in sums):
-        raise ExportFormatError(f"{path} has no checksums (written by an extremeq before they were added, or "
-                                "edited); export the model again")
+    if (
+        not isinstance(sums, dict)
+        or not isinstance(sums.get("arrays"), list)
+        or len(sums["arrays"]) != len(arrays)
+        or "metadata" not in sums
+    ):
+        raise ExportFormatError(
+            f"{path} has no checksums (written by an extremeq before they were added, or "
+            "edited); export the model again"
+        )
     bad = [n for n, digest in zip(sorted(arrays), sums["arrays"]) if digest != array_checksum(arrays[n])]
     if bad:
-        raise ExportFormatError(f"{path}: array(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} differ from "
-                                "their checksums: the file was damaged or edited after saving; export again")
+        raise ExportFormatError(
+            f"{path}: array(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} differ from "
+            "their checksums: the file was damaged or edited after saving; export again"
+        )
 
 
 def verify_metadata(path, meta: Mapping) -> None:
@@ -173,4 +204,5 @@ def verify_metadata(path, meta: Mapping) -> None:
         raise ExportFormatError(
             f"{os.fspath(path)}: the metadata entries {bad} differ from their checksums: the file was edited "
             "and saved again after export, so it may not describe the network its arrays were packed from; "
-            "export the model again")
+            "export the model again"
+        )

@@ -74,8 +74,9 @@ class PackedLinear(_PackedLayer):
 
     @property
     def config(self) -> dict:
-        return dict(in_features=self.in_features, out_features=self.out_features, weight=self.weight,
-                    inputs=self.inputs)
+        return dict(
+            in_features=self.in_features, out_features=self.out_features, weight=self.weight, inputs=self.inputs
+        )
 
     def __call__(self, x):
         if x.shape[-1] != self.in_features:
@@ -106,15 +107,23 @@ class PackedConv(_PackedLayer):
 
     @property
     def config(self) -> dict:
-        return dict(in_features=self.in_features, out_features=self.out_features,
-                    kernel_size=list(self.kernel_size), strides=list(self.strides),
-                    padding=padding_config(self.padding), feature_group_count=self.feature_group_count,
-                    pad_value=self.pad_value, weight=self.weight, inputs=self.inputs)
+        return dict(
+            in_features=self.in_features,
+            out_features=self.out_features,
+            kernel_size=list(self.kernel_size),
+            strides=list(self.strides),
+            padding=padding_config(self.padding),
+            feature_group_count=self.feature_group_count,
+            pad_value=self.pad_value,
+            weight=self.weight,
+            inputs=self.inputs,
+        )
 
     def _pads(self, spatial_shape):
         if isinstance(self.padding, str):
-            return tuple(tuple(p) for p in lax.padtype_to_pads(spatial_shape, self.kernel_size, self.strides,
-                                                                self.padding))
+            return tuple(
+                tuple(p) for p in lax.padtype_to_pads(spatial_shape, self.kernel_size, self.strides, self.padding)
+            )
         return tuple(tuple(p) for p in self.padding)
 
     def __call__(self, x):
@@ -122,12 +131,19 @@ class PackedConv(_PackedLayer):
             raise ValueError(f"PackedConv expects NHWC input with {self.in_features} channels, got {x.shape}")
         spec = as_spec(self.inputs, "input")
         pads = self._pads(x.shape[1:3])
-        xq, k = quantize_input(spec, jnp.asarray(x, jnp.float32), kernel_size=self.kernel_size,
-                               strides=self.strides, padding=pads)
+        xq, k = quantize_input(
+            spec, jnp.asarray(x, jnp.float32), kernel_size=self.kernel_size, strides=self.strides, padding=pads
+        )
         shape = (*self.kernel_size, self.in_features // self.feature_group_count, self.out_features)
-        y = self.packed_weights().conv(xq, shape=shape, strides=self.strides, pads=pads,
-                                       pad_value=self.pad_value if spec.is_binary else 0.0,
-                                       feature_group_count=self.feature_group_count, binary_inputs=spec.is_binary)
+        y = self.packed_weights().conv(
+            xq,
+            shape=shape,
+            strides=self.strides,
+            pads=pads,
+            pad_value=self.pad_value if spec.is_binary else 0.0,
+            feature_group_count=self.feature_group_count,
+            binary_inputs=spec.is_binary,
+        )
         return self._add_bias(y if k is None else y * k)
 
 

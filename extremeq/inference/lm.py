@@ -156,7 +156,7 @@ class PackedLM:
         self.set_decode(decode)
 
     def set_decode(self, decode: str = "auto") -> PackedLM:
-        """"codes": unpack every layer's words once to int8 c_W held on the device (1 byte per
+        """ "codes": unpack every layer's words once to int8 c_W held on the device (1 byte per
         weight while loaded); "words" (= "auto"): multiply from the packed words (the kernels)."""
         if decode not in DECODES:
             raise ValueError(f"decode={decode!r} unknown; choose one of {', '.join(DECODES)}")
@@ -179,9 +179,14 @@ class PackedLM:
         return {"/".join(map(str, path)): np.asarray(var.get_value()) for path, var in flat}
 
     def metadata(self) -> dict:
-        layers = {"/".join(map(str, p)): {"class": "PackedBitLinear", "config": {
-            "in_features": m.in_features, "out_features": m.out_features, "method": m.method}}
-            for p, m in nnx.iter_modules(self.module) if isinstance(m, PackedBitLinear)}
+        layers = {
+            "/".join(map(str, p)): {
+                "class": "PackedBitLinear",
+                "config": {"in_features": m.in_features, "out_features": m.out_features, "method": m.method},
+            }
+            for p, m in nnx.iter_modules(self.module)
+            if isinstance(m, PackedBitLinear)
+        }
         return {"recipe": {"gpt": self.config}, "model_class": MODEL_CLASS, "layers": layers, "summary": None}
 
     def save(self, path) -> int:
@@ -212,12 +217,16 @@ def export_lm(model: GPT, decode: str = "auto") -> PackedLM:
     linears = _block_linears(model)
     methods = {m.method for m in linears if isinstance(m, BitLinear)}
     if not methods:
-        raise ValueError("this GPT has float linear layers (linear='fp'); there is nothing to pack: "
-                         "train it with linear='bitnet' or 'bitnet_1bit' (or convert it with quantize_model)")
+        raise ValueError(
+            "this GPT has float linear layers (linear='fp'); there is nothing to pack: "
+            "train it with linear='bitnet' or 'bitnet_1bit' (or convert it with quantize_model)"
+        )
     if len(methods) > 1 or not all(isinstance(m, BitLinear) for m in linears):
-        raise ValueError(f"export_lm packs GPTs whose block linear layers are all BitLinear of one method; "
-                         f"this one has {sorted(methods)} and {sum(not isinstance(m, BitLinear) for m in linears)} "
-                         "float ones: convert all of them (quantize_model rules) before exporting")
+        raise ValueError(
+            f"export_lm packs GPTs whose block linear layers are all BitLinear of one method; "
+            f"this one has {sorted(methods)} and {sum(not isinstance(m, BitLinear) for m in linears)} "
+            "float ones: convert all of them (quantize_model rules) before exporting"
+        )
     packed = nnx.clone(model)
     _replace_bitlinears(packed, PackedBitLinear.from_layer)
     return PackedLM(packed, {**model.config(), "linear": methods.pop()}, decode)
@@ -228,9 +237,15 @@ def load_lm(path, decode: str = "auto") -> PackedLM:
     checksum and the metadata's are checked (:class:`ExportFormatError` says what failed)."""
     meta, arrays = read_export(path)
     recipe = meta.get("recipe")
-    if meta.get("model_class") != MODEL_CLASS or not isinstance(recipe, dict) or not isinstance(recipe.get("gpt"), dict):
-        raise ExportFormatError(f"{path} holds a {meta.get('model_class')!r}, not a packed GPT; load image "
-                                "models with extremeq.inference.load")
+    if (
+        meta.get("model_class") != MODEL_CLASS
+        or not isinstance(recipe, dict)
+        or not isinstance(recipe.get("gpt"), dict)
+    ):
+        raise ExportFormatError(
+            f"{path} holds a {meta.get('model_class')!r}, not a packed GPT; load image "
+            "models with extremeq.inference.load"
+        )
     verify_arrays(path, meta, arrays)
     try:
         module = GPT(**recipe["gpt"], rngs=nnx.Rngs(0))
@@ -241,14 +256,18 @@ def load_lm(path, decode: str = "auto") -> PackedLM:
     flat = list(nnx.to_flat_state(state))
     names = {"/".join(map(str, p)) for p, _ in flat}
     if names != set(arrays):
-        raise ExportFormatError(f"{path}: arrays do not fit the GPT of its config: missing "
-                                f"{sorted(names - set(arrays))[:5]}, unexpected {sorted(set(arrays) - names)[:5]}")
+        raise ExportFormatError(
+            f"{path}: arrays do not fit the GPT of its config: missing "
+            f"{sorted(names - set(arrays))[:5]}, unexpected {sorted(set(arrays) - names)[:5]}"
+        )
     for p, var in flat:
         name, old = "/".join(map(str, p)), var.get_value()
         new = arrays[name]
         if tuple(old.shape) != new.shape or np.dtype(old.dtype) != new.dtype:
-            raise ExportFormatError(f"{path}: array {name!r} is {new.dtype} {new.shape}, the GPT needs "
-                                    f"{np.dtype(old.dtype)} {tuple(old.shape)}")
+            raise ExportFormatError(
+                f"{path}: array {name!r} is {new.dtype} {new.shape}, the GPT needs "
+                f"{np.dtype(old.dtype)} {tuple(old.shape)}"
+            )
         var.set_value(jnp.asarray(new))
     nnx.update(module, state)
     verify_metadata(path, meta)

@@ -95,8 +95,12 @@ class PackedModel:
 
     def metadata(self) -> dict:
         """The file's metadata but for what :func:`write_export` adds (format, version, arrays, checksums)."""
-        return {"recipe": self.recipe, "model_class": type(self.module).__name__, "layers": self.layers,
-                "summary": self.summary}
+        return {
+            "recipe": self.recipe,
+            "model_class": type(self.module).__name__,
+            "layers": self.layers,
+            "summary": self.summary,
+        }
 
     def save(self, path) -> int:
         """Write the npz file (:mod:`extremeq.inference.file_format`); returns the bytes written."""
@@ -105,7 +109,8 @@ class PackedModel:
                 "this PackedModel has no recipe, so a file could not be loaded back: export with "
                 "recipe={'model': {'name': 'mlp', ...}, 'num_classes': 10, 'input_shape': [8, 8, 1]} "
                 "(the build_model arguments) or recipe={'factory': <a name registered with register_factory>, "
-                "'kwargs': {...}}")
+                "'kwargs': {...}}"
+            )
         self.file_bytes = write_export(path, self.metadata(), self.arrays())
         return self.file_bytes
 
@@ -147,13 +152,28 @@ class PackedModel:
         rows = self.size_rows()
         lines = [("layer", "stored as", "bytes", "float32", "ratio", "summary")]
         for r in rows:
-            lines.append((r.path, r.stored_as, f"{r.file_bytes:,}", f"{r.float32_bytes:,}",
-                          f"{r.float32_bytes / max(r.file_bytes, 1):.1f}x",
-                          "-" if r.predicted_bytes is None else f"{r.predicted_bytes:,}"))
+            lines.append(
+                (
+                    r.path,
+                    r.stored_as,
+                    f"{r.file_bytes:,}",
+                    f"{r.float32_bytes:,}",
+                    f"{r.float32_bytes / max(r.file_bytes, 1):.1f}x",
+                    "-" if r.predicted_bytes is None else f"{r.predicted_bytes:,}",
+                )
+            )
         payload = sum(r.file_bytes for r in rows)
         pred = (self.summary or {}).get("packed_bytes")
-        lines.append(("total arrays", "", f"{payload:,}", f"{sum(r.float32_bytes for r in rows):,}",
-                      "", "-" if pred is None else f"{pred:,}"))
+        lines.append(
+            (
+                "total arrays",
+                "",
+                f"{payload:,}",
+                f"{sum(r.float32_bytes for r in rows):,}",
+                "",
+                "-" if pred is None else f"{pred:,}",
+            )
+        )
         widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
         text = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in lines]
         text.insert(1, "-+-".join("-" * w for w in widths))
@@ -163,8 +183,10 @@ class PackedModel:
                 tail += f"; summary predicted {pred:,} bytes ({100 * (self.file_bytes / pred - 1):+.2f}%)"
             text.append(tail)
         elif pred:
-            text.append(f"arrays {payload:,} bytes; summary predicted {pred:,} "
-                        f"({100 * (payload / pred - 1):+.2f}%); save() to measure the file")
+            text.append(
+                f"arrays {payload:,} bytes; summary predicted {pred:,} "
+                f"({100 * (payload / pred - 1):+.2f}%); save() to measure the file"
+            )
         return "\n".join(text)
 
 
@@ -182,8 +204,9 @@ def load(path) -> PackedModel:
     model = skeleton(meta.get("recipe"), meta.get("layers", {}), arrays)
     verify_arrays(path, meta, arrays)
     if type(model).__name__ != meta.get("model_class"):
-        raise ExportFormatError(f"{path}: the recipe rebuilt a {type(model).__name__}, the file holds a "
-                                f"{meta.get('model_class')}")
+        raise ExportFormatError(
+            f"{path}: the recipe rebuilt a {type(model).__name__}, the file holds a {meta.get('model_class')}"
+        )
     fill(model, arrays, f"the recipe in {path}")
     verify_metadata(path, meta)
     out = PackedModel(model, recipe=meta["recipe"], layers=meta["layers"], summary=meta.get("summary"))

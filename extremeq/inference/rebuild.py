@@ -20,7 +20,7 @@ __all__ = ["skeleton", "fill", "fresh_rng_state", "set_at", "path_tuple", "stora
 
 
 def path_tuple(path: str) -> tuple:
-    """"blocks/0/dense" -> ("blocks", 0, "dense")."""
+    """ "blocks/0/dense" -> ("blocks", 0, "dense")."""
     return tuple(int(p) if p.isdigit() else p for p in path.split("/"))
 
 
@@ -43,18 +43,19 @@ def skeleton(recipe, layers: Mapping, arrays: Mapping):
     for path, spec in layers.items():
         cls = PACKED_CLASSES.get(spec.get("class"))
         if cls is None:
-            raise ExportFormatError(f"layer '{path}' has unknown class {spec.get('class')!r}; "
-                                    f"this version knows {sorted(PACKED_CLASSES)}")
+            raise ExportFormatError(
+                f"layer '{path}' has unknown class {spec.get('class')!r}; this version knows {sorted(PACKED_CLASSES)}"
+            )
         prefix = path + "/"
-        own = {k[len(prefix):]: v for k, v in arrays.items()
-               if k.startswith(prefix) and "/" not in k[len(prefix):]}
+        own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]}
         if "w" not in own:
             raise ExportFormatError(f"the file has no weights for layer '{path}' (array '{path}/w' missing)")
         try:
             set_at(model, path_tuple(path), cls(spec["config"], own))
         except (AttributeError, IndexError, KeyError) as e:
-            raise ExportFormatError(f"the rebuilt network has no layer at '{path}' ({e}); the recipe "
-                                    "does not describe the exported network") from e
+            raise ExportFormatError(
+                f"the rebuilt network has no layer at '{path}' ({e}); the recipe does not describe the exported network"
+            ) from e
     fresh_rng_state(model)
     model.eval()
     return model
@@ -84,13 +85,16 @@ def fill(model, arrays: Mapping, source: str):
     if missing or extra:
         raise ExportFormatError(
             f"the arrays do not fit the network rebuilt from {source}: missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{' ...' if len(extra) > 5 else ''}"
+        )
     for path, var in flat:
         name = "/".join(str(p) for p in path)
         old, new = var.get_value(), arrays[name]
         if tuple(old.shape) != tuple(new.shape) or np.dtype(old.dtype) != np.dtype(new.dtype):
-            raise ExportFormatError(f"array '{name}' is {np.dtype(new.dtype)} {tuple(new.shape)} but the "
-                                    f"network rebuilt from {source} needs {np.dtype(old.dtype)} {tuple(old.shape)}")
+            raise ExportFormatError(
+                f"array '{name}' is {np.dtype(new.dtype)} {tuple(new.shape)} but the "
+                f"network rebuilt from {source} needs {np.dtype(old.dtype)} {tuple(old.shape)}"
+            )
         var.set_value(jnp.asarray(new))
     nnx.update(model, state)
     return model

@@ -50,7 +50,8 @@ def registered_factory(name, error=ValueError):
         raise error(
             f"recipe factory {name!r} is not a registered model builder; a model file may only name one of "
             f"{sorted(_FACTORIES)}. Register your own with extremeq.inference.register_factory(name, fn) in "
-            "your program before exporting or loading (nothing named by a file is imported).")
+            "your program before exporting or loading (nothing named by a file is imported)."
+        )
     return _FACTORIES[name]
 
 
@@ -67,8 +68,10 @@ def _jsonable(obj):
         return obj
     if hasattr(obj, "to_dict"):
         return _jsonable(obj.to_dict())
-    raise TypeError(f"recipe value {obj!r} of type {type(obj).__name__} is not JSON-serialisable; "
-                    "use numbers, strings, lists and dicts")
+    raise TypeError(
+        f"recipe value {obj!r} of type {type(obj).__name__} is not JSON-serialisable; "
+        "use numbers, strings, lists and dicts"
+    )
 
 
 def check_recipe(recipe):
@@ -81,13 +84,17 @@ def check_recipe(recipe):
             raise ValueError("recipe['model'] must be a dict with the zoo 'name' and its keyword arguments")
         missing = {"num_classes", "input_shape"} - set(recipe)
         if missing:
-            raise ValueError(f"a zoo recipe needs {sorted(missing)} too: "
-                             "{'model': {...}, 'num_classes': 10, 'input_shape': [28, 28, 1]}")
+            raise ValueError(
+                f"a zoo recipe needs {sorted(missing)} too: "
+                "{'model': {...}, 'num_classes': 10, 'input_shape': [28, 28, 1]}"
+            )
     elif "factory" in recipe:
         registered_factory(recipe["factory"], error=ValueError)
     else:
-        raise ValueError("a recipe is {'model': {'name': ..., **kwargs}, 'num_classes': ..., 'input_shape': ...} "
-                         "or {'factory': <a name registered with register_factory>, 'kwargs': {...}}")
+        raise ValueError(
+            "a recipe is {'model': {'name': ..., **kwargs}, 'num_classes': ..., 'input_shape': ...} "
+            "or {'factory': <a name registered with register_factory>, 'kwargs': {...}}"
+        )
     return recipe
 
 
@@ -96,8 +103,7 @@ def build_from_recipe(recipe: Mapping):
     if "model" in recipe:
         from extremeq.nn.models import build_model
 
-        return build_model(dict(recipe["model"]), int(recipe["num_classes"]), tuple(recipe["input_shape"]),
-                           nnx.Rngs(0))
+        return build_model(dict(recipe["model"]), int(recipe["num_classes"]), tuple(recipe["input_shape"]), nnx.Rngs(0))
     fn = registered_factory(recipe.get("factory"), error=ExportFormatError)
     kwargs = dict(recipe.get("kwargs", {}))
     try:

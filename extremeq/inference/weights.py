@@ -128,9 +128,19 @@ class _BitPacked(PackedWeights):
         if feature_group_count != 1:
             raise ValueError("packed binary/ternary convolutions support feature_group_count=1 only")
         kh, kw, c, _ = shape
-        return K.packed_conv(x, self.words, self.scale(), alpha_neg=self.scale_neg(), weight_format=self.FORMAT,
-                             kernel_size=(kh, kw), strides=strides, padding=pads, pad_value=pad_value,
-                             binary_inputs=binary_inputs, in_features=c)
+        return K.packed_conv(
+            x,
+            self.words,
+            self.scale(),
+            alpha_neg=self.scale_neg(),
+            weight_format=self.FORMAT,
+            kernel_size=(kh, kw),
+            strides=strides,
+            padding=pads,
+            pad_value=pad_value,
+            binary_inputs=binary_inputs,
+            in_features=c,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +201,11 @@ class TTQWeights(_BitPacked):
 
     @classmethod
     def pack(cls, q, kernel, *, is_conv):
-        return cls(words=cls.words_of(q, is_conv), w_p=np.asarray(q.scales["w_p"], np.float32),
-                   w_n=np.asarray(q.scales["w_n"], np.float32))
+        return cls(
+            words=cls.words_of(q, is_conv),
+            w_p=np.asarray(q.scales["w_p"], np.float32),
+            w_n=np.asarray(q.scales["w_n"], np.float32),
+        )
 
     def scale(self):
         return self.w_p
@@ -215,8 +228,9 @@ class _FloatKernel(PackedWeights):
         return jnp.dot(x, self.kernel())
 
     def conv(self, x, *, shape, strides, pads, pad_value, feature_group_count, binary_inputs):
-        return padded_conv(x, self.kernel(), strides=strides, pads=pads, pad_value=pad_value,
-                           feature_group_count=feature_group_count)
+        return padded_conv(
+            x, self.kernel(), strides=strides, pads=pads, pad_value=pad_value, feature_group_count=feature_group_count
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +254,10 @@ def _int8_codes(q, packing: str) -> np.ndarray:
     """The codes as int8, refused unless they are integers in [-127, 127]."""
     c = _codes(q, packing)
     if c.size and not (np.array_equal(c, np.round(c)) and np.abs(c).max() <= 127):
-        raise ValueError(f"weight method {q.method!r} (packing {packing!r}): its encode must give integer "
-                         f"codes in [-127, 127], got values in [{c.min()}, {c.max()}]")
+        raise ValueError(
+            f"weight method {q.method!r} (packing {packing!r}): its encode must give integer "
+            f"codes in [-127, 127], got values in [{c.min()}, {c.max()}]"
+        )
     return c.astype(np.int8)
 
 
@@ -270,11 +286,17 @@ class CodesWeights(PackedWeights):
         codebook = np.unique(codes)
         bits = min(methods.weight_method(q.method).bits, 8)
         if codebook.size > 2**bits:
-            raise ValueError(f"weight method {q.method!r} has bits={bits}, but its encode gives {codebook.size} "
-                             f"distinct codes (at most 2^{bits}); fix its bits or its encode")
+            raise ValueError(
+                f"weight method {q.method!r} has bits={bits}, but its encode gives {codebook.size} "
+                f"distinct codes (at most 2^{bits}); fix its bits or its encode"
+            )
         index = kernel_rows(np.searchsorted(codebook, codes), is_conv)
-        return cls(words=np.asarray(pack_uint(index, bits, axis=-1)), codebook=codebook,
-                   alpha=channel_scale(q.scales.get("alpha")), method=q.method)
+        return cls(
+            words=np.asarray(pack_uint(index, bits, axis=-1)),
+            codebook=codebook,
+            alpha=channel_scale(q.scales.get("alpha")),
+            method=q.method,
+        )
 
     def kernel(self, shape):
         """The decoded float kernel of ``shape``: [K, N] (dense) or HWIO (convolution)."""
@@ -293,8 +315,14 @@ class CodesWeights(PackedWeights):
         return jnp.dot(x, self.kernel((k, self.words.shape[0])))
 
     def conv(self, x, *, shape, strides, pads, pad_value, feature_group_count, binary_inputs):
-        return padded_conv(x, self.kernel(shape), strides=strides, pads=pads, pad_value=pad_value,
-                           feature_group_count=feature_group_count)
+        return padded_conv(
+            x,
+            self.kernel(shape),
+            strides=strides,
+            pads=pads,
+            pad_value=pad_value,
+            feature_group_count=feature_group_count,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

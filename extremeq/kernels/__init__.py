@@ -130,9 +130,12 @@ def pack_ternary_weights(q):
     except jax.errors.ConcretizationTypeError:  # traced: the check happens only on concrete values
         ok = True
     if not ok:
-        hint = (" Its columns have different positive and negative scales (TTQ): pack the "
-                "positive and negative parts as two ternary kernels." if asym else
-                " Quantize first (e.g. the layer's quantized_kernel()).")
+        hint = (
+            " Its columns have different positive and negative scales (TTQ): pack the "
+            "positive and negative parts as two ternary kernels."
+            if asym
+            else " Quantize first (e.g. the layer's quantized_kernel())."
+        )
         raise ValueError("pack_ternary_weights needs columns with values in {-a, 0, +a}." + hint)
     return words, alpha
 

@@ -110,8 +110,11 @@ def check_backend(backend: str, allowed=BACKENDS) -> str:
 
 
 def fallback(op: str, requested: str, used: str, why: str) -> str:
-    warnings.warn(f"{op}: backend {requested!r} cannot run this call ({why}); using {used!r} instead.",
-                  KernelFallbackWarning, stacklevel=4)
+    warnings.warn(
+        f"{op}: backend {requested!r} cannot run this call ({why}); using {used!r} instead.",
+        KernelFallbackWarning,
+        stacklevel=4,
+    )
     return used
 
 
@@ -127,8 +130,12 @@ def resolve(op: str, backend: str, family: str, allowed=BACKENDS, shape=None) ->
     if backend == "auto":
         return select(family, plat, shape)[0]
     if backend == "pallas" and plat not in ("gpu", "tpu"):
-        return fallback(op, "pallas", _auto(family, plat), f"Pallas compiles only for GPU/TPU, this is "
-                        f"{plat}; backend='interpret' runs the kernel body on CPU")
+        return fallback(
+            op,
+            "pallas",
+            _auto(family, plat),
+            f"Pallas compiles only for GPU/TPU, this is {plat}; backend='interpret' runs the kernel body on CPU",
+        )
     return backend
 
 
@@ -148,9 +155,11 @@ def resolve_conv(backend: str, *, binary_inputs: bool, weight_format: str) -> st
     if backend == "auto":
         backend = _auto("packed_conv_binary" if xnor_ok else "packed_conv", platform())
     if backend == "xnor" and not xnor_ok:
-        raise ValueError("packed_conv backend 'xnor' needs binary_inputs=True and weight_format='binary' "
-                         f"(got binary_inputs={binary_inputs}, weight_format={weight_format!r}); "
-                         "use 'conv' or 'patches'.")
+        raise ValueError(
+            "packed_conv backend 'xnor' needs binary_inputs=True and weight_format='binary' "
+            f"(got binary_inputs={binary_inputs}, weight_format={weight_format!r}); "
+            "use 'conv' or 'patches'."
+        )
     return backend
 
 

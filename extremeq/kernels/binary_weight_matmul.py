@@ -40,6 +40,15 @@ def binary_weight_matmul(x, w_bits, alpha, *, k: int | None = None, backend: str
     Returns:
       [..., N] in x's dtype (accumulated in float32).
     """
-    return weight_only_matmul("binary_weight_matmul", x, w_bits, alpha, per_word=WORD_BITS,
-                              decode=decode_sign_slot, unpack=_unpack, k=k, backend=backend,
-                              block_kwargs=block_kwargs)
+    return weight_only_matmul(
+        "binary_weight_matmul",
+        x,
+        w_bits,
+        alpha,
+        per_word=WORD_BITS,
+        decode=decode_sign_slot,
+        unpack=_unpack,
+        k=k,
+        backend=backend,
+        block_kwargs=block_kwargs,
+    )

@@ -18,8 +18,7 @@ def check_words(name: str, words, ndim: int = 2):
     dtype = getattr(words, "dtype", None)
     if dtype != jnp.uint32:
         raise TypeError(
-            f"{name} must hold uint32 words (from extremeq.packing.pack_signs / pack_ternary), "
-            f"got dtype {dtype}."
+            f"{name} must hold uint32 words (from extremeq.packing.pack_signs / pack_ternary), got dtype {dtype}."
         )
     if words.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {words.shape}.")
@@ -44,8 +43,10 @@ def check_k(op: str, x_k: int, k, words: int, per_word: int) -> int:
     only through ``k``: x's K must equal it, and ``ceil(K / per_word)`` must equal W.
     """
     if k is not None and int(k) != x_k:
-        raise ValueError(f"{op}: x has K={x_k} but the weights were packed from k={int(k)}; "
-                         "the inputs must have exactly the K the weights were packed from.")
+        raise ValueError(
+            f"{op}: x has K={x_k} but the weights were packed from k={int(k)}; "
+            "the inputs must have exactly the K the weights were packed from."
+        )
     need = -(-x_k // per_word)
     if words != need:
         raise ValueError(

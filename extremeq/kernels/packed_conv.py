@@ -86,9 +86,23 @@ def conv_pads(spatial_shape, kernel_size, strides, padding) -> tuple:
     return padding
 
 
-def packed_conv(x, w_words, alpha, *, weight_format: str, kernel_size, strides=1, padding="SAME",
-                pad_value: float = 0.0, alpha_neg=None, binary_inputs: bool = False, in_features=None,
-                backend: str = "auto", matmul_backend: str = "auto", **block_kwargs):
+def packed_conv(
+    x,
+    w_words,
+    alpha,
+    *,
+    weight_format: str,
+    kernel_size,
+    strides=1,
+    padding="SAME",
+    pad_value: float = 0.0,
+    alpha_neg=None,
+    binary_inputs: bool = False,
+    in_features=None,
+    backend: str = "auto",
+    matmul_backend: str = "auto",
+    **block_kwargs,
+):
     """``conv(pad(x, pad_value), alpha * decode(W))`` (module docstring), float32 [B, H', W', O].
 
     Args:
@@ -106,19 +120,33 @@ def packed_conv(x, w_words, alpha, *, weight_format: str, kernel_size, strides=1
         raise ValueError(f"weight_format {weight_format!r} unknown; choose 'binary' or 'ternary'.")
     if alpha_neg is not None and weight_format != "ternary":
         raise ValueError("packed_conv: alpha_neg (a separate scale of the -1 codes) needs ternary weights.")
-    x, kernel_size, strides, pads, alpha = check_conv_inputs("packed_conv", x, w_words, alpha, kernel_size, strides,
-                                                             padding, in_features, PER_WORD[weight_format])
+    x, kernel_size, strides, pads, alpha = check_conv_inputs(
+        "packed_conv", x, w_words, alpha, kernel_size, strides, padding, in_features, PER_WORD[weight_format]
+    )
     if alpha_neg is not None:
         alpha_neg = C.check_scale("alpha_neg", alpha_neg, w_words.shape[0]).astype(jnp.float32)
     path = resolve_conv(backend, binary_inputs=binary_inputs, weight_format=weight_format)
     if path == "xnor":
         matmul_backend, block_kwargs = resolve_xnor_backend("packed_conv", matmul_backend, block_kwargs)
     elif path == "conv" and block_kwargs:
-        raise ValueError(f"packed_conv: block options {sorted(block_kwargs)} apply only to the 'patches' "
-                         "and 'xnor' paths.")
-    return run_packed_conv(x, w_words, alpha, alpha_neg, None, weight_format=weight_format, kernel_size=kernel_size,
-                           strides=strides, pads=pads, pad_value=float(pad_value), path=path,
-                           matmul_backend=matmul_backend, block_items=tuple(sorted(block_kwargs.items())))
+        raise ValueError(
+            f"packed_conv: block options {sorted(block_kwargs)} apply only to the 'patches' and 'xnor' paths."
+        )
+    return run_packed_conv(
+        x,
+        w_words,
+        alpha,
+        alpha_neg,
+        None,
+        weight_format=weight_format,
+        kernel_size=kernel_size,
+        strides=strides,
+        pads=pads,
+        pad_value=float(pad_value),
+        path=path,
+        matmul_backend=matmul_backend,
+        block_items=tuple(sorted(block_kwargs.items())),
+    )
 
 
 def check_conv_inputs(op, x, w_words, alpha, kernel_size, strides, padding, in_features, per_word):
@@ -129,8 +157,9 @@ def check_conv_inputs(op, x, w_words, alpha, kernel_size, strides, padding, in_f
     if x.ndim != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{op} needs a float NHWC input [B, H, W, C], got {x.dtype} {x.shape}.")
     if in_features is not None and int(in_features) != x.shape[-1]:
-        raise ValueError(f"{op}: x has {x.shape[-1]} channels but the filters were packed from "
-                         f"in_features={int(in_features)}.")
+        raise ValueError(
+            f"{op}: x has {x.shape[-1]} channels but the filters were packed from in_features={int(in_features)}."
+        )
     C.check_words("w_words", w_words)
     kernel_size = pair(kernel_size, "kernel_size")
     strides = pair(strides, "strides")
@@ -138,15 +167,32 @@ def check_conv_inputs(op, x, w_words, alpha, kernel_size, strides, padding, in_f
     k = x.shape[-1] * kernel_size[0] * kernel_size[1]
     need = -(-k // per_word)
     if w_words.shape[1] != need:
-        raise ValueError(f"{op}: w has {w_words.shape[1]} words per filter; C*kh*kw = {k} needs {need}. "
-                         "Pack the HWIO kernel with pack_conv_weights.")
+        raise ValueError(
+            f"{op}: w has {w_words.shape[1]} words per filter; C*kh*kw = {k} needs {need}. "
+            "Pack the HWIO kernel with pack_conv_weights."
+        )
     return x, kernel_size, strides, pads, C.check_scale("alpha", alpha, w_words.shape[0]).astype(jnp.float32)
 
 
-@C.backend_jit(("weight_format", "kernel_size", "strides", "pads", "pad_value", "path", "matmul_backend",
-                "block_items"))
-def run_packed_conv(x, w_words, alpha, alpha_neg, row_scale, *, weight_format, kernel_size, strides, pads,
-                 pad_value, path, matmul_backend, block_items):
+@C.backend_jit(
+    ("weight_format", "kernel_size", "strides", "pads", "pad_value", "path", "matmul_backend", "block_items")
+)
+def run_packed_conv(
+    x,
+    w_words,
+    alpha,
+    alpha_neg,
+    row_scale,
+    *,
+    weight_format,
+    kernel_size,
+    strides,
+    pads,
+    pad_value,
+    path,
+    matmul_backend,
+    block_items,
+):
     """The resolved path; ``row_scale`` [B, H', W'] (XNOR-Net's K-map) multiplies the output rows."""
     b, h, w, c = x.shape
     kh, kw = kernel_size
@@ -156,16 +202,27 @@ def run_packed_conv(x, w_words, alpha, alpha_neg, row_scale, *, weight_format, k
         y = padded_conv(x.astype(jnp.float32), kernel, strides=strides, pads=pads, pad_value=pad_value)
     elif path == "patches":
         xp = jnp.pad(x.astype(jnp.float32), [(0, 0), *pads, (0, 0)], constant_values=pad_value)
-        patches = lax.conv_general_dilated_patches(xp, kernel_size, strides, "VALID", dimension_numbers=DN,
-                                                   precision=lax.Precision.HIGHEST)
+        patches = lax.conv_general_dilated_patches(
+            xp, kernel_size, strides, "VALID", dimension_numbers=DN, precision=lax.Precision.HIGHEST
+        )
         kwargs = dict(backend=matmul_backend, **dict(block_items))
         if weight_format == "binary":
             y = binary_weight_matmul(patches, w_words, alpha, **kwargs)
         else:
             y = ternary_weight_matmul(patches, w_words, alpha, alpha_neg=alpha_neg, **kwargs)
     else:
-        return _xnor_path(x, w_words, alpha, row_scale, shape=shape, strides=strides, pads=pads,
-                          pad_value=pad_value, backend=matmul_backend, block_items=block_items)
+        return _xnor_path(
+            x,
+            w_words,
+            alpha,
+            row_scale,
+            shape=shape,
+            strides=strides,
+            pads=pads,
+            pad_value=pad_value,
+            backend=matmul_backend,
+            block_items=block_items,
+        )
     return y if row_scale is None else y * row_scale[..., None]
 
 
@@ -187,8 +244,13 @@ def _xnor_path(x, w_bits, alpha, row_scale, *, shape, strides, pads, pad_value, 
     words = jnp.pad(words, [(0, 0), *pads, (0, 0)], constant_values=jnp.uint32(0xFFFFFFFF)) & valid
     hp, wp = words.shape[1:3]
     ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-    taps = [lax.slice(words, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, words.shape[3]),
-                      (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+    taps = [
+        lax.slice(
+            words, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, words.shape[3]), (1, sh, sw, 1)
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
     a_bits = jnp.concatenate(taps, axis=-1).reshape(b * ho * wo, -1)
     w_taps = tap_major_words(w_bits, shape)
     kp = w_taps.shape[1] * WORD_BITS

@@ -39,7 +39,7 @@ def pair(v, name):
 
 
 def conv_padding(padding):
-    """"SAME" | "VALID" | ((top, bottom), (left, right)), checked."""
+    """ "SAME" | "VALID" | ((top, bottom), (left, right)), checked."""
     if isinstance(padding, str):
         p = padding.upper()
         if p not in ("SAME", "VALID"):
@@ -73,8 +73,9 @@ def xnor_kmap(x, kernel_size, strides=1, padding="SAME"):
     :func:`extremeq.quantizers.xnor_activation_scale` computes it: x [B, H, W, C] -> K [B, H', W']
     (zero padding counts in the window mean, as in the conv)."""
     pad = conv_padding(padding)
-    return Q.xnor_activation_scale(jnp.asarray(x, jnp.float32), pair(kernel_size, "kernel_size"),
-                                   pair(strides, "strides"), pad)[..., 0]
+    return Q.xnor_activation_scale(
+        jnp.asarray(x, jnp.float32), pair(kernel_size, "kernel_size"), pair(strides, "strides"), pad
+    )[..., 0]
 
 
 def xnor_conv_reference(x, kernel, alpha, strides=1, padding="SAME", pad_value=0.0):
@@ -82,8 +83,7 @@ def xnor_conv_reference(x, kernel, alpha, strides=1, padding="SAME", pad_value=0
     ``pad_value`` (0: XNOR-Net's own code; +1: sign(0), as QuantConv), float32."""
     x = jnp.asarray(x, jnp.float32)
     kernel = jnp.asarray(kernel, jnp.float32)
-    conv = packed_conv_reference(sign(x), sign(kernel), strides=strides, padding=padding,
-                                 pad_value=pad_value)
+    conv = packed_conv_reference(sign(x), sign(kernel), strides=strides, padding=padding, pad_value=pad_value)
     k = xnor_kmap(x, kernel.shape[:2], strides, padding)
     return conv * k[..., None] * jnp.asarray(alpha, jnp.float32)
 
@@ -112,6 +112,12 @@ def packed_conv_reference(x, kernel, *, strides=1, padding="SAME", pad_value=0.0
     if isinstance(pad, str):
         pad = lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, pad)
     xp = jnp.pad(x, [(0, 0), *pad, (0, 0)], constant_values=pad_value)
-    return lax.conv_general_dilated(xp, kernel, strides, "VALID", dimension_numbers=DN,
-                                    feature_group_count=feature_group_count,
-                                    precision=lax.Precision.HIGHEST)
+    return lax.conv_general_dilated(
+        xp,
+        kernel,
+        strides,
+        "VALID",
+        dimension_numbers=DN,
+        feature_group_count=feature_group_count,
+        precision=lax.Precision.HIGHEST,
+    )

@@ -26,8 +26,7 @@ from jax import lax
 from extremeq.kernels import common as C
 from extremeq.packing import sign_from_bit, ternary_from_code
 
-__all__ = ["decode_sign_slot", "decode_ternary_slot", "bit_slice_product", "xnor_epilogue",
-           "x_planes", "slot_product"]
+__all__ = ["decode_sign_slot", "decode_ternary_slot", "bit_slice_product", "xnor_epilogue", "x_planes", "slot_product"]
 
 
 def decode_sign_slot(words, i: int):
@@ -44,8 +43,12 @@ def bit_slice_product(a, b, slice_dtype, acc_dtype):
     """sum_j dot(A_j, B_j^T) over the 32 bit positions: the +-1 product of two word tiles."""
     acc = None
     for j in range(C.WORD_BITS):
-        d = lax.dot_general(decode_sign_slot(a, j).astype(slice_dtype), decode_sign_slot(b, j).astype(slice_dtype),
-                            (((1,), (1,)), ((), ())), preferred_element_type=acc_dtype)
+        d = lax.dot_general(
+            decode_sign_slot(a, j).astype(slice_dtype),
+            decode_sign_slot(b, j).astype(slice_dtype),
+            (((1,), (1,)), ((), ())),
+            preferred_element_type=acc_dtype,
+        )
         acc = d if acc is None else acc + d
     return acc
 
@@ -74,6 +77,11 @@ def slot_product(x_plane_ref, w, decode, per_word, acc, compute_dtype, s_slice):
         # float32 operands: full-precision products (a GPU's default f32 dot rounds inputs to TF32,
         # which failed the float32 tests on an H100).
         precision = lax.Precision.HIGHEST if compute_dtype == jnp.float32 else None
-        acc = acc + lax.dot_general(xi.astype(compute_dtype), qi, (((1,), (1,)), ((), ())),
-                                    precision=precision, preferred_element_type=jnp.float32)
+        acc = acc + lax.dot_general(
+            xi.astype(compute_dtype),
+            qi,
+            (((1,), (1,)), ((), ())),
+            precision=precision,
+            preferred_element_type=jnp.float32,
+        )
     return acc

@@ -24,8 +24,9 @@ def _unpack(w_2bit, k, dtype):
     return unpack_ternary(w_2bit, k, axis=-1, dtype=dtype)
 
 
-def ternary_weight_matmul(x, w_2bit, alpha, *, alpha_neg=None, k: int | None = None, backend: str = "auto",
-                          **block_kwargs):
+def ternary_weight_matmul(
+    x, w_2bit, alpha, *, alpha_neg=None, k: int | None = None, backend: str = "auto", **block_kwargs
+):
     """``x @ (alpha * t).T`` with ternary t packed 2 bits per weight.
 
     Args:
@@ -42,10 +43,20 @@ def ternary_weight_matmul(x, w_2bit, alpha, *, alpha_neg=None, k: int | None = N
     Returns:
       [..., N] in x's dtype (accumulated in float32).
     """
+
     def run(words, scale):
-        return weight_only_matmul("ternary_weight_matmul", x, words, scale, per_word=TERNARY_PER_WORD,
-                                  decode=decode_ternary_slot, unpack=_unpack, k=k, backend=backend,
-                                  block_kwargs=block_kwargs)
+        return weight_only_matmul(
+            "ternary_weight_matmul",
+            x,
+            words,
+            scale,
+            per_word=TERNARY_PER_WORD,
+            decode=decode_ternary_slot,
+            unpack=_unpack,
+            k=k,
+            backend=backend,
+            block_kwargs=block_kwargs,
+        )
 
     if alpha_neg is None:
         return run(w_2bit, alpha)

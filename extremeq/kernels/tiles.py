@@ -28,8 +28,7 @@ class BlockSizes:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def label(self) -> str:
-        return "bm{block_m}_bn{block_n}_bw{block_words}_w{num_warps}_s{num_stages}".format(
-            **dataclasses.asdict(self))
+        return "bm{block_m}_bn{block_n}_bw{block_words}_w{num_warps}_s{num_stages}".format(**dataclasses.asdict(self))
 
 
 # Defaults per (kernel, target). GPU block_m/block_n are clamped to the shape by gpu_tile.
@@ -84,8 +83,10 @@ def gpu_block_words(requested) -> int:
     K = 16 returned wrong numbers silently on an H100)."""
     bw = 32 if requested is None else requested
     if bw < 32 or not is_power_of_2(bw):
-        raise ValueError(f"block_words={bw}: the GPU kernel needs a power of two >= 32 (it is the K of "
-                         "each int8 dot; K = 16 gave silently wrong results on an H100).")
+        raise ValueError(
+            f"block_words={bw}: the GPU kernel needs a power of two >= 32 (it is the K of "
+            "each int8 dot; K = 16 gave silently wrong results on an H100)."
+        )
     return bw
 
 

@@ -46,11 +46,18 @@ def weight_only_matmul(op, x, w_words, scale, *, per_word, decode, unpack, k, ba
     x2 = x.reshape(math.prod(lead), kx)
     if backend in ("pallas", "interpret"):
         if pallas_target(backend) == "tpu":
-            y = weight_only_matmul_tpu(x2, w_words, scale, decode=decode, per_word=per_word, name=op,
-                                       **block_kwargs)
+            y = weight_only_matmul_tpu(x2, w_words, scale, decode=decode, per_word=per_word, name=op, **block_kwargs)
         else:
-            y = weight_only_matmul_gpu(x2, w_words, scale, decode=decode, per_word=per_word, name=op,
-                                       interpret=backend == "interpret", **block_kwargs)
+            y = weight_only_matmul_gpu(
+                x2,
+                w_words,
+                scale,
+                decode=decode,
+                per_word=per_word,
+                name=op,
+                interpret=backend == "interpret",
+                **block_kwargs,
+            )
     else:
         y = weight_only_dot(x2, w_words, scale, unpack=unpack, k=kx)
     return y.reshape(*lead, n)

@@ -84,8 +84,7 @@ def weight_only_dot(x2, w_words, scale, *, unpack, k):
     """x2 [M, K] @ (scale * unpack(w_words)).T: decode [N, K] in XLA, one float32-accumulated dot."""
     q = unpack(w_words, k, x2.dtype)
     precision = lax.Precision.HIGHEST if x2.dtype == jnp.float32 else None  # no TF32 rounding on GPUs
-    y = lax.dot_general(x2, q, (((1,), (1,)), ((), ())), precision=precision,
-                        preferred_element_type=jnp.float32)
+    y = lax.dot_general(x2, q, (((1,), (1,)), ((), ())), precision=precision, preferred_element_type=jnp.float32)
     return (y * scale.astype(jnp.float32)).astype(x2.dtype)
 
 
@@ -97,16 +96,18 @@ def conv_border_term(spatial_shape, kernel, strides, pads):
     """
     inside = jnp.ones((1, *spatial_shape, 1), kernel.dtype)
     border = 1.0 - jnp.pad(inside, [(0, 0), *pads, (0, 0)])
-    return lax.conv_general_dilated(border, jnp.sum(kernel, axis=2, keepdims=True), window_strides=strides,
-                                    padding="VALID", dimension_numbers=DN)
+    return lax.conv_general_dilated(
+        border, jnp.sum(kernel, axis=2, keepdims=True), window_strides=strides, padding="VALID", dimension_numbers=DN
+    )
 
 
 def padded_conv(x, kernel, *, strides, pads, pad_value: float = 0.0, feature_group_count: int = 1):
     """NHWC ``x`` padded with ``pad_value`` by ``pads`` ((top, bottom), (left, right)), convolved
     with HWIO ``kernel``: XLA's self-padding convolution plus the border term (module docstring)."""
     pads = [tuple(p) for p in pads]
-    y = lax.conv_general_dilated(x, kernel, window_strides=strides, padding=pads, dimension_numbers=DN,
-                                 feature_group_count=feature_group_count)
+    y = lax.conv_general_dilated(
+        x, kernel, window_strides=strides, padding=pads, dimension_numbers=DN, feature_group_count=feature_group_count
+    )
     if pad_value != 0 and any(map(any, pads)):
         y = y + pad_value * conv_border_term(x.shape[1:3], kernel, strides, pads)
     return y

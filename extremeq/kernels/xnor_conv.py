@@ -33,8 +33,19 @@ def conv_alpha(kernel):
     return Q.bwn_scale(jnp.asarray(kernel, jnp.float32), per_channel=True).reshape(-1)
 
 
-def xnor_conv(x, w_bits, alpha, *, kernel_size, strides=1, padding="SAME", pad_value: float = 0.0,
-              in_features=None, backend: str = "auto", **block_kwargs):
+def xnor_conv(
+    x,
+    w_bits,
+    alpha,
+    *,
+    kernel_size,
+    strides=1,
+    padding="SAME",
+    pad_value: float = 0.0,
+    in_features=None,
+    backend: str = "auto",
+    **block_kwargs,
+):
     """XNOR-Net binary convolution, NHWC input, output float32 [B, H', W', O].
 
     Args:
@@ -51,10 +62,23 @@ def xnor_conv(x, w_bits, alpha, *, kernel_size, strides=1, padding="SAME", pad_v
     Returns ``conv(sign(x), sign(W)) * K * alpha`` (:func:`xnor_conv_reference`), with the
     binary convolution computed exactly in integers.
     """
-    x, kernel_size, strides, pads, alpha = check_conv_inputs("xnor_conv", x, w_bits, alpha, kernel_size, strides,
-                                                             padding, in_features, C.WORD_BITS)
+    x, kernel_size, strides, pads, alpha = check_conv_inputs(
+        "xnor_conv", x, w_bits, alpha, kernel_size, strides, padding, in_features, C.WORD_BITS
+    )
     backend, block_kwargs = resolve_xnor_backend("xnor_conv", backend, block_kwargs)
     kmap = xnor_kmap(x, kernel_size, strides, pads)
-    return run_packed_conv(x, w_bits, alpha, None, kmap, weight_format="binary", kernel_size=kernel_size,
-                           strides=strides, pads=pads, pad_value=float(pad_value), path="xnor",
-                           matmul_backend=backend, block_items=tuple(sorted(block_kwargs.items())))
+    return run_packed_conv(
+        x,
+        w_bits,
+        alpha,
+        None,
+        kmap,
+        weight_format="binary",
+        kernel_size=kernel_size,
+        strides=strides,
+        pads=pads,
+        pad_value=float(pad_value),
+        path="xnor",
+        matmul_backend=backend,
+        block_items=tuple(sorted(block_kwargs.items())),
+    )

@@ -36,8 +36,14 @@ from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
 from extremeq.kernels.xla import xnor_matmul_dot, xnor_matmul_xla_popcount
 from extremeq.packing import num_words, pack_signs
 
-__all__ = ["xnor_matmul", "xnor_matmul_reference", "xnor_linear", "xnor_linear_reference", "xnor_product",
-           "resolve_xnor_backend"]
+__all__ = [
+    "xnor_matmul",
+    "xnor_matmul_reference",
+    "xnor_linear",
+    "xnor_linear_reference",
+    "xnor_product",
+    "resolve_xnor_backend",
+]
 
 
 def resolve_xnor_backend(op: str, backend: str, block_kwargs, shape=None) -> tuple[str, dict]:
@@ -45,13 +51,11 @@ def resolve_xnor_backend(op: str, backend: str, block_kwargs, shape=None) -> tup
     Pallas paths are refused."""
     resolved = resolve(op, backend, "xnor_matmul", shape=shape)
     if block_kwargs and resolved not in ("pallas", "interpret"):
-        raise ValueError(f"{op}: block options {sorted(block_kwargs)} apply only to Pallas backends, "
-                         f"not {resolved!r}.")
+        raise ValueError(f"{op}: block options {sorted(block_kwargs)} apply only to Pallas backends, not {resolved!r}.")
     return resolved, auto_tiles("xnor_matmul", backend, block_kwargs, shape)
 
 
-def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: str = "auto",
-                **block_kwargs):
+def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: str = "auto", **block_kwargs):
     """+-1 matrix product of packed operands: ``K - 2 popcount(A xor B)``.
 
     Args:
@@ -85,8 +89,9 @@ def xnor_matmul(a_bits, b_bits, k: int, *, alpha_x=None, alpha_w=None, backend: 
         alpha_x = C.check_scale("alpha_x", 1.0 if alpha_x is None else alpha_x, m)
         alpha_w = C.check_scale("alpha_w", 1.0 if alpha_w is None else alpha_w, n)
     backend, block_kwargs = resolve_xnor_backend("xnor_matmul", backend, block_kwargs, (m, n, k))
-    return xnor_product(a_bits, b_bits, alpha_x, alpha_w, k=k, backend=backend,
-                        block_items=tuple(sorted(block_kwargs.items())))
+    return xnor_product(
+        a_bits, b_bits, alpha_x, alpha_w, k=k, backend=backend, block_items=tuple(sorted(block_kwargs.items()))
+    )
 
 
 @C.backend_jit(("k", "backend", "block_items"))
@@ -98,8 +103,9 @@ def xnor_product(a_bits, b_bits, alpha_x, alpha_w, *, k, backend, block_items):
     if backend in ("pallas", "interpret"):
         if pallas_target(backend) == "tpu":
             return xnor_matmul_tpu(a_bits, b_bits, alpha_x, alpha_w, k=k, **dict(block_items))
-        return xnor_matmul_gpu(a_bits, b_bits, alpha_x, alpha_w, k=k, interpret=backend == "interpret",
-                               **dict(block_items))
+        return xnor_matmul_gpu(
+            a_bits, b_bits, alpha_x, alpha_w, k=k, interpret=backend == "interpret", **dict(block_items)
+        )
     if backend == "xla_popcount":
         c = xnor_matmul_xla_popcount(a_bits, b_bits, k=k)
     else:
@@ -135,6 +141,7 @@ def _xnor_linear(x, w_bits, alpha, *, backend, block_items):
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(math.prod(lead), k).astype(jnp.float32)
     beta = Q.xnor_activation_scale(x2)[:, 0]
-    y = xnor_product(pack_signs(x2, axis=-1), w_bits, beta, alpha.astype(jnp.float32), k=k,
-                     backend=backend, block_items=block_items)
+    y = xnor_product(
+        pack_signs(x2, axis=-1), w_bits, beta, alpha.astype(jnp.float32), k=k, backend=backend, block_items=block_items
+    )
     return y.reshape(*lead, -1)

@@ -39,7 +39,24 @@ from extremeq.methods.registry import (
 from extremeq.methods import fp, binary, ternary, int8  # noqa: F401  isort: skip
 
 __all__ = [
-    "BINARY", "BINARY_INPUT_METHODS", "BINARY_METHODS", "INPUT_QUANTIZERS", "METHODS", "PACKINGS", "PRECISIONS",
-    "TERNARY", "WEIGHT_QUANTIZERS", "InputMethod", "Method", "QArray", "WeightMethod", "input_method",
-    "method", "no_scales", "per_channel_scales", "register", "scaled_decode", "weight_method",
+    "BINARY",
+    "BINARY_INPUT_METHODS",
+    "BINARY_METHODS",
+    "INPUT_QUANTIZERS",
+    "METHODS",
+    "PACKINGS",
+    "PRECISIONS",
+    "TERNARY",
+    "WEIGHT_QUANTIZERS",
+    "InputMethod",
+    "Method",
+    "QArray",
+    "WeightMethod",
+    "input_method",
+    "method",
+    "no_scales",
+    "per_channel_scales",
+    "register",
+    "scaled_decode",
+    "weight_method",
 ]

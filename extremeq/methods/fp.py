@@ -15,7 +15,9 @@ def _identity_inputs(x, spec, *, kernel_size=None, strides=1, padding="SAME"):
     return x, None
 
 
-FP = WeightMethod(name="fp", bits=32, precision="float", forward=_identity_weights, packing="float", doc="float, no quantization")
+FP = WeightMethod(
+    name="fp", bits=32, precision="float", forward=_identity_weights, packing="float", doc="float, no quantization"
+)
 FP_INPUT = InputMethod(name="fp", bits=32, precision="float", forward=_identity_inputs, doc="float")
 
 register(FP, FP_INPUT, Method(name="fp", kernel="fp", input="fp", doc="float baseline"))

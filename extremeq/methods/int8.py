@@ -1,7 +1,7 @@
 """Symmetric int8 (8 bits) for weights (per output channel) and inputs (per example).
 
-  weights  s clip(round(W / s), -127, 127), s = max|W| / 127      codes in [-127, 127], alpha = s
-  inputs   the same with one absmax scale per example
+weights  s clip(round(W / s), -127, 127), s = max|W| / 127      codes in [-127, 127], alpha = s
+inputs   the same with one absmax scale per example
 """
 
 from __future__ import annotations
@@ -37,8 +37,17 @@ def _int8_inputs(x, spec, *, kernel_size=None, strides=1, padding="SAME"):
 
 
 register(
-    WeightMethod(name="int8", bits=8, precision="int8", forward=_int8_weights, encode=_int8_encode, packing="int8",
-                 scale_count=per_channel_scales(True), doc="symmetric int8, per output channel"),
-    InputMethod(name="int8", bits=8, precision="int8", forward=_int8_inputs,
-                doc="symmetric int8, one absmax scale per example"),
+    WeightMethod(
+        name="int8",
+        bits=8,
+        precision="int8",
+        forward=_int8_weights,
+        encode=_int8_encode,
+        packing="int8",
+        scale_count=per_channel_scales(True),
+        doc="symmetric int8, per output channel",
+    ),
+    InputMethod(
+        name="int8", bits=8, precision="int8", forward=_int8_inputs, doc="symmetric int8, one absmax scale per example"
+    ),
 )

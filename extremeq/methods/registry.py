@@ -119,8 +119,10 @@ class WeightMethod:
         if self.packing not in PACKINGS:
             raise ValueError(f"weight method {self.name!r}: packing {self.packing!r} unknown; choose one of {PACKINGS}")
         if self.packing != "float" and self.encode is None:
-            raise ValueError(f"weight method {self.name!r}: packing {self.packing!r} stores integer codes, so it "
-                             "needs an encode(w, spec, scales) -> QArray (or packing='float' to store the weights)")
+            raise ValueError(
+                f"weight method {self.name!r}: packing {self.packing!r} stores integer codes, so it "
+                "needs an encode(w, spec, scales) -> QArray (or packing='float' to store the weights)"
+            )
         if self.learned_scales and self.init_scales is None:
             raise ValueError(f"weight method {self.name!r}: learned_scales need an init_scales function")
 
@@ -168,8 +170,11 @@ def _check_entry(entry):
 _WEIGHTS: dict[str, WeightMethod] = {}
 _INPUTS: dict[str, InputMethod] = {}
 _METHODS: dict[str, Method] = {}
-_TABLES = {WeightMethod: (_WEIGHTS, "weight quantizer"), InputMethod: (_INPUTS, "input quantizer"),
-           Method: (_METHODS, "method")}
+_TABLES = {
+    WeightMethod: (_WEIGHTS, "weight quantizer"),
+    InputMethod: (_INPUTS, "input quantizer"),
+    Method: (_METHODS, "method"),
+}
 
 
 def register(*entries, replace: bool = False):
@@ -195,8 +200,10 @@ def _lookup(table: dict, name, what: str):
     try:
         return table[name]
     except (KeyError, TypeError):
-        raise ValueError(f"{what} {name!r} unknown; choose one of {', '.join(table)} "
-                         "(or register your own: extremeq.methods.register)") from None
+        raise ValueError(
+            f"{what} {name!r} unknown; choose one of {', '.join(table)} "
+            "(or register your own: extremeq.methods.register)"
+        ) from None
 
 
 def weight_method(name: str) -> WeightMethod:
@@ -266,4 +273,3 @@ TERNARY = _Names(_WEIGHTS, lambda m: m.precision == "ternary")
 #: methods whose weights are 1-bit / whose inputs are 1-bit (the configs' dropout and schedules read these).
 BINARY_METHODS = _Names(_METHODS, lambda m: _WEIGHTS[m.kernel].bits == 1)
 BINARY_INPUT_METHODS = _Names(_METHODS, lambda m: _INPUTS[m.input].bits == 1)
-

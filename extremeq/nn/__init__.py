@@ -11,7 +11,17 @@ from extremeq.nn.policy import (
 from extremeq.nn.specs import INPUT_QUANTIZERS, WEIGHT_QUANTIZERS, QuantizerSpec, as_spec
 
 __all__ = [
-    "QuantConv", "QuantLinear", "quantize_input", "quantize_weight", "METHODS", "clip_latent_weights",
-    "method_rules", "quant_layers", "quantize_model", "INPUT_QUANTIZERS", "WEIGHT_QUANTIZERS",
-    "QuantizerSpec", "as_spec",
+    "QuantConv",
+    "QuantLinear",
+    "quantize_input",
+    "quantize_weight",
+    "METHODS",
+    "clip_latent_weights",
+    "method_rules",
+    "quant_layers",
+    "quantize_model",
+    "INPUT_QUANTIZERS",
+    "WEIGHT_QUANTIZERS",
+    "QuantizerSpec",
+    "as_spec",
 ]

@@ -84,8 +84,17 @@ def bitlinear_output(c_x, s, product_with_gamma):
 class BitLinear(nnx.Module):
     """y = Q_8(RMSNorm(x)) @ Q_w(W), no bias; ``method`` "bitnet" (ternary) or "bitnet_1bit"."""
 
-    def __init__(self, in_features: int, out_features: int, *, method: str = "bitnet", ste="ste",
-                 kernel_init=_DEFAULT_INIT, norm_epsilon: float = 1e-6, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        method: str = "bitnet",
+        ste="ste",
+        kernel_init=_DEFAULT_INIT,
+        norm_epsilon: float = 1e-6,
+        rngs: nnx.Rngs,
+    ):
         self.in_features = in_features
         self.out_features = out_features
         self.method = _check_method(method)
@@ -110,25 +119,36 @@ class BitLinear(nnx.Module):
         return bitlinear_output(c_x, s, lambda c: jnp.dot(c, codes) * gamma)
 
 
-def bitlinear_from_linear(layer, method: str = "bitnet", ste="ste", rngs: nnx.Rngs | None = None,
-                          name: str = "") -> BitLinear:
+def bitlinear_from_linear(
+    layer, method: str = "bitnet", ste="ste", rngs: nnx.Rngs | None = None, name: str = ""
+) -> BitLinear:
     """A :class:`BitLinear` with the kernel of ``layer`` (an ``nnx.Linear``); the conversion that
     ``quantize_model``'s ``{"bitlinear": method}`` rules and :func:`to_bitlinear` apply. Biases are
     dropped (BitNet has none), so a Linear with a nonzero bias is refused."""
     _check_method(method)
     if not isinstance(layer, nnx.Linear):
-        raise TypeError(f"{name or 'layer'} is a {type(layer).__name__}; a {{'bitlinear': ...}} rule converts "
-                         "nnx.Linear layers only: match it with another rule (or None to keep it)")
+        raise TypeError(
+            f"{name or 'layer'} is a {type(layer).__name__}; a {{'bitlinear': ...}} rule converts "
+            "nnx.Linear layers only: match it with another rule (or None to keep it)"
+        )
     if layer.bias is not None and bool(jnp.any(layer.bias[...] != 0)):
-        raise ValueError(f"{name or 'layer'} has a nonzero bias, which BitLinear does not have; exclude it "
-                         "(a None rule, or to_bitlinear's exclude=...) or train it with use_bias=False.")
+        raise ValueError(
+            f"{name or 'layer'} has a nonzero bias, which BitLinear does not have; exclude it "
+            "(a None rule, or to_bitlinear's exclude=...) or train it with use_bias=False."
+        )
     new = BitLinear(layer.in_features, layer.out_features, method=method, ste=ste, rngs=rngs or nnx.Rngs(0))
     new.kernel[...] = layer.kernel[...]
     return new
 
 
-def to_bitlinear(model, pattern: str = ".*", method: str = "bitnet", ste="ste", exclude: str | None = None,
-                 rngs: nnx.Rngs | None = None) -> list[str]:
+def to_bitlinear(
+    model,
+    pattern: str = ".*",
+    method: str = "bitnet",
+    ste="ste",
+    exclude: str | None = None,
+    rngs: nnx.Rngs | None = None,
+) -> list[str]:
     """Swap the ``nnx.Linear`` layers of ``model`` whose path ("/"-joined) fully matches ``pattern``
     (and not ``exclude``) for :class:`BitLinear` in place, keeping their kernels. Biases are
     dropped (BitNet has none): a Linear with a nonzero bias is refused. Returns the replaced paths.
@@ -141,8 +161,13 @@ def to_bitlinear(model, pattern: str = ".*", method: str = "bitnet", ste="ste", 
 
     _check_method(method)
     want, skip = re.compile(pattern), re.compile(exclude) if exclude else None
-    names = [path_string(path) for path, module in nnx.iter_modules(model)
-             if path and isinstance(module, nnx.Linear) and want.fullmatch(path_string(path))
-             and not (skip and skip.fullmatch(path_string(path)))]
+    names = [
+        path_string(path)
+        for path, module in nnx.iter_modules(model)
+        if path
+        and isinstance(module, nnx.Linear)
+        and want.fullmatch(path_string(path))
+        and not (skip and skip.fullmatch(path_string(path)))
+    ]
     rules = [(re.escape(n), {"bitlinear": method, "ste": ste}) for n in names]
     return quantize_model(model, rules, rngs=rngs or nnx.Rngs(0)) if rules else []

@@ -22,9 +22,16 @@ def _dense_twin(layer, rngs: nnx.Rngs):
     if isinstance(layer, QuantLinear):
         new = nnx.Linear(layer.in_features, layer.out_features, use_bias=use_bias, rngs=rngs)
     elif isinstance(layer, QuantConv):
-        new = nnx.Conv(layer.in_features, layer.out_features, layer.kernel_size, strides=layer.strides,
-                       padding=layer.padding, feature_group_count=layer.feature_group_count, use_bias=use_bias,
-                       rngs=rngs)
+        new = nnx.Conv(
+            layer.in_features,
+            layer.out_features,
+            layer.kernel_size,
+            strides=layer.strides,
+            padding=layer.padding,
+            feature_group_count=layer.feature_group_count,
+            use_bias=use_bias,
+            rngs=rngs,
+        )
     else:
         raise TypeError(f"densify_model: unsupported layer {type(layer).__name__}")
     new.kernel[...] = layer.quantized_kernel()

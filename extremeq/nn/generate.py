@@ -69,8 +69,9 @@ def _check(model, prompt, max_new_tokens, temperature, top_k, key):
         raise ValueError("sampling with temperature > 0 needs key=jax.random.key(seed); temperature=0 is greedy")
 
 
-def generate(model, prompt, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
-             key=None) -> np.ndarray:
+def generate(
+    model, prompt, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None, key=None
+) -> np.ndarray:
     """prompt int [B, T] (or [T]) -> int32 [B, T + max_new_tokens] (prompt followed by the samples)."""
     prompt = np.asarray(prompt, np.int32)
     squeeze = prompt.ndim == 1
@@ -85,8 +86,15 @@ def generate(model, prompt, max_new_tokens: int, *, temperature: float = 0.0, to
         crop = max(prompt.shape[1] - block, 0)  # the prompt's last `block` tokens fill the cache
         # rotary scores depend on position differences only, so the cache keeps absolute positions;
         # learned positions restart at 0 for the cropped window
-        token, cache = _prefill(graphdef, state, jnp.asarray(prompt[:, crop:]), crop if rotary else 0,
-                                jax.random.fold_in(key, 0), temperature, top_k)
+        token, cache = _prefill(
+            graphdef,
+            state,
+            jnp.asarray(prompt[:, crop:]),
+            crop if rotary else 0,
+            jax.random.fold_in(key, 0),
+            temperature,
+            top_k,
+        )
         out.append(token[:, None])
         pos = prompt.shape[1] if rotary else prompt.shape[1] - crop  # position of `token`
         for i in range(1, max_new_tokens):

@@ -72,8 +72,18 @@ def attention_mask(q_pos, k_pos, window: int):
 
 
 class CausalSelfAttention(nnx.Module):
-    def __init__(self, width: int, num_heads: int, *, block_size: int, positions: str, linear: str,
-                 proj_std: float, rope_base: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        *,
+        block_size: int,
+        positions: str,
+        linear: str,
+        proj_std: float,
+        rope_base: float,
+        rngs: nnx.Rngs,
+    ):
         if width % num_heads:
             raise ValueError(f"width {width} must be divisible by num_heads {num_heads}")
         self.num_heads, self.block_size, self.positions, self.rope_base = num_heads, block_size, positions, rope_base
@@ -102,11 +112,11 @@ class CausalSelfAttention(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, width: int, num_heads: int, *, mlp_ratio: int, linear: str, proj_std: float,
-                 rngs: nnx.Rngs, **attn_kwargs):
+    def __init__(
+        self, width: int, num_heads: int, *, mlp_ratio: int, linear: str, proj_std: float, rngs: nnx.Rngs, **attn_kwargs
+    ):
         self.ln_1 = nnx.LayerNorm(width, use_bias=False, epsilon=1e-5, rngs=rngs)
-        self.attn = CausalSelfAttention(width, num_heads, linear=linear, proj_std=proj_std, rngs=rngs,
-                                        **attn_kwargs)
+        self.attn = CausalSelfAttention(width, num_heads, linear=linear, proj_std=proj_std, rngs=rngs, **attn_kwargs)
         self.ln_2 = nnx.LayerNorm(width, use_bias=False, epsilon=1e-5, rngs=rngs)
         self.fc = _linear(linear, width, mlp_ratio * width, 0.02, rngs)
         self.fc_proj = _linear(linear, mlp_ratio * width, width, proj_std, rngs)
@@ -120,9 +130,21 @@ class Block(nnx.Module):
 class GPT(nnx.Module):
     """Decoder-only transformer; ``__call__(tokens)`` -> logits, or with ``cache`` -> (logits, cache)."""
 
-    def __init__(self, vocab_size: int, *, block_size: int = 64, num_layers: int = 4, num_heads: int = 4,
-                 width: int = 128, mlp_ratio: int = 4, positions: str = "rope", linear: str = "fp",
-                 tie_embeddings: bool = True, rope_base: float = 10000.0, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        block_size: int = 64,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        width: int = 128,
+        mlp_ratio: int = 4,
+        positions: str = "rope",
+        linear: str = "fp",
+        tie_embeddings: bool = True,
+        rope_base: float = 10000.0,
+        rngs: nnx.Rngs,
+    ):
         if positions not in POSITIONS:
             raise ValueError(f"positions {positions!r} unknown; choose one of {', '.join(POSITIONS)}")
         if linear not in LINEARS:
@@ -137,21 +159,39 @@ class GPT(nnx.Module):
         self.wte = nnx.Embed(vocab_size, width, embedding_init=init, rngs=rngs)
         self.wpe = nnx.Embed(block_size, width, embedding_init=init, rngs=rngs) if positions == "learned" else None
         proj_std = 0.02 / math.sqrt(2 * num_layers)
-        self.blocks = nnx.List([
-            Block(width, num_heads, mlp_ratio=mlp_ratio, linear=linear, proj_std=proj_std, block_size=block_size,
-                  positions=positions, rope_base=rope_base, rngs=rngs)
-            for _ in range(num_layers)
-        ])
+        self.blocks = nnx.List(
+            [
+                Block(
+                    width,
+                    num_heads,
+                    mlp_ratio=mlp_ratio,
+                    linear=linear,
+                    proj_std=proj_std,
+                    block_size=block_size,
+                    positions=positions,
+                    rope_base=rope_base,
+                    rngs=rngs,
+                )
+                for _ in range(num_layers)
+            ]
+        )
         self.ln_f = nnx.LayerNorm(width, use_bias=False, epsilon=1e-5, rngs=rngs)
-        self.head = None if tie_embeddings else nnx.Linear(width, vocab_size, use_bias=False, kernel_init=init,
-                                                           rngs=rngs)
+        self.head = (
+            None if tie_embeddings else nnx.Linear(width, vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+        )
 
     def init_cache(self, batch_size: int, dtype=jnp.float32) -> list[dict]:
         """An empty KV cache: per layer k, v [B, H, block_size, d] and the slots' positions (-1 = empty)."""
         d = self.width // self.num_heads
         shape = (batch_size, self.num_heads, self.block_size, d)
-        return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-                 "pos": jnp.full((self.block_size,), -1, jnp.int32)} for _ in range(self.num_layers)]
+        return [
+            {
+                "k": jnp.zeros(shape, dtype),
+                "v": jnp.zeros(shape, dtype),
+                "pos": jnp.full((self.block_size,), -1, jnp.int32),
+            }
+            for _ in range(self.num_layers)
+        ]
 
     def __call__(self, tokens, cache=None, start=0):
         """tokens [B, T] at positions start .. start + T - 1 -> logits [B, T, vocab] (float32).
@@ -164,8 +204,10 @@ class GPT(nnx.Module):
         """
         t = tokens.shape[1]
         if t > self.block_size and (self.positions == "learned" or cache is not None):
-            raise ValueError(f"GPT got {t} tokens, more than its block_size {self.block_size}; crop the input "
-                             "(longer inputs need rotary positions and no cache)")
+            raise ValueError(
+                f"GPT got {t} tokens, more than its block_size {self.block_size}; crop the input "
+                "(longer inputs need rotary positions and no cache)"
+            )
         pos = start + jnp.arange(t, dtype=jnp.int32)
         x = self.wte(tokens)
         if self.wpe is not None:
@@ -180,7 +222,15 @@ class GPT(nnx.Module):
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this architecture (``GPT(**config, rngs=...)``)."""
-        return {"vocab_size": self.vocab_size, "block_size": self.block_size, "num_layers": self.num_layers,
-                    "num_heads": self.num_heads, "width": self.width, "mlp_ratio": self.mlp_ratio,
-                    "positions": self.positions, "linear": self.linear, "tie_embeddings": self.tie_embeddings,
-                    "rope_base": self.rope_base}
+        return {
+            "vocab_size": self.vocab_size,
+            "block_size": self.block_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "width": self.width,
+            "mlp_ratio": self.mlp_ratio,
+            "positions": self.positions,
+            "linear": self.linear,
+            "tie_embeddings": self.tie_embeddings,
+            "rope_base": self.rope_base,
+        }

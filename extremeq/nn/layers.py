@@ -75,8 +75,7 @@ class _Quantized(nnx.Module):
         if method.stochastic:
             if rngs is None or "quant" not in rngs:
                 raise ValueError(
-                    f"a {self.kernel_quantizer.name!r} layer needs a 'quant' rng stream: "
-                    "pass rngs=nnx.Rngs(0, quant=1)"
+                    f"a {self.kernel_quantizer.name!r} layer needs a 'quant' rng stream: pass rngs=nnx.Rngs(0, quant=1)"
                 )
             self.quant_rngs = rngs.quant.fork() if hasattr(rngs.quant, "fork") else rngs.quant
 
@@ -194,8 +193,11 @@ class QuantConv(_Quantized):
         inside = jnp.ones((1, *spatial_shape, 1), kernel.dtype)
         border = 1.0 - jnp.pad(inside, [(0, 0), *pads, (0, 0)])
         return jax.lax.conv_general_dilated(
-            border, jnp.sum(kernel, axis=2, keepdims=True), window_strides=self.strides,
-            padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            border,
+            jnp.sum(kernel, axis=2, keepdims=True),
+            window_strides=self.strides,
+            padding="VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
 
     def explicit_padding(self, spatial_shape):
@@ -206,9 +208,7 @@ class QuantConv(_Quantized):
 
     def __call__(self, x):
         if x.ndim != 4 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"QuantConv expects NHWC input with {self.in_features} channels, got shape {x.shape}"
-            )
+            raise ValueError(f"QuantConv expects NHWC input with {self.in_features} channels, got shape {x.shape}")
         pads = self.explicit_padding(x.shape[1:3])
         xq, k = quantize_input(
             self.input_quantizer, x, kernel_size=self.kernel_size, strides=self.strides, padding=pads
@@ -219,8 +219,12 @@ class QuantConv(_Quantized):
             xq = jnp.pad(xq, [(0, 0), *pads, (0, 0)], constant_values=self.pad_value)
             pads, pad_border = [(0, 0), (0, 0)], False
         y = conv_general_dilated(  # XLA's, input materialized on the CPU (extremeq.nn.conv)
-            xq, kernel, window_strides=self.strides, padding=pads,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.feature_group_count,
+            xq,
+            kernel,
+            window_strides=self.strides,
+            padding=pads,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=self.feature_group_count,
         )
         if pad_border:
             y = y + self.pad_value * self._border_term(x.shape[1:3], kernel, pads)

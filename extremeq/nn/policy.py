@@ -86,14 +86,12 @@ def _check_rules(rules):
                 raise TypeError(f"rule {i} ({pattern!r}): spec must be None or a dict, got {spec!r}")
             if spec.get("latent_init") not in LATENT_INITS:
                 raise ValueError(
-                    f"rule {i} ({pattern!r}): latent_init={spec['latent_init']!r} unknown; choose one of "
-                    f"{LATENT_INITS}"
+                    f"rule {i} ({pattern!r}): latent_init={spec['latent_init']!r} unknown; choose one of {LATENT_INITS}"
                 )
             unknown = set(spec) - _SPEC_KEYS
             if unknown:
                 raise ValueError(
-                    f"rule {i} ({pattern!r}): unknown key(s) {sorted(unknown)}; "
-                    f"allowed: {sorted(_SPEC_KEYS)}"
+                    f"rule {i} ({pattern!r}): unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}"
                 )
         compiled.append((re.compile(pattern), spec))
     return compiled
@@ -102,8 +100,10 @@ def _check_rules(rules):
 def _converted(layer, spec: Mapping, rngs: nnx.Rngs, where: str = ""):
     if spec.get("bitlinear") is not None:
         if set(spec) - {"bitlinear", "ste"}:
-            raise ValueError(f"{where}: a 'bitlinear' rule takes only 'ste' besides the method (BitLinear fixes "
-                             f"its weight and 8-bit input quantizers), got {sorted(spec)}")
+            raise ValueError(
+                f"{where}: a 'bitlinear' rule takes only 'ste' besides the method (BitLinear fixes "
+                f"its weight and 8-bit input quantizers), got {sorted(spec)}"
+            )
         return bitlinear_from_linear(layer, spec["bitlinear"], spec.get("ste") or "ste", rngs, where)
     kwargs = dict(
         kernel_quantizer=spec.get("kernel", "fp"),
@@ -118,7 +118,8 @@ def _converted(layer, spec: Mapping, rngs: nnx.Rngs, where: str = ""):
     else:
         if isinstance(layer, nnx.Conv):
             unsupported = {
-                "input_dilation": layer.input_dilation, "kernel_dilation": layer.kernel_dilation,
+                "input_dilation": layer.input_dilation,
+                "kernel_dilation": layer.kernel_dilation,
             }
             for name, value in unsupported.items():
                 if value not in (None, 1) and tuple(_as_tuple(value)) != (1,) * len(_as_tuple(value)):
@@ -126,9 +127,14 @@ def _converted(layer, spec: Mapping, rngs: nnx.Rngs, where: str = ""):
             if len(layer.kernel_size) != 2:
                 raise ValueError(f"quantize_model: only 2-D convolutions are supported, got {layer.kernel_size}")
         new = QuantConv(
-            layer.in_features, layer.out_features, layer.kernel_size, layer.strides or 1,
-            padding=layer.padding, feature_group_count=layer.feature_group_count,
-            pad_value=spec.get("pad_value", 1.0), **kwargs,
+            layer.in_features,
+            layer.out_features,
+            layer.kernel_size,
+            layer.strides or 1,
+            padding=layer.padding,
+            feature_group_count=layer.feature_group_count,
+            pad_value=spec.get("pad_value", 1.0),
+            **kwargs,
         )
     new.kernel[...] = layer.kernel[...]
     if spec.get("latent_init") == "uniform":
@@ -167,8 +173,9 @@ def quantize_model(model, rules, rngs: nnx.Rngs | None = None) -> list[str]:
     return [path_string(p) for p, _, _ in targets]
 
 
-def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None,
-                 stochastic_eval: str = "sign", **extra):
+def method_rules(
+    method: str, first: str = "fp", last: str = "fp", ste=None, ste_kwargs=None, stochastic_eval: str = "sign", **extra
+):
     """The rule list of a paper's method, first layer ``stem`` and last ``head``.
 
     ``stochastic_eval`` (``bc_stochastic`` only): what the layers compute after ``model.eval()``:
@@ -190,7 +197,11 @@ def method_rules(method: str, first: str = "fp", last: str = "fp", ste=None, ste
         raise ValueError(f"stochastic_eval={stochastic_eval!r} unknown; choose one of {STOCHASTIC_EVALS}")
     if registry.weight_method(kernel).stochastic and stochastic_eval != "sign":
         kernel = {"name": kernel, "eval": stochastic_eval}
-    body = None if (kernel, inp) == ("fp", "fp") else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
+    body = (
+        None
+        if (kernel, inp) == ("fp", "fp")
+        else dict(kernel=kernel, input=inp, ste=ste, ste_kwargs=ste_kwargs, **extra)
+    )
     int8 = dict(kernel="int8", input="int8")
     rules = []
     for pattern, value in (("stem", first), ("head", last)):

@@ -31,7 +31,7 @@ def dot_product_search(database, queries, k: int = 10, *, batch: int = 256):
         raise ValueError(f"need database [N, d] and queries [Q, d]; got {database.shape}, {queries.shape}.")
     if not 1 <= k <= database.shape[0]:
         raise ValueError(f"k must be in [1, {database.shape[0]}], got {k}.")
-    out = [_dot_block(queries[s:s + batch], database, k=k) for s in range(0, queries.shape[0], batch)]
+    out = [_dot_block(queries[s : s + batch], database, k=k) for s in range(0, queries.shape[0], batch)]
     return jnp.concatenate([s for s, _ in out]), jnp.concatenate([i for _, i in out])
 
 
@@ -42,8 +42,7 @@ def rerank(database, queries, candidates, k: int = 10):
     Returns ``(scores [Q, k], indices [Q, k])``, indices into the database.
     """
     rows = jnp.asarray(database, jnp.float32)[candidates]  # [Q, C, d]
-    scores = jnp.einsum("qd,qcd->qc", jnp.asarray(queries, jnp.float32), rows,
-                        precision=jax.lax.Precision.HIGHEST)
+    scores = jnp.einsum("qd,qcd->qc", jnp.asarray(queries, jnp.float32), rows, precision=jax.lax.Precision.HIGHEST)
     best, pos = jax.lax.top_k(scores, k)
     return best, jnp.take_along_axis(candidates, pos, axis=1)
 

@@ -60,8 +60,13 @@ class BinaryIndex:
 
     def save(self, path: str) -> None:
         """Write the index as plain arrays (``numpy.savez``, readable without pickle)."""
-        arrays = {"codes": np.asarray(self.codes), "mean": np.asarray(self.mean, np.float32),
-                      "bits": np.int64(self.bits), "dim": np.int64(self.dim), "format": np.str_(FORMAT)}
+        arrays = {
+            "codes": np.asarray(self.codes),
+            "mean": np.asarray(self.mean, np.float32),
+            "bits": np.int64(self.bits),
+            "dim": np.int64(self.dim),
+            "format": np.str_(FORMAT),
+        }
         if self.projection is not None:
             arrays["projection"] = np.asarray(self.projection, np.float32)
         with open(path, "wb") as f:
@@ -86,8 +91,16 @@ def _check_embeddings(x, name: str, dim: int | None = None) -> np.ndarray | jax.
     return x
 
 
-def build_index(embeddings, *, projection: str = "none", bits: int | None = None, center: bool = True,
-                seed: int = 0, itq_iterations: int = 50, itq_sample: int | None = 10_000) -> BinaryIndex:
+def build_index(
+    embeddings,
+    *,
+    projection: str = "none",
+    bits: int | None = None,
+    center: bool = True,
+    seed: int = 0,
+    itq_iterations: int = 50,
+    itq_sample: int | None = 10_000,
+) -> BinaryIndex:
     """Binarize and pack a database of float embeddings [N, dim].
 
     Args:
@@ -102,18 +115,21 @@ def build_index(embeddings, *, projection: str = "none", bits: int | None = None
         (drawn at random, seeded) it learns from; None: all rows.
     """
     if projection not in PROJECTIONS:
-        raise ValueError(f"projection {projection!r} unknown; choose one of "
-                         f"{', '.join(map(repr, PROJECTIONS))}.")
+        raise ValueError(f"projection {projection!r} unknown; choose one of {', '.join(map(repr, PROJECTIONS))}.")
     x = np.asarray(_check_embeddings(embeddings, "embeddings"), np.float32)
     n, dim = x.shape
     if n < 1:
         raise ValueError("embeddings is empty; an index needs at least one row.")
     bits = dim if bits is None else int(bits)
     mean = x.mean(axis=0) if center else np.zeros(dim, np.float32)
-    proj = make_projection(projection, x, mean, bits, seed=seed, itq_iterations=itq_iterations,
-                           itq_sample=itq_sample)
-    index = BinaryIndex(codes=jnp.zeros((0, num_words(bits)), jnp.uint32), mean=jnp.asarray(mean, jnp.float32),
-                        projection=None if proj is None else jnp.asarray(proj), bits=bits, dim=dim)
+    proj = make_projection(projection, x, mean, bits, seed=seed, itq_iterations=itq_iterations, itq_sample=itq_sample)
+    index = BinaryIndex(
+        codes=jnp.zeros((0, num_words(bits)), jnp.uint32),
+        mean=jnp.asarray(mean, jnp.float32),
+        projection=None if proj is None else jnp.asarray(proj),
+        bits=bits,
+        dim=dim,
+    )
     return dataclasses.replace(index, codes=index.encode(x))
 
 
@@ -143,8 +159,10 @@ def search(index: BinaryIndex, queries, k: int = 10, *, batch: int = 256, backen
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}.")
     q = index.encode(queries)
-    out = [_search_block(q[s:s + batch], index.codes, bits=index.bits, k=k, backend=backend)
-           for s in range(0, q.shape[0], batch)]
+    out = [
+        _search_block(q[s : s + batch], index.codes, bits=index.bits, k=k, backend=backend)
+        for s in range(0, q.shape[0], batch)
+    ]
     if not out:
         return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
     return jnp.concatenate([d for d, _ in out]), jnp.concatenate([i for _, i in out])
@@ -167,5 +185,10 @@ def load_index(path: str) -> BinaryIndex:
         raise ValueError(f"{path}: codes must be uint32 [N, {num_words(bits)}], got {codes.dtype} {codes.shape}.")
     if mean.shape != (dim,) or (proj is not None and proj.shape != (dim, bits)):
         raise ValueError(f"{path}: mean/projection shapes do not match dim={dim}, bits={bits}.")
-    return BinaryIndex(codes=jnp.asarray(codes), mean=jnp.asarray(mean),
-                       projection=None if proj is None else jnp.asarray(proj), bits=bits, dim=dim)
+    return BinaryIndex(
+        codes=jnp.asarray(codes),
+        mean=jnp.asarray(mean),
+        projection=None if proj is None else jnp.asarray(proj),
+        bits=bits,
+        dim=dim,
+    )

@@ -70,15 +70,25 @@ def itq_rotation(centered: np.ndarray, bits: int, iterations: int = 50, seed: in
     return (w @ r).astype(np.float32)
 
 
-def make_projection(kind: str, embeddings: np.ndarray, mean: np.ndarray, bits: int, *, seed: int = 0,
-                    itq_iterations: int = 50, itq_sample: int | None = None) -> np.ndarray | None:
+def make_projection(
+    kind: str,
+    embeddings: np.ndarray,
+    mean: np.ndarray,
+    bits: int,
+    *,
+    seed: int = 0,
+    itq_iterations: int = 50,
+    itq_sample: int | None = None,
+) -> np.ndarray | None:
     """The projection ``P`` [dim, bits] of ``kind`` (None for ``"none"``); ITQ learns from
     ``itq_sample`` rows drawn at random (seeded), or all rows when None."""
     dim = embeddings.shape[1]
     if kind == "none":
         if bits != dim:
-            raise ValueError(f"projection 'none' keeps one bit per dimension (bits={dim}); "
-                             f"got bits={bits}: use projection='random' or 'itq' for fewer bits.")
+            raise ValueError(
+                f"projection 'none' keeps one bit per dimension (bits={dim}); "
+                f"got bits={bits}: use projection='random' or 'itq' for fewer bits."
+            )
         return None
     if kind == "random":
         return random_rotation(dim, bits, seed)

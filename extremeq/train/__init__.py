@@ -20,7 +20,18 @@ from extremeq.train.steps import eval_step, train_step
 from extremeq.train.train import train_and_evaluate
 
 __all__ = [
-    "ConfigError", "default_config", "validate_config", "cross_entropy", "squared_hinge", "distillation_loss",
-    "kl_divergence_soft", "TrainState", "build_quantized_model", "create_model", "create_train_state",
-    "eval_step", "train_and_evaluate", "train_step",
+    "ConfigError",
+    "default_config",
+    "validate_config",
+    "cross_entropy",
+    "squared_hinge",
+    "distillation_loss",
+    "kl_divergence_soft",
+    "TrainState",
+    "build_quantized_model",
+    "create_model",
+    "create_train_state",
+    "eval_step",
+    "train_and_evaluate",
+    "train_step",
 ]

@@ -71,9 +71,11 @@ def digest(x) -> str | None:
 def array_records(flat: dict) -> dict:
     """{"shapes", "dtypes", "sha256"}: per leaf name, what ``meta`` stores to verify an item."""
     names = sorted(flat)
-    return {"shapes": [list(np.shape(flat[k])) for k in names],
-            "dtypes": [str(flat[k].dtype) for k in names],
-            "sha256": [digest(flat[k]) for k in names]}
+    return {
+        "shapes": [list(np.shape(flat[k])) for k in names],
+        "dtypes": [str(flat[k].dtype) for k in names],
+        "sha256": [digest(flat[k]) for k in names],
+    }
 
 
 def _abstract(x):
@@ -141,8 +143,7 @@ class Checkpointer:
         self._ocp = ocp
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.damaged_directory = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                               enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         self._intact: set[int] = set()
 
@@ -150,8 +151,14 @@ class Checkpointer:
         ocp = self._ocp
         m_flat, m_paths, m_keys = flatten(model_vars)
         t_flat, t_paths, t_keys = flatten(train_vars)
-        meta = dict(meta, model_paths=m_paths, model_keys=m_keys, train_paths=t_paths, train_keys=t_keys,
-                    arrays={"model": array_records(m_flat), "train": array_records(t_flat)})
+        meta = dict(
+            meta,
+            model_paths=m_paths,
+            model_keys=m_keys,
+            train_paths=t_paths,
+            train_keys=t_keys,
+            arrays={"model": array_records(m_flat), "train": array_records(t_flat)},
+        )
         self.manager.save(
             int(step),
             args=ocp.args.Composite(
@@ -193,7 +200,8 @@ class Checkpointer:
         for what in ("model", "train"):
             rec = meta["arrays"][what]
             targets[what] = ocp.args.StandardRestore(
-                {f"{i:06d}": np.empty(s, jnp.dtype(d)) for i, (s, d) in enumerate(zip(rec["shapes"], rec["dtypes"]))})
+                {f"{i:06d}": np.empty(s, jnp.dtype(d)) for i, (s, d) in enumerate(zip(rec["shapes"], rec["dtypes"]))}
+            )
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(**targets))
         except Exception as e:  # noqa: BLE001 - any failure to read the arrays is damage
@@ -229,8 +237,9 @@ class Checkpointer:
                 self._intact.add(step)
                 for bad, why in problems:
                     dest = self._move_aside(bad)
-                    logging.warning("checkpoint step %d is damaged (%s): moved to %s; resuming from "
-                                    "step %d", bad, why, dest, step)
+                    logging.warning(
+                        "checkpoint step %d is damaged (%s): moved to %s; resuming from step %d", bad, why, dest, step
+                    )
                 if problems:
                     self.manager.reload()
                 return step
@@ -282,8 +291,12 @@ class Checkpointer:
         except Exception as e:  # orbax/tensorstore errors: say which step, and the way on
             raise self._damaged_error(step, _first_line(e), "could not be read") from e
         if "arrays" not in meta:
-            logging.warning("checkpoint step %d in %s has no checksums (written by an older extremeq); "
-                            "loaded without verifying its arrays", step, self.directory)
+            logging.warning(
+                "checkpoint step %d in %s has no checksums (written by an older extremeq); "
+                "loaded without verifying its arrays",
+                step,
+                self.directory,
+            )
         for w in wanted if "arrays" in meta else ():
             problem = _mismatch(restored[w], meta["arrays"][w], meta[f"{w}_paths"], w)
             if problem:

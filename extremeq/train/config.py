@@ -239,29 +239,41 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "log_every_steps", int, lo=1)
     if c.max_steps != -1:
         _num(c, "max_steps", int, lo=1)
-    for key in ("distributed", "progress_bar", "sync_every_step", "resume_with_changes",
-                "dataset.normalize", "dataset.validation", "dataset.augment.flip"):
+    for key in (
+        "distributed",
+        "progress_bar",
+        "sync_every_step",
+        "resume_with_changes",
+        "dataset.normalize",
+        "dataset.validation",
+        "dataset.augment.flip",
+    ):
         _flag(_at(c, key), key)
     _num(c, "cluster.num_processes", int, lo=0)
     _num(c, "cluster.process_id", int, lo=-1)
     if c.cluster.num_processes and c.cluster.process_id >= c.cluster.num_processes:
-        _fail("cluster.process_id", f"{c.cluster.process_id} is not below cluster.num_processes = "
-              f"{c.cluster.num_processes}; number the processes 0..{c.cluster.num_processes - 1}")
+        _fail(
+            "cluster.process_id",
+            f"{c.cluster.process_id} is not below cluster.num_processes = "
+            f"{c.cluster.num_processes}; number the processes 0..{c.cluster.num_processes - 1}",
+        )
     processes = 1
     if num_devices is None:
         import jax  # pylint: disable=g-import-not-at-top
 
         num_devices, processes = jax.device_count(), jax.process_count()
     if c.num_devices != -1 and processes > 1 and c.num_devices != num_devices:
-        _fail("num_devices", f"{c.num_devices} with {processes} processes: a run over several processes "
-              f"uses all {num_devices} of their devices; set it to -1")
+        _fail(
+            "num_devices",
+            f"{c.num_devices} with {processes} processes: a run over several processes "
+            f"uses all {num_devices} of their devices; set it to -1",
+        )
     if c.num_devices != -1:
         _num(c, "num_devices", int, lo=1, hi=num_devices)
         num_devices = c.num_devices
     for key in ("batch_size", "eval_batch_size"):
         if c[key] % num_devices:
-            _fail(key, f"{c[key]} is not divisible by the {num_devices} devices; "
-                  f"use a multiple of {num_devices}")
+            _fail(key, f"{c[key]} is not divisible by the {num_devices} devices; use a multiple of {num_devices}")
 
     _choice(c.dataset.name, "dataset.name", DATASET_NAMES)
     _choice(c.dataset.source, "dataset.source", ("",) + SOURCE_NAMES)
@@ -274,11 +286,13 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "dataset.limit_train", int, lo=-1)
     _num(c, "dataset.num_classes", int, lo=0)
     if c.dataset.validation and c.dataset.limit_train < 0:
-        _fail("dataset.validation", "needs a held-out part of the training split: set "
-              "dataset.limit_train (MNIST: 50000 keeps the last 10000 training images for validation)")
+        _fail(
+            "dataset.validation",
+            "needs a held-out part of the training split: set "
+            "dataset.limit_train (MNIST: 50000 keeps the last 10000 training images for validation)",
+        )
     if c.dataset.validation and c.dataset.name in STREAMED_NAMES:
-        _fail("dataset.validation", f"not supported for the streamed data set {c.dataset.name!r}; "
-              "set it to False")
+        _fail("dataset.validation", f"not supported for the streamed data set {c.dataset.name!r}; set it to False")
     _num(c, "dataset.workers", int, lo=0)
 
     from extremeq.nn.models import MODEL_NAMES  # pylint: disable=g-import-not-at-top
@@ -295,20 +309,27 @@ def validate_config(config, num_devices: int | None = None):
     _choice(c.quant.stochastic_eval, "quant.stochastic_eval", STOCHASTIC_EVALS)
     _choice(c.quant.init_weights, "quant.init_weights", INIT_WEIGHTS)
     if isinstance(c.quant.keep_fp, str):
-        _fail("quant.keep_fp", f"must be a tuple of layer-path regexes, got the string {c.quant.keep_fp!r}; "
-              "write ('.*/downsample',)")
+        _fail(
+            "quant.keep_fp",
+            f"must be a tuple of layer-path regexes, got the string {c.quant.keep_fp!r}; write ('.*/downsample',)",
+        )
     for pattern in c.quant.keep_fp:
         try:
             re.compile(pattern)
         except (re.error, TypeError) as e:
-            _fail("quant.keep_fp", f"{pattern!r} is not a regular expression ({e}); give layer-path "
-                  "regexes, e.g. ('.*/downsample',)")
+            _fail(
+                "quant.keep_fp",
+                f"{pattern!r} is not a regular expression ({e}); give layer-path regexes, e.g. ('.*/downsample',)",
+            )
     if c.quant.init_from:
         _check_run_dir(c.quant.init_from, "quant.init_from")
     _num(c, "quant.init_bn_batches", int, lo=0)
     if c.quant.init_from and c.quant.init_bn_batches and c.dataset.name in STREAMED_NAMES:
-        _fail("quant.init_bn_batches", f"re-estimates BatchNorm on in-memory data only, not on the streamed "
-              f"data set {c.dataset.name!r}; set it to 0")
+        _fail(
+            "quant.init_bn_batches",
+            f"re-estimates BatchNorm on in-memory data only, not on the streamed "
+            f"data set {c.dataset.name!r}; set it to 0",
+        )
 
     o = c.optimizer
     _choice(o.name, "optimizer.name", OPTIMIZERS)
@@ -331,8 +352,11 @@ def validate_config(config, num_devices: int | None = None):
 
     _choice(o.binary_lr_scale, "optimizer.binary_lr_scale", LR_SCALES)
     if o.binary_lr_scale != "none" and c.quant.method not in BINARY_METHODS:
-        _fail("optimizer.binary_lr_scale", f"quant.method {c.quant.method!r} has no 1-bit kernels to scale; "
-              f"use 'none', or a binary method ({', '.join(BINARY_METHODS)})")
+        _fail(
+            "optimizer.binary_lr_scale",
+            f"quant.method {c.quant.method!r} has no 1-bit kernels to scale; "
+            f"use 'none', or a binary method ({', '.join(BINARY_METHODS)})",
+        )
     if o.binary_lr_scale != "none" and o.name == "bop":
         _fail("optimizer.binary_lr_scale", "Bop has no learning rate for the binary kernels; use 'none' with bop")
     _choice(c.loss, "loss", LOSS_NAMES)
@@ -351,8 +375,10 @@ def validate_config(config, num_devices: int | None = None):
 
 def _check_run_dir(path, key):
     if not os.path.isfile(os.path.join(path, "config.json")):
-        _fail(key, f"{path!r} is not a training workdir (no config.json in it); "
-              "point it at the --workdir of a finished run")
+        _fail(
+            key,
+            f"{path!r} is not a training workdir (no config.json in it); point it at the --workdir of a finished run",
+        )
 
 
 def load_config_file(spec: str):
@@ -365,8 +391,10 @@ def load_config_file(spec: str):
 
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found (the repository's configs are in configs/, "
-                          "e.g. --config=configs/digits_mlp.py:twn)")
+        raise ConfigError(
+            f"config file {path!r} not found (the repository's configs are in configs/, "
+            "e.g. --config=configs/digits_mlp.py:twn)"
+        )
     name = "_extremeq_config_" + os.path.splitext(os.path.basename(path))[0]
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)

@@ -33,8 +33,7 @@ from extremeq.nn.gpt import GPT
 from extremeq.train.checkpoint import Checkpointer
 from extremeq.train.metrics import MetricWriter, read_metrics
 
-_MODEL_KEYS = ("block_size", "num_layers", "num_heads", "width", "mlp_ratio", "positions", "linear",
-               "tie_embeddings")
+_MODEL_KEYS = ("block_size", "num_layers", "num_heads", "width", "mlp_ratio", "positions", "linear", "tie_embeddings")
 
 
 def token_cross_entropy(logits, targets):
@@ -54,8 +53,9 @@ def make_optimizer(opt, max_steps: int):
     if opt.name != "adamw":
         raise ValueError(f"config.optimizer.name={opt.name!r}: the language-model loop supports 'adamw'")
     warmup = min(int(opt.warmup_steps), max_steps - 1)  # a short (test) run still decays
-    sched = optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, warmup, max_steps,
-                                               end_value=opt.min_learning_rate)
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, opt.learning_rate, warmup, max_steps, end_value=opt.min_learning_rate
+    )
     decay_mask = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
     adamw = optax.adamw(sched, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
     return optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw) if opt.grad_clip else adamw, sched
@@ -89,8 +89,10 @@ def make_train_step(config, vocab_size: int, train_tokens, donate: bool = True):
 
 def _check(config):
     if config.dataset.name != "shakespeare_char":
-        raise ValueError(f"config.dataset.name={config.dataset.name!r}: the language-model loop reads "
-                         "'shakespeare_char' (any UTF-8 text via config.dataset.path)")
+        raise ValueError(
+            f"config.dataset.name={config.dataset.name!r}: the language-model loop reads "
+            "'shakespeare_char' (any UTF-8 text via config.dataset.path)"
+        )
     for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size"):
         if int(config[key]) < 1:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
@@ -121,6 +123,7 @@ def train_lm(config, workdir: str) -> dict:
             x, y, m = inp
             nll = token_cross_entropy(nnx.merge(graphdef, p)(x), y)
             return total + jnp.sum(nll * m[:, None]), None
+
         total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (vx, vy, mask))
         return total / (n_val * block)
 
@@ -144,10 +147,15 @@ def train_lm(config, workdir: str) -> dict:
             raise FloatingPointError(f"non-finite loss {losses[-1]} at step {step}; lower the learning rate")
         if step % config.eval_every == 0 or step == config.max_steps:
             val = float(validate(params))
-            row = {"step": step, "train_loss": float(np.mean(losses)), "val_loss": val,
-                   "val_perplexity": math.exp(val), "learning_rate": float(sched(step - 1)),
-                   "step_time_ms": 1000 * float(np.median(times[1:] if len(times) > 1 else times)),
-                   "elapsed_s": time.time() - t_run}
+            row = {
+                "step": step,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val,
+                "val_perplexity": math.exp(val),
+                "learning_rate": float(sched(step - 1)),
+                "step_time_ms": 1000 * float(np.median(times[1:] if len(times) > 1 else times)),
+                "elapsed_s": time.time() - t_run,
+            }
             writer.write(row)
             ckpt.save(step, params, opt_state, {"step": step})
             losses, times = [], []

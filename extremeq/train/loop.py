@@ -66,8 +66,11 @@ def best_validation(rows) -> dict:
     if not rows:  # e.g. a process other than the one writing metrics.jsonl
         return {}
     best = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))
-    return {"best_val_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
-            "test_accuracy_at_best_val": best["test_accuracy"]}
+    return {
+        "best_val_epoch": best["epoch"],
+        "best_val_accuracy": best["val_accuracy"],
+        "test_accuracy_at_best_val": best["test_accuracy"],
+    }
 
 
 def epoch_metrics(state, optimizer, epoch, step, evaluate, stats_fn) -> dict:
@@ -109,8 +112,12 @@ def run_loop(config, workdir, state, *, optimizer, mesh, step_fn, plan_fn, begin
     final = read_final(workdir)
     if step >= stop_at and final is not None and final.get("step") == step:
         ckpt.close()
-        logging.info("the run in %s is finished (step %d); nothing to do. Results: %s and metrics.jsonl",
-                     workdir, step, os.path.join(workdir, FINAL_FILE))
+        logging.info(
+            "the run in %s is finished (step %d); nothing to do. Results: %s and metrics.jsonl",
+            workdir,
+            step,
+            os.path.join(workdir, FINAL_FILE),
+        )
         return final
     writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
     if is_main:
@@ -125,8 +132,12 @@ def run_loop(config, workdir, state, *, optimizer, mesh, step_fn, plan_fn, begin
     def save():
         nonlocal last_saved
         if last_saved != step:
-            ckpt.save(step, state.model_vars(), state.train_vars(),
-                      {"step": step, "epoch": step // steps_per_epoch, "steps_per_epoch": steps_per_epoch})
+            ckpt.save(
+                step,
+                state.model_vars(),
+                state.train_vars(),
+                {"step": step, "epoch": step // steps_per_epoch, "steps_per_epoch": steps_per_epoch},
+            )
             last_saved = step
 
     with Preemption() as preemption:
@@ -136,8 +147,13 @@ def run_loop(config, workdir, state, *, optimizer, mesh, step_fn, plan_fn, begin
                 state = begin_fn(state)
             t0 = time.time()
             plan = plan_fn(epoch)
-            bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                       disable=not (config.progress_bar and is_main), leave=False)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=first,
+                desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                disable=not (config.progress_bar and is_main),
+                leave=False,
+            )
             for _ in range(first, steps_per_epoch):
                 state = step_fn(state, plan)
                 step += 1
@@ -160,8 +176,7 @@ def run_loop(config, workdir, state, *, optimizer, mesh, step_fn, plan_fn, begin
             if preemption.requested:
                 save()
                 preempted = True
-                logging.warning("SIGTERM: saved step %d to %s; rerun the same command to resume",
-                                step, ckpt.directory)
+                logging.warning("SIGTERM: saved step %d to %s; rerun the same command to resume", step, ckpt.directory)
         save()
     ckpt.close()
     writer.close()

@@ -54,8 +54,15 @@ def user_errors() -> tuple:
     from extremeq.data import DataError, DatasetNotPreparedError  # pylint: disable=g-import-not-at-top
     from extremeq.train.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
 
-    return (ConfigError, VariantError, WorkdirError, DatasetNotPreparedError, DataError, CheckpointError,
-            FileNotFoundError)
+    return (
+        ConfigError,
+        VariantError,
+        WorkdirError,
+        DatasetNotPreparedError,
+        DataError,
+        CheckpointError,
+        FileNotFoundError,
+    )
 
 
 def _fail(error, status: int = 2):
@@ -152,12 +159,22 @@ def define_flags(argv, flag_values=FLAGS):
     if config.get("task") != "lm":  # language models (task "lm") have their config file as their schema
         config = with_defaults(config)
     _prepare_overrides(config, argv)
-    flags.DEFINE_string("workdir", None, "The run's directory: config.json, metrics.jsonl, checkpoints/, "
-                        "final.json (created; rerun the same command to resume).", flag_values=flag_values)
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "The run's directory: config.json, metrics.jsonl, checkpoints/, "
+        "final.json (created; rerun the same command to resume).",
+        flag_values=flag_values,
+    )
     config_flags.DEFINE_config_dict(
-        "config", config, "Training config file, path.py[:variant] (e.g. configs/digits_mlp.py:twn); "
-        "override any key with --config.<section>.<key>=<value>.", flag_values=flag_values,
-        lock_config=True, sys_argv=argv)
+        "config",
+        config,
+        "Training config file, path.py[:variant] (e.g. configs/digits_mlp.py:twn); "
+        "override any key with --config.<section>.<key>=<value>.",
+        flag_values=flag_values,
+        lock_config=True,
+        sys_argv=argv,
+    )
     flag_values["config"].default_as_str = None  # not the whole config in --help
     for name in ("config", "workdir"):  # listed by --help, which shows the main module's flags
         flag_values.register_key_flag_for_module(sys.argv[0], flag_values[name])

@@ -78,8 +78,15 @@ def _quantize(model, config):
 
     q = config.quant
     keep = [(pattern, None) for pattern in q.get("keep_fp", ())]  # kept float ahead of the method's rules
-    rules = keep + method_rules(q.method, first=q.first, last=q.last, ste=q.ste, stochastic_eval=q.stochastic_eval,
-                                ste_kwargs=dict(q.ste_kwargs) or None, latent_init=q.latent_init)
+    rules = keep + method_rules(
+        q.method,
+        first=q.first,
+        last=q.last,
+        ste=q.ste,
+        stochastic_eval=q.stochastic_eval,
+        ste_kwargs=dict(q.ste_kwargs) or None,
+        latent_init=q.latent_init,
+    )
     quantize_model(model, rules, rngs=nnx.Rngs(config.seed, quant=config.seed + 1))
     return model
 

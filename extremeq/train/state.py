@@ -46,8 +46,7 @@ class TrainState:
         return {"params": self.params, "model_state": self.model_state}
 
     def train_vars(self):
-        return {"step": self.step, "opt_state": self.opt_state, "epoch_signs": self.epoch_signs,
-                "sums": self.sums}
+        return {"step": self.step, "opt_state": self.opt_state, "epoch_signs": self.epoch_signs, "sums": self.sums}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +66,13 @@ class OptimizerSpec:
 
     @classmethod
     def from_config(cls, config, steps_per_epoch: int, model: ModelSpec) -> "OptimizerSpec":
-        return cls(ml_collections.FrozenConfigDict(config.optimizer), int(steps_per_epoch),
-                   int(config.num_epochs), model.binary_kernels, model.clipped_kernels)
+        return cls(
+            ml_collections.FrozenConfigDict(config.optimizer),
+            int(steps_per_epoch),
+            int(config.num_epochs),
+            model.binary_kernels,
+            model.clipped_kernels,
+        )
 
     @property
     def uses_bop(self) -> bool:
@@ -76,9 +80,14 @@ class OptimizerSpec:
 
     def transform(self, params):
         """(optax transformation, labels) for ``params``."""
-        return optim.create_optimizer(self.settings, self.steps_per_epoch, self.num_epochs, params,
-                                      bop_paths=self.binary_kernels if self.uses_bop else (),
-                                      binary_paths=self.binary_kernels)
+        return optim.create_optimizer(
+            self.settings,
+            self.steps_per_epoch,
+            self.num_epochs,
+            params,
+            bop_paths=self.binary_kernels if self.uses_bop else (),
+            binary_paths=self.binary_kernels,
+        )
 
     def clip_mask(self, params, labels):
         """True at the latent kernels clipped to [-1, 1] after each step (not those under Bop)."""
@@ -87,9 +96,15 @@ class OptimizerSpec:
 
     def learning_rate(self, step):
         o = self.settings
-        schedule = optim.learning_rate_schedule(o.learning_rate, self.steps_per_epoch, self.num_epochs,
-                                                o.schedule, tuple(o.decay_epochs), o.decay_factor,
-                                                o.warmup_epochs)
+        schedule = optim.learning_rate_schedule(
+            o.learning_rate,
+            self.steps_per_epoch,
+            self.num_epochs,
+            o.schedule,
+            tuple(o.decay_epochs),
+            o.decay_factor,
+            o.warmup_epochs,
+        )
         return schedule(step)
 
 
@@ -99,8 +114,10 @@ def steps_per_epoch(config, num_train: int) -> int:
 
     steps = num_train // config.batch_size
     if steps == 0:
-        raise ConfigError(f"config.batch_size: {config.batch_size} exceeds the {num_train} training examples; "
-                          f"use a batch size of at most {num_train}")
+        raise ConfigError(
+            f"config.batch_size: {config.batch_size} exceeds the {num_train} training examples; "
+            f"use a batch size of at most {num_train}"
+        )
     return steps
 
 
@@ -110,8 +127,12 @@ def flat_tree(tree) -> dict:
 
 
 def zero_sums():
-    return {"loss": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
-            "count": jnp.zeros((), jnp.int32), "nonfinite_step": jnp.full((), -1, jnp.int32)}
+    return {
+        "loss": jnp.zeros((), jnp.float32),
+        "correct": jnp.zeros((), jnp.int32),
+        "count": jnp.zeros((), jnp.int32),
+        "nonfinite_step": jnp.full((), -1, jnp.int32),
+    }
 
 
 def kernel_signs(params, binary_kernels):
@@ -127,13 +148,20 @@ def create_train_state(model, optimizer: OptimizerSpec, mesh) -> TrainState:
     tx, labels = optimizer.transform(params)
     if optimizer.uses_bop:
         params = optim.binarize_for_bop(params, labels)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                       opt_state=tx.init(params), epoch_signs=kernel_signs(params, optimizer.binary_kernels),
-                       sums=zero_sums())
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=tx.init(params),
+        epoch_signs=kernel_signs(params, optimizer.binary_kernels),
+        sums=zero_sums(),
+    )
     return distributed.replicate(state, mesh)
 
 
 def begin_epoch(state: TrainState, *, binary_kernels) -> TrainState:
     """Resets the epoch's metric sums and snapshots the binary kernels' signs."""
-    return state.replace(epoch_signs=kernel_signs(state.params, binary_kernels),
-                         sums=dict(zero_sums(), nonfinite_step=state.sums["nonfinite_step"]))
+    return state.replace(
+        epoch_signs=kernel_signs(state.params, binary_kernels),
+        sums=dict(zero_sums(), nonfinite_step=state.sums["nonfinite_step"]),
+    )

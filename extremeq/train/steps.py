@@ -69,8 +69,12 @@ class Objective:
 
     @classmethod
     def from_config(cls, config, teacher_graphdef=None) -> "Objective":
-        return cls(loss=config.loss, teacher_graphdef=teacher_graphdef, alpha=float(config.distill.alpha),
-                   temperature=float(config.distill.temperature))
+        return cls(
+            loss=config.loss,
+            teacher_graphdef=teacher_graphdef,
+            alpha=float(config.distill.alpha),
+            temperature=float(config.distill.temperature),
+        )
 
 
 def make_mesh(num_devices: int = -1) -> Mesh:
@@ -86,12 +90,23 @@ def _preprocess(inputs: Inputs, images, key):
 
     if inputs.streamed:
         return normalize(images, inputs.mean, inputs.std)
-    return augment_batch(key, images, mean=inputs.mean, std=inputs.std, crop_padding=inputs.crop_padding,
-                         flip=inputs.flip)
+    return augment_batch(
+        key, images, mean=inputs.mean, std=inputs.std, crop_padding=inputs.crop_padding, flip=inputs.flip
+    )
 
 
-def train_step(state: TrainState, images, labels, key, teacher_vars, *, model: ModelSpec,
-               optimizer: OptimizerSpec, inputs: Inputs, objective: Objective) -> TrainState:
+def train_step(
+    state: TrainState,
+    images,
+    labels,
+    key,
+    teacher_vars,
+    *,
+    model: ModelSpec,
+    optimizer: OptimizerSpec,
+    inputs: Inputs,
+    objective: Objective,
+) -> TrainState:
     """One optimizer step on a (sharded) batch of uint8 images.
 
     loss = L(f(x), y) with L = config.loss, or the distillation loss (extremeq.train.distill) when a
@@ -114,8 +129,9 @@ def train_step(state: TrainState, images, labels, key, teacher_vars, *, model: M
         if teacher_logits is None:
             loss = LOSSES[objective.loss](logits, labels)
         else:
-            loss = distillation_loss(logits, teacher_logits, labels, alpha=objective.alpha,
-                                     temperature=objective.temperature)
+            loss = distillation_loss(
+                logits, teacher_logits, labels, alpha=objective.alpha, temperature=objective.temperature
+            )
         _, _, new_model_state = split_model(net)
         return loss, (logits, new_model_state)
 
@@ -132,8 +148,7 @@ def train_step(state: TrainState, images, labels, key, teacher_vars, *, model: M
         "count": s["count"] + labels.shape[0],
         "nonfinite_step": jnp.where(bad, state.step, s["nonfinite_step"]),
     }
-    return state.replace(step=state.step + 1, params=params, model_state=model_state,
-                         opt_state=opt_state, sums=sums)
+    return state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state, sums=sums)
 
 
 def step_example_ids(plan, step, *, steps_per_epoch: int, inputs: Inputs):
@@ -152,8 +167,9 @@ def in_memory_train_step(state, x_all, y_all, plan, aug_key, teacher_vars, **sta
 
     (Keys are arguments, not closure constants, so the compiled step does not depend on the seed.)"""
     epoch, i = jnp.divmod(state.step, static["optimizer"].steps_per_epoch)
-    idx = step_example_ids(plan, state.step, steps_per_epoch=static["optimizer"].steps_per_epoch,
-                           inputs=static["inputs"])
+    idx = step_example_ids(
+        plan, state.step, steps_per_epoch=static["optimizer"].steps_per_epoch, inputs=static["inputs"]
+    )
     key = jax.random.fold_in(jax.random.fold_in(aug_key, epoch), i)
     images = jnp.take(x_all, idx, axis=0)
     labels = jnp.take(y_all, idx, axis=0)

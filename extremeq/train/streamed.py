@@ -88,18 +88,28 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
     del model
     teacher_graphdef, teacher_vars = load_teacher(config, IMAGENET_NUM_CLASSES, input_shape, mesh)
     inputs = Inputs.from_config(config, mesh, data_lib.IMAGENET_MEAN, data_lib.IMAGENET_STD, streamed=True)
-    static = dict(model=spec, optimizer=optimizer, inputs=inputs,
-                  objective=Objective.from_config(config, teacher_graphdef))
+    static = dict(
+        model=spec, optimizer=optimizer, inputs=inputs, objective=Objective.from_config(config, teacher_graphdef)
+    )
 
-    train_ds = data_lib.imagenet_dataset(train_source, train=True, batch_size=local_batch,
-                                         image_size=size, seed=config.seed, num_epochs=None,
-                                         flip=bool(config.dataset.augment.flip), num_shards=n_proc)
+    train_ds = data_lib.imagenet_dataset(
+        train_source,
+        train=True,
+        batch_size=local_batch,
+        image_size=size,
+        seed=config.seed,
+        num_epochs=None,
+        flip=bool(config.dataset.augment.flip),
+        num_shards=n_proc,
+    )
     train_ds = data_lib.process_shard(train_ds, proc, n_proc)
 
     def global_batch(local):
-        return (jax.make_array_from_process_local_data(batch_sharding, local["image"]),
-                jax.make_array_from_process_local_data(batch_sharding, local["label"].astype("int32")),
-                jax.make_array_from_process_local_data(batch_sharding, local["mask"]))
+        return (
+            jax.make_array_from_process_local_data(batch_sharding, local["image"]),
+            jax.make_array_from_process_local_data(batch_sharding, local["label"].astype("int32")),
+            jax.make_array_from_process_local_data(batch_sharding, local["mask"]),
+        )
 
     p_step = jax.jit(functools.partial(train_step, **static), donate_argnums=(0,), out_shardings=replicated)
     p_eval = jax.jit(functools.partial(eval_step, model=spec, inputs=inputs, loss=config.loss))
@@ -110,14 +120,16 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
 
     def step_fn(state, _):
         if "it" not in stream:  # started at the (restored) step, once
-            stream["it"] = data_lib.imagenet_iterator(train_ds, worker_count=config.dataset.workers,
-                                                      start_step=int(state.step))
+            stream["it"] = data_lib.imagenet_iterator(
+                train_ds, worker_count=config.dataset.workers, start_step=int(state.step)
+            )
         images, labels, _ = global_batch(next(stream["it"]))
         return p_step(state, images, labels, no_key, teacher_vars)
 
     def evaluate(state):
-        ds = data_lib.imagenet_dataset(eval_source, train=False, batch_size=local_eval_batch,
-                                       image_size=size, num_shards=n_proc)
+        ds = data_lib.imagenet_dataset(
+            eval_source, train=False, batch_size=local_eval_batch, image_size=size, num_shards=n_proc
+        )
         ds = data_lib.process_shard(ds, proc, n_proc)
         totals = jnp.zeros((3,), jnp.float32)
         for batch in data_lib.imagenet_iterator(ds, worker_count=config.dataset.workers):
@@ -126,5 +138,15 @@ def train_and_evaluate_streamed(config, workdir: str) -> dict:
         loss, correct, count = (float(v) for v in jax.device_get(totals))
         return {"test_loss": loss / max(count, 1), "test_accuracy": correct / max(count, 1)}
 
-    return run_loop(config, workdir, state, optimizer=optimizer, mesh=mesh, step_fn=step_fn,
-                    plan_fn=lambda epoch: None, begin_fn=p_begin, stats_fn=p_stats, evaluate=evaluate)
+    return run_loop(
+        config,
+        workdir,
+        state,
+        optimizer=optimizer,
+        mesh=mesh,
+        step_fn=step_fn,
+        plan_fn=lambda epoch: None,
+        begin_fn=p_begin,
+        stats_fn=p_stats,
+        evaluate=evaluate,
+    )

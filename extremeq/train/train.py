@@ -91,7 +91,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if config.dataset.validation and ds.x_val is None:
         raise ConfigError(
             f"config.dataset.validation: limit_train = {config.dataset.limit_train} leaves no training "
-            f"examples for validation (the split has {ds.num_train}); lower limit_train")
+            f"examples for validation (the split has {ds.num_train}); lower limit_train"
+        )
     model = create_model_for_data(config, ds)
     spec = model_spec(model)
     optimizer = OptimizerSpec.from_config(config, spe, spec)
@@ -99,8 +100,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     del model
     teacher_graphdef, teacher_vars = load_teacher(config, ds.num_classes, ds.image_shape, mesh)
     inputs = Inputs.from_config(config, mesh, ds.mean, ds.std)
-    fns = in_memory_functions(spec, optimizer, inputs, Objective.from_config(config, teacher_graphdef),
-                              ds.num_train, config.batch_size)
+    fns = in_memory_functions(
+        spec, optimizer, inputs, Objective.from_config(config, teacher_graphdef), ds.num_train, config.batch_size
+    )
 
     x_train, y_train, x_test, y_test = distributed.replicate((ds.x_train, ds.y_train, ds.x_test, ds.y_test), mesh)
     e_idx, e_mask = distributed.replicate(data_lib.eval_indices(ds.num_test, config.eval_batch_size), mesh)
@@ -118,10 +120,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
             out.update(val_loss=float(loss / count), val_accuracy=float(correct / count))
         return out
 
-    return run_loop(config, workdir, state, optimizer=optimizer, mesh=mesh,
-                    step_fn=lambda st, plan: fns["step"](st, x_train, y_train, plan, aug_key, teacher_vars),
-                    plan_fn=lambda epoch: fns["plan"](shuffle_key, epoch), begin_fn=fns["begin"],
-                    stats_fn=fns["stats"], evaluate=evaluate)
+    return run_loop(
+        config,
+        workdir,
+        state,
+        optimizer=optimizer,
+        mesh=mesh,
+        step_fn=lambda st, plan: fns["step"](st, x_train, y_train, plan, aug_key, teacher_vars),
+        plan_fn=lambda epoch: fns["plan"](shuffle_key, epoch),
+        begin_fn=fns["begin"],
+        stats_fn=fns["stats"],
+        evaluate=evaluate,
+    )
 
 
 def create_model_for_data(config, ds):
@@ -138,15 +148,16 @@ def create_model_for_data(config, ds):
     mean, std = (ds.mean, ds.std) if config.dataset.normalize else ((0.0,), (1.0,))
     b = config.batch_size
     n = max(1, min(int(config.quant.init_bn_batches), ds.num_train // b))
-    batches = (normalize(ds.x_train[i * b:(i + 1) * b], mean, std) for i in range(n))
+    batches = (normalize(ds.x_train[i * b : (i + 1) * b], mean, std) for i in range(n))
     used = recalibrate_batch_norm(model, batches, train=True)
     logging.info("BatchNorm statistics re-estimated on %d training batches of %d (quant.init_bn_batches)", used, b)
     return model
 
 
 @functools.lru_cache(maxsize=8)
-def in_memory_functions(model: ModelSpec, optimizer: OptimizerSpec, inputs: Inputs, objective: Objective,
-                        num_train: int, batch_size: int) -> dict:
+def in_memory_functions(
+    model: ModelSpec, optimizer: OptimizerSpec, inputs: Inputs, objective: Objective, num_train: int, batch_size: int
+) -> dict:
     """The jitted functions of the in-memory data path. Cached by their static pieces (all hashable by
     value), so that runs differing only in seed (a sweep) reuse the compiled step."""
     from extremeq.data import epoch_indices  # pylint: disable=g-import-not-at-top
@@ -154,11 +165,9 @@ def in_memory_functions(model: ModelSpec, optimizer: OptimizerSpec, inputs: Inpu
     replicated = inputs.replicated
     static = dict(model=model, optimizer=optimizer, inputs=inputs, objective=objective)
     return dict(
-        step=jax.jit(functools.partial(in_memory_train_step, **static), donate_argnums=(0,),
-                     out_shardings=replicated),
+        step=jax.jit(functools.partial(in_memory_train_step, **static), donate_argnums=(0,), out_shardings=replicated),
         eval=jax.jit(functools.partial(evaluate_in_memory, model=model, inputs=inputs, loss=objective.loss)),
-        begin=jax.jit(functools.partial(begin_epoch, binary_kernels=model.binary_kernels),
-                      out_shardings=replicated),
+        begin=jax.jit(functools.partial(begin_epoch, binary_kernels=model.binary_kernels), out_shardings=replicated),
         stats=jax.jit(functools.partial(quant_stats, model=model)),
         plan=jax.jit(lambda k, e: epoch_indices(k, num_train, batch_size, e), out_shardings=replicated),
     )

@@ -25,8 +25,7 @@ from extremeq.train.config import (
     METHODS,
 )
 
-QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS,
-                    "init_weights": INIT_WEIGHTS}
+QUANT_SHORTHANDS = {"ste": ESTIMATORS, "first": EDGE_PRECISIONS, "last": EDGE_PRECISIONS, "init_weights": INIT_WEIGHTS}
 
 
 class VariantError(ValueError):

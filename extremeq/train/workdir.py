@@ -21,10 +21,21 @@ FINAL_FILE = "final.json"
 CHANGES_FILE = "config_changes.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 # Keys that change how a run is executed, not what it computes: a resumed run may change them.
-RESUMABLE_KEYS = ("max_steps", "log_every_steps", "num_devices", "distributed", "progress_bar",
-                  "sync_every_step", "resume_with_changes", "dataset.workers", "checkpoint.keep",
-                  "checkpoint.every_epochs", "cluster.coordinator_address", "cluster.num_processes",
-                  "cluster.process_id")
+RESUMABLE_KEYS = (
+    "max_steps",
+    "log_every_steps",
+    "num_devices",
+    "distributed",
+    "progress_bar",
+    "sync_every_step",
+    "resume_with_changes",
+    "dataset.workers",
+    "checkpoint.keep",
+    "checkpoint.every_epochs",
+    "cluster.coordinator_address",
+    "cluster.num_processes",
+    "cluster.process_id",
+)
 
 
 class WorkdirError(ValueError):
@@ -81,8 +92,11 @@ def changed_keys(old: dict, new: dict) -> dict:
     """{dotted key: (old value, new value)} of the keys that differ, less ``RESUMABLE_KEYS``."""
     a, b = _flat(old), _flat(new)
     missing = object()
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)}
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)
+    }
 
 
 def _check_writable(path: str, what: str) -> None:
@@ -92,8 +106,9 @@ def _check_writable(path: str, what: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise WorkdirError(f"{what} {path!r} is not writable ({e.strerror}); fix its permissions or "
-                           "choose another --workdir") from e
+        raise WorkdirError(
+            f"{what} {path!r} is not writable ({e.strerror}); fix its permissions or choose another --workdir"
+        ) from e
 
 
 def _has_results(workdir: str) -> bool:
@@ -150,10 +165,10 @@ def prepare_workdir(config, workdir: str, latest_step, is_main: bool = True, bef
                 f"{workdir!r} holds the metrics of an earlier run but no checkpoint (was checkpoints/ "
                 "deleted?); training would start over and overwrite them. Use a new --workdir, or add "
                 "--config.resume_with_changes=True to retrain from step 0 (the old metrics.jsonl and "
-                "final.json are kept, renamed)")
+                "final.json are kept, renamed)"
+            )
         moved = _set_aside(workdir, ("metrics.jsonl", FINAL_FILE))
-        _record_change(workdir, {"from_step": 0, "reason": "no checkpoint; retrained from scratch",
-                                 "set_aside": moved})
+        _record_change(workdir, {"from_step": 0, "reason": "no checkpoint; retrained from scratch", "set_aside": moved})
     elif os.path.isfile(saved_path) and step is not None:
         with open(saved_path) as f:
             changes = changed_keys(json.load(f), new)
@@ -163,8 +178,10 @@ def prepare_workdir(config, workdir: str, latest_step, is_main: bool = True, bef
                 f"{workdir!r} holds a run trained to step {step} with another config; changed: {listed}. "
                 "Rerun with the same config, use a new --workdir, or add "
                 "--config.resume_with_changes=True to continue with the change (recorded in "
-                f"{CHANGES_FILE})")
+                f"{CHANGES_FILE})"
+            )
         if changes:
-            _record_change(workdir, {"from_step": int(step),
-                                     "changes": {k: {"old": a, "new": b} for k, (a, b) in changes.items()}})
+            _record_change(
+                workdir, {"from_step": int(step), "changes": {k: {"old": a, "new": b} for k, (a, b) in changes.items()}}
+            )
     save_run_config(config, workdir)

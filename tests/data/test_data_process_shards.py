@@ -31,8 +31,9 @@ def _train_ids(source, *, processes, local_batch, epochs):
     steps = len(source) // global_batch
     out = [[[] for _ in range(processes)] for _ in range(epochs)]
     for p in range(processes):
-        ds = inet.imagenet_dataset(source, train=True, batch_size=local_batch, image_size=8, seed=5,
-                                   num_epochs=None, num_shards=processes)
+        ds = inet.imagenet_dataset(
+            source, train=True, batch_size=local_batch, image_size=8, seed=5, num_epochs=None, num_shards=processes
+        )
         it = inet.imagenet_iterator(inet.process_shard(ds, p, processes))
         for step in range(epochs * steps):
             batch = next(it)
@@ -63,7 +64,7 @@ def test_global_steps_do_not_depend_on_the_process_count():
         two = _train_ids(source, processes=2, local_batch=4, epochs=2)
     for e in range(2):
         for s in range(5):  # global step s = local batches 2s (process 0) and 2s + 1 (process 1)
-            assert one[e][0][8 * s:8 * s + 8] == two[e][0][4 * s:4 * s + 4] + two[e][1][4 * s:4 * s + 4]
+            assert one[e][0][8 * s : 8 * s + 8] == two[e][0][4 * s : 4 * s + 4] + two[e][1][4 * s : 4 * s + 4]
 
 
 @pytest.mark.parametrize("processes", [1, 2, 3])

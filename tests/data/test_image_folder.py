@@ -246,9 +246,11 @@ def test_cifar_configs_resolve_to_the_archive_without_a_gpu(tmp_path, monkeypatc
 
     cifar, _ = _cifar_like(tmp_path)
     monkeypatch.setenv("EXTREMEQ_CIFAR10", str(cifar))
-    for arg, model, method in (("cifar10_resnet.py:resnet20:ttq", "resnet20", "ttq"),
-                               ("cifar10_vgg7.py:twn", "vgg7", "twn"),
-                               ("cifar10_quick.py:xnor", "vgg7", "xnor")):
+    for arg, model, method in (
+        ("cifar10_resnet.py:resnet20:ttq", "resnet20", "ttq"),
+        ("cifar10_vgg7.py:twn", "vgg7", "twn"),
+        ("cifar10_quick.py:xnor", "vgg7", "xnor"),
+    ):
         c = validate_config(load_config_file(f"configs/{arg}"), num_devices=1)
         assert (c.dataset.name, c.model.name, c.quant.method) == ("cifar10", model, method)
         assert (c.dataset.augment.crop_padding, c.dataset.augment.flip) == (4, True)
@@ -264,9 +266,11 @@ def _real_archive():
     return path if path.is_file() else None
 
 
-@pytest.mark.skipif(_real_archive() is None,
-                    reason="the real CIFAR-10 archive is absent: no ../shared/data/cifar10_jpeg.tar.gz "
-                           "beside the repository and $EXTREMEQ_CIFAR10 unset")
+@pytest.mark.skipif(
+    _real_archive() is None,
+    reason="the real CIFAR-10 archive is absent: no ../shared/data/cifar10_jpeg.tar.gz "
+    "beside the repository and $EXTREMEQ_CIFAR10 unset",
+)
 def test_real_cifar10_two_training_steps(tmp_path):
     from extremeq.train.config import load_config_file
     from extremeq.train.train import train_and_evaluate

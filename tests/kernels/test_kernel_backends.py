@@ -121,8 +121,11 @@ def test_public_api_is_documented():
         obj = getattr(kernels, name)
         if callable(obj) and not isinstance(obj, type):
             assert obj.__doc__ and len(obj.__doc__) > 40, name
-        assert name in kernels.__doc__ or name in ("BACKENDS", "KernelFallbackWarning") or name.endswith(
-            ("_reference", "kmap")), name
+        assert (
+            name in kernels.__doc__
+            or name in ("BACKENDS", "KernelFallbackWarning")
+            or name.endswith(("_reference", "kmap"))
+        ), name
 
 
 def test_kernels_import_without_training_stack():
@@ -139,8 +142,13 @@ def test_kernels_import_without_training_stack():
         "import extremeq.kernels, extremeq.packing\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
@@ -151,9 +159,11 @@ def test_gpu_selection_table_picks_per_shape(monkeypatch):
     from extremeq.kernels.tiles import BlockSizes
 
     small = BlockSizes(block_m=16, block_n=128, block_words=64, num_warps=4, num_stages=3)
-    rows = (backends.Selection(family="weight_only_matmul", backend="pallas", max_m=16, tiles=small),
-            backends.Selection(family="weight_only_matmul", backend="dot", min_k=1),
-            backends.Selection(family="xnor_matmul", backend="dot", min_n=4096))
+    rows = (
+        backends.Selection(family="weight_only_matmul", backend="pallas", max_m=16, tiles=small),
+        backends.Selection(family="weight_only_matmul", backend="dot", min_k=1),
+        backends.Selection(family="xnor_matmul", backend="dot", min_n=4096),
+    )
     monkeypatch.setattr(backends, "platform", lambda: "gpu")
     monkeypatch.setattr(backends, "GPU_SELECTION", rows)
     assert backends.select("weight_only_matmul", "gpu", (1, 8192, 8192)) == ("pallas", small)

@@ -53,11 +53,13 @@ def test_xnor_tiles_lower_to_triton(cfg):
 
 def test_split_k_lowers_to_triton():
     a, b = S((1, 256), jnp.uint32), S((8192, 256), jnp.uint32)  # M = 1: auto split of K
-    assert "triton" in _lowers(functools.partial(xnor_matmul_gpu, k=8192), "cuda", a, b,
-                               S((1,), jnp.float32), S((8192,), jnp.float32))
+    assert "triton" in _lowers(
+        functools.partial(xnor_matmul_gpu, k=8192), "cuda", a, b, S((1,), jnp.float32), S((8192,), jnp.float32)
+    )
     fn = functools.partial(weight_only_matmul_gpu, decode=decode_sign_slot, per_word=32, name="wo", split_k=4)
-    assert "triton" in _lowers(fn, "cuda", S((1, 8192), jnp.bfloat16), S((8192, 256), jnp.uint32),
-                               S((8192,), jnp.float32))
+    assert "triton" in _lowers(
+        fn, "cuda", S((1, 8192), jnp.bfloat16), S((8192, 256), jnp.uint32), S((8192,), jnp.float32)
+    )
 
 
 @pytest.mark.parametrize("cfg", WO_CONFIGS[:2], ids=_names(WO_CONFIGS[:2]))
@@ -71,11 +73,13 @@ def test_weight_only_tiles_lower_to_triton(cfg, decode, per_word):
 
 def test_tpu_kernels_lower_to_mosaic():
     a, b = S((300, 344), jnp.uint32), S((700, 344), jnp.uint32)
-    assert "tpu_custom_call" in _lowers(functools.partial(xnor_matmul_tpu, k=11008),
-                                        "tpu", a, b, S((300,), jnp.float32), S((700,), jnp.float32))
+    assert "tpu_custom_call" in _lowers(
+        functools.partial(xnor_matmul_tpu, k=11008), "tpu", a, b, S((300,), jnp.float32), S((700,), jnp.float32)
+    )
     fn = functools.partial(weight_only_matmul_tpu, decode=decode_ternary_slot, per_word=16, name="wo")
-    assert "tpu_custom_call" in _lowers(fn, "tpu", S((8, 4096), jnp.bfloat16), S((256, 256), jnp.uint32),
-                                        S((256,), jnp.float32))
+    assert "tpu_custom_call" in _lowers(
+        fn, "tpu", S((8, 4096), jnp.bfloat16), S((256, 256), jnp.uint32), S((256,), jnp.float32)
+    )
 
 
 # ------------------------------------------------------------------ on the GPU: exactness per tile
@@ -84,8 +88,10 @@ gpu_only = pytest.mark.skipif(not ON_GPU, reason="needs a GPU (compiled Triton k
 
 @gpu_only
 @pytest.mark.parametrize("cfg", GPU_TILE_CONFIGS, ids=_names(GPU_TILE_CONFIGS))
-@pytest.mark.parametrize("m,n,k,split_k", [(300, 520, 32 * 32 * 3 + 7, None), (1, 17, 1, None),
-                                           (129, 257, 64 * 32, None), (2, 300, 32 * 32 * 5 + 3, 3)])
+@pytest.mark.parametrize(
+    "m,n,k,split_k",
+    [(300, 520, 32 * 32 * 3 + 7, None), (1, 17, 1, None), (129, 257, 64 * 32, None), (2, 300, 32 * 32 * 5 + 3, 3)],
+)
 def test_xnor_tile_exact_on_gpu(cfg, m, n, k, split_k):
     rng = np.random.default_rng(k + m)
     a, b = random_pm1(rng, (m, k)), random_pm1(rng, (n, k))
@@ -112,8 +118,10 @@ def test_xnor_tile_exact_on_gpu_large(cfg):
 @pytest.mark.parametrize("m,n,k", [(1, 300, 32 * 40 + 5), (70, 130, 2048)])
 def test_weight_only_tile_on_gpu(cfg, kind, m, n, k):
     if gpu_block_m(cfg.block_m, m) != cfg.block_m:
-        pytest.skip(f"block_m {cfg.block_m} is clamped to the padded M = {m} (the block_m 16 case); "
-                    "unclamped, 64 and 128 gave wrong ternary results at M = 1 on an H100")
+        pytest.skip(
+            f"block_m {cfg.block_m} is clamped to the padded M = {m} (the block_m 16 case); "
+            "unclamped, 64 and 128 gave wrong ternary results at M = 1 on an H100"
+        )
     rng = np.random.default_rng(m + n)
     x = jnp.asarray(rng.normal(size=(m, k)), jnp.bfloat16)
     if kind == "binary":

@@ -1,7 +1,6 @@
 """packed_conv: every path (XLA conv with the border term, patches @ packed weights, XNOR-popcount)
 against the float reference that pads the input explicitly, and backend="auto" per platform."""
 
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -36,14 +35,31 @@ def _case(seed, fmt, h, w, c, o, ks, binary_inputs):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("pad_value", [0.0, 1.0, -0.5])
-@pytest.mark.parametrize("path,fmt,binary_inputs", [("conv", "binary", False), ("conv", "ternary", True),
-                                                    ("patches", "binary", True), ("patches", "ternary", False),
-                                                    ("xnor", "binary", True)])
+@pytest.mark.parametrize(
+    "path,fmt,binary_inputs",
+    [
+        ("conv", "binary", False),
+        ("conv", "ternary", True),
+        ("patches", "binary", True),
+        ("patches", "ternary", False),
+        ("xnor", "binary", True),
+    ],
+)
 def test_paths_equal_explicitly_padded_reference(case, pad_value, path, fmt, binary_inputs):
     h, w, c, o, ks, st, pad = case
     x, q, words, alpha = _case(h + c, fmt, h, w, c, o, ks, binary_inputs)
-    got = packed_conv(x, words, alpha, weight_format=fmt, kernel_size=ks, strides=st, padding=pad,
-                      pad_value=pad_value, binary_inputs=binary_inputs, backend=path)
+    got = packed_conv(
+        x,
+        words,
+        alpha,
+        weight_format=fmt,
+        kernel_size=ks,
+        strides=st,
+        padding=pad,
+        pad_value=pad_value,
+        binary_inputs=binary_inputs,
+        backend=path,
+    )
     want = packed_conv_reference(x, q * alpha, strides=st, padding=pad, pad_value=pad_value)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-4)
 
@@ -64,8 +80,9 @@ def test_border_term_equals_explicit_padding_grouped():
     x = rng.choice([-1.0, 1.0], size=(2, 6, 5, 4)).astype(np.float32)
     kernel = rng.normal(size=(3, 3, 2, 6)).astype(np.float32)  # 2 groups of 2 channels
     pads = ((1, 1), (2, 0))
-    got = padded_conv(jnp.asarray(x), jnp.asarray(kernel), strides=(1, 2), pads=pads, pad_value=1.0,
-                      feature_group_count=2)
+    got = padded_conv(
+        jnp.asarray(x), jnp.asarray(kernel), strides=(1, 2), pads=pads, pad_value=1.0, feature_group_count=2
+    )
     want = packed_conv_reference(x, kernel, strides=(1, 2), padding=pads, pad_value=1.0, feature_group_count=2)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-4)
 
@@ -91,8 +108,14 @@ def test_bad_requests():
     with pytest.raises(ValueError, match="weight_format 'int4' unknown"):
         packed_conv(x, words, alpha, weight_format="int4", kernel_size=3)
     with pytest.raises(ValueError, match="alpha_neg .* needs ternary"):
-        packed_conv(x, np_pack_signs(np.ascontiguousarray(q.reshape(-1, 3).T)), alpha, alpha_neg=1.0, weight_format="binary",
-                    kernel_size=3)
+        packed_conv(
+            x,
+            np_pack_signs(np.ascontiguousarray(q.reshape(-1, 3).T)),
+            alpha,
+            alpha_neg=1.0,
+            weight_format="binary",
+            kernel_size=3,
+        )
     with pytest.raises(ValueError, match="words per filter"):
         packed_conv(x[..., :1], words, alpha, weight_format="ternary", kernel_size=3)
     with pytest.raises(ValueError, match="backend 'fast' unknown"):

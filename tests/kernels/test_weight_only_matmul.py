@@ -1,6 +1,5 @@
 """binary/ternary_weight_matmul equal dequantize-then-dot within float tolerance."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,9 +51,15 @@ def test_dot_backend_equals_dequantized(kind, m, n, k):
         np.testing.assert_allclose(np.asarray(jax.jit(ref)(x, w, alpha)), want, **TOL[jnp.float32])
 
 
-@pytest.mark.parametrize("kind,dtype,m,n,k", [
-    ("binary", jnp.float32, 1, 5, 33), ("binary", jnp.bfloat16, 19, 20, 300),
-    ("ternary", jnp.float32, 19, 20, 300), ("ternary", jnp.bfloat16, 1, 5, 33)])
+@pytest.mark.parametrize(
+    "kind,dtype,m,n,k",
+    [
+        ("binary", jnp.float32, 1, 5, 33),
+        ("binary", jnp.bfloat16, 19, 20, 300),
+        ("ternary", jnp.float32, 19, 20, 300),
+        ("ternary", jnp.bfloat16, 1, 5, 33),
+    ],
+)
 def test_pallas_equals_dequantized(kind, dtype, m, n, k):
     op, ref = OPS[kind]
     x, w, alpha, _ = _case(kind, m + k, m, n, k, dtype)
@@ -82,8 +87,16 @@ def test_tpu_kernel_interpreted(kind):
     decode, per_word = (decode_sign_slot, 32) if kind == "binary" else (decode_ternary_slot, 16)
     m, n, k = 3, 130, per_word * 129 + 3  # 2 K steps of 128 words, 2 column tiles
     x, w, alpha, want = _case(kind, 11, m, n, k, jnp.float32)
-    got = weight_only_matmul_tpu(x, w, jnp.asarray(alpha), decode=decode, per_word=per_word,
-                                 name=kind, block_n=128, interpret=pltpu.InterpretParams())
+    got = weight_only_matmul_tpu(
+        x,
+        w,
+        jnp.asarray(alpha),
+        decode=decode,
+        per_word=per_word,
+        name=kind,
+        block_n=128,
+        interpret=pltpu.InterpretParams(),
+    )
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-3)
 
 
@@ -95,8 +108,13 @@ def test_leading_dims_and_scalar_alpha():
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 200), seed=st.integers(0, 2**16),
-       kind=st.sampled_from(["binary", "ternary"]))
+@given(
+    m=st.integers(1, 20),
+    n=st.integers(1, 20),
+    k=st.integers(1, 200),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["binary", "ternary"]),
+)
 def test_property_dot(m, n, k, seed, kind):
     op, _ = OPS[kind]
     x, w, alpha, want = _case(kind, seed, m, n, k, jnp.float32)
@@ -104,8 +122,13 @@ def test_property_dot(m, n, k, seed, kind):
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 100), seed=st.integers(0, 2**16),
-       kind=st.sampled_from(["binary", "ternary"]))
+@given(
+    m=st.integers(1, 20),
+    n=st.integers(1, 20),
+    k=st.integers(1, 100),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["binary", "ternary"]),
+)
 def test_property_pallas(m, n, k, seed, kind):
     op, _ = OPS[kind]
     x, w, alpha, want = _case(kind, seed, m, n, k, jnp.float32)
@@ -120,8 +143,7 @@ def test_pack_binary_weights_roundtrip():
     np.testing.assert_allclose(np.asarray(alpha), np.abs(kernel).mean(0), rtol=1e-6)
     x = rng.normal(size=(2, 70)).astype(np.float32)
     want = x @ (np.where(kernel >= 0, 1.0, -1.0) * np.abs(kernel).mean(0))
-    np.testing.assert_allclose(np.asarray(binary_weight_matmul(x, w, alpha, backend="dot")), want,
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(binary_weight_matmul(x, w, alpha, backend="dot")), want, rtol=1e-5, atol=1e-4)
 
 
 def test_pack_ternary_weights_recovers_twn_scale():
@@ -133,8 +155,9 @@ def test_pack_ternary_weights_recovers_twn_scale():
     w, alpha = pack_ternary_weights(q)
     np.testing.assert_allclose(np.asarray(alpha), [0.3, 0.0, 2.5, 0.7, 0.01], rtol=1e-6)
     x = rng.normal(size=(3, 50)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(ternary_weight_matmul(x, w, alpha, backend="dot")), x @ q,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(ternary_weight_matmul(x, w, alpha, backend="dot")), x @ q, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_pack_ternary_weights_rejects_ttq_and_latent():

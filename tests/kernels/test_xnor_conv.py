@@ -1,6 +1,5 @@
 """xnor_conv equals conv(sign x, sign W) * K * alpha (XNOR-Net), the integer part exactly."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +45,7 @@ def _numpy_binary_conv(x, kernel, strides, padding):
     out = np.zeros((x.shape[0], ho, wo, o), np.int64)
     for i in range(ho):
         for j in range(wo):
-            win = sx[:, i * sh:i * sh + kh, j * sw:j * sw + kw, :]
+            win = sx[:, i * sh : i * sh + kh, j * sw : j * sw + kw, :]
             out[:, i, j, :] = np.einsum("bhwc,hwco->bo", win, swk)
     return out
 
@@ -58,8 +57,7 @@ def test_binary_conv_integer_part_exact(case, backend):
     # alpha = 1 and a K-map of 1 (|x| = 1 everywhere) leave the integer convolution,
     # except where zero padding enters the window mean: divide K out exactly there.
     xs = np.sign(x) + (x == 0)
-    got = xnor_conv(xs, pack_conv_weights(kernel), 1.0, kernel_size=ks, strides=st, padding=pad,
-                    backend=backend)
+    got = xnor_conv(xs, pack_conv_weights(kernel), 1.0, kernel_size=ks, strides=st, padding=pad, backend=backend)
     kmap = np.asarray(xnor_kmap(xs, ks, st, pad))
     counts = np.asarray(got) / kmap[..., None]
     np.testing.assert_allclose(counts, _numpy_binary_conv(x, kernel, st, pad), atol=1e-4)
@@ -71,8 +69,7 @@ def test_matches_float_reference(case):
     x, kernel = _case(2, b, h, w, c, o, ks)
     alpha = conv_alpha(kernel)
     want = jax.jit(xnor_conv_reference, static_argnums=(3, 4))(x, kernel, alpha, st, pad)
-    got = xnor_conv(x, pack_conv_weights(kernel), alpha, kernel_size=ks, strides=st, padding=pad,
-                    backend="dot")
+    got = xnor_conv(x, pack_conv_weights(kernel), alpha, kernel_size=ks, strides=st, padding=pad, backend="dot")
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 

@@ -23,8 +23,17 @@ from extremeq.kernels import (
 )
 from extremeq.kernels.tpu.xnor_matmul import xnor_matmul_tpu
 
-SHAPES = [(1, 1, 1), (1, 1, 32), (3, 5, 33), (7, 9, 63), (2, 3, 64), (17, 40, 100), (33, 31, 257),
-          (65, 20, 1000), (2, 3, 4097)]
+SHAPES = [
+    (1, 1, 1),
+    (1, 1, 32),
+    (3, 5, 33),
+    (7, 9, 63),
+    (2, 3, 64),
+    (17, 40, 100),
+    (33, 31, 257),
+    (65, 20, 1000),
+    (2, 3, 4097),
+]
 PALLAS_SHAPES = [(1, 1, 1), (17, 40, 100), (33, 31, 1057)]
 
 
@@ -57,7 +66,6 @@ def test_reference_matches_numpy():
 
 def test_equals_k_minus_twice_popcount():
     """The closed form of the docstring, computed bit by bit in NumPy."""
-    rng = np.random.default_rng(1)
     k = 45
     a, b, ab, bb = _case(1, 4, 3, k)
     abits, bbits = (a > 0), (b > 0)
@@ -111,8 +119,13 @@ def test_tpu_kernel_interpreted(scaled):
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m=st.integers(1, 40), n=st.integers(1, 40), k=st.integers(1, 300), seed=st.integers(0, 2**16),
-       backend=st.sampled_from(["xla_popcount", "dot"]))
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 40),
+    k=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(["xla_popcount", "dot"]),
+)
 def test_property_xla(m, n, k, seed, backend):
     a, b, ab, bb = _case(seed, m, n, k)
     np.testing.assert_array_equal(np.asarray(xnor_matmul(ab, bb, k, backend=backend)), pm1_product(a, b))
@@ -150,8 +163,9 @@ def test_xnor_linear_matches_float_layer():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     # Closed form for one entry: XNOR-Net Eq. 11 with beta = mean |x|.
     s = (np.where(x[0, 0] >= 0, 1, -1) * np.where(kernel[:, 4] >= 0, 1, -1)).sum()
-    np.testing.assert_allclose(float(want[0, 0, 4]), s * np.abs(x[0, 0]).mean() * np.abs(kernel[:, 4]).mean(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(want[0, 0, 4]), s * np.abs(x[0, 0]).mean() * np.abs(kernel[:, 4]).mean(), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("m,n,k", [(3, 5, 33), (7, 9, 63), (2, 3, 4097)])

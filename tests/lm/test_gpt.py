@@ -36,7 +36,7 @@ def test_kv_cache_decoding_equals_full_recomputation(linear, positions):
     logits, cache = model(TOKENS[:, :5], cache=cache, start=0)
     steps = [logits]
     for t in range(5, 16):
-        logits, cache = model(TOKENS[:, t:t + 1], cache=cache, start=t)
+        logits, cache = model(TOKENS[:, t : t + 1], cache=cache, start=t)
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-4)
 
@@ -51,7 +51,7 @@ def test_rope_cache_slides_past_the_context_window():
     logits, cache = model(seq[:, :16], cache=cache, start=0)
     steps = [logits]
     for t in range(16, 40):
-        logits, cache = model(seq[:, t:t + 1], cache=cache, start=t)
+        logits, cache = model(seq[:, t : t + 1], cache=cache, start=t)
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-4)
     # each layer looks block_size - 1 positions back: after 2 layers, position 0 reaches up to 30 only

@@ -29,8 +29,9 @@ def test_bitnet_notebook_runs(tmp_path, monkeypatch):
             cmd = super().format_kernel_cmd(extra_arguments)
             return [sys.executable, *cmd[1:]] if cmd and "python" in Path(cmd[0]).name else cmd
 
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name=NATIVE_KERNEL_NAME,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name=NATIVE_KERNEL_NAME, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.kernel_manager_class = VenvKernelManager
     client.execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -65,12 +65,27 @@ def test_cli_trains_the_language_model_from_its_config(tmp_path):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    args = [f"--config={CONFIG}:bitnet", f"--workdir={tmp_path / 'cli'}", f"--config.dataset.path={corpus}",
-            "--config.max_steps=3", "--config.eval_every=3", "--config.batch_size=4", "--config.eval_batch_size=8",
-            "--config.model.block_size=8", "--config.model.num_layers=1", "--config.model.num_heads=2",
-            "--config.model.width=16", "--config.optimizer.warmup_steps=2"]
-    r = subprocess.run([sys.executable, "-m", "extremeq.train", *args], capture_output=True, text=True,
-                       env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+    args = [
+        f"--config={CONFIG}:bitnet",
+        f"--workdir={tmp_path / 'cli'}",
+        f"--config.dataset.path={corpus}",
+        "--config.max_steps=3",
+        "--config.eval_every=3",
+        "--config.batch_size=4",
+        "--config.eval_batch_size=8",
+        "--config.model.block_size=8",
+        "--config.model.num_layers=1",
+        "--config.model.num_heads=2",
+        "--config.model.width=16",
+        "--config.optimizer.warmup_steps=2",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "extremeq.train", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     cli = json.loads((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()[-1])
     api = train_lm(tiny(tmp_path, 3), str(tmp_path / "api"))

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from extremeq.nn import conv as C
 
 
@@ -29,19 +30,22 @@ def test_conv_equals_xla_conv_values_and_gradients():
         y = conv(h, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jnp.sum(jnp.sin(y)), y
 
-    (l0, y0), g0 = jax.jit(jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
-                                              (0, 1), has_aux=True))(x, w)
-    (l1, y1), g1 = jax.jit(jax.value_and_grad(lambda x, w: loss(C.conv_general_dilated, x, w),
-                                              (0, 1), has_aux=True))(x, w)
+    (l0, y0), g0 = jax.jit(
+        jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w), (0, 1), has_aux=True)
+    )(x, w)
+    (l1, y1), g1 = jax.jit(jax.value_and_grad(lambda x, w: loss(C.conv_general_dilated, x, w), (0, 1), has_aux=True))(
+        x, w
+    )
     np.testing.assert_allclose(np.asarray(y1), np.asarray(y0), rtol=1e-6, atol=1e-6)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def _resnet_loss_and_grads(method):
+    from flax import nnx
+
     from extremeq.nn import method_rules, quantize_model
     from extremeq.nn.models import build_model
-    from flax import nnx
 
     model = build_model({"name": "resnet20"}, 10, (16, 16, 3), nnx.Rngs(0))
     if method != "fp":
@@ -73,9 +77,10 @@ def test_zoo_resnet_step_same_with_and_without_materialize(monkeypatch):
 def test_zoo_and_quantconv_route_through_materialize(monkeypatch):
     """Every 3x3 conv of an XNOR ResNet-20 (the float stem's nnx.Conv and the QuantConvs) calls
     materialize: one platform switch per convolution (19) in the traced forward pass, none when off."""
+    from flax import nnx
+
     from extremeq.nn import method_rules, quantize_model
     from extremeq.nn.models import build_model
-    from flax import nnx
 
     model = build_model({"name": "resnet20"}, 10, (16, 16, 3), nnx.Rngs(0))
     quantize_model(model, method_rules("xnor"))

@@ -30,4 +30,5 @@ def test_twn_lenet5_densifies_to_its_ternary_weights():
     np.testing.assert_allclose(model(x), want_out, rtol=1e-4, atol=1e-5)
     # Nothing quantized is left.
     from extremeq.nn import quant_layers
+
     assert list(quant_layers(model)) == []

@@ -39,12 +39,22 @@ def test_conv_equals_float_conv_on_quantized_weights(kernel, strides, padding):
 
 
 def test_xnor_conv_equals_sign_conv_times_k_map():
-    layer = QuantConv(5, 6, (3, 3), 1, padding="SAME", kernel_quantizer="bwn", input_quantizer="xnor",
-                      use_bias=False, rngs=nnx.Rngs(0))
+    layer = QuantConv(
+        5,
+        6,
+        (3, 3),
+        1,
+        padding="SAME",
+        kernel_quantizer="bwn",
+        input_quantizer="xnor",
+        use_bias=False,
+        rngs=nnx.Rngs(0),
+    )
     xs = jnp.where(X_IMG >= 0, 1.0, -1.0)
     xs = jnp.pad(xs, [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=1.0)  # pad_value = +1 after binarization
-    ref = jax.lax.conv_general_dilated(xs, layer.quantized_kernel(), (1, 1), "VALID",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = jax.lax.conv_general_dilated(
+        xs, layer.quantized_kernel(), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     k = Q.xnor_activation_scale(X_IMG, (3, 3), 1, "SAME")
     np.testing.assert_allclose(layer(X_IMG), ref * k, rtol=1e-5, atol=1e-5)
 
@@ -124,5 +134,6 @@ def test_stochastic_bc_eval_mean_is_the_expected_binary_weight():
     layer.eval()
     np.testing.assert_allclose(np.asarray(layer.quantized_kernel()), expected, atol=1e-7)
     x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), x @ expected + np.asarray(layer.bias[...]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(layer(jnp.asarray(x))), x @ expected + np.asarray(layer.bias[...]), rtol=1e-5, atol=1e-5
+    )

@@ -25,6 +25,7 @@ def abstract_out(model, shape):
 
 # ---- hand counts: conv k*k*cin*cout (no bias before BN), BN 2*c (scale, bias), dense in*out (+out) ----
 
+
 def conv(k, cin, cout):
     return k * k * cin * cout
 
@@ -71,8 +72,17 @@ def test_lenet5_exact_count_and_shape():
 
 def test_vgg7_count_and_shape():
     m = abstract("vgg7", 10, (32, 32, 3))
-    convs = conv(3, 3, 128) + conv(3, 128, 128) + conv(3, 128, 256) + conv(3, 256, 256) \
-        + conv(3, 256, 512) + conv(3, 512, 512) + bn(128) * 2 + bn(256) * 2 + bn(512) * 2
+    convs = (
+        conv(3, 3, 128)
+        + conv(3, 128, 128)
+        + conv(3, 128, 256)
+        + conv(3, 256, 256)
+        + conv(3, 256, 512)
+        + conv(3, 512, 512)
+        + bn(128) * 2
+        + bn(256) * 2
+        + bn(512) * 2
+    )
     hand = convs + 4 * 4 * 512 * 1024 + bn(1024) + 1024 * 10 + 10
     assert n_params(m) == hand
     assert abstract_out(m, (2, 32, 32, 3)) == (2, 10)
@@ -115,8 +125,9 @@ def test_alexnet_count_and_shape():
 
 
 def test_option_a_shortcut_matches_numpy():
-    blk = models.BasicBlock(16, 32, strides=2, shortcut="A", activation="relu", bn_momentum=0.9,
-                            bn_epsilon=1e-5, rngs=nnx.Rngs(0))
+    blk = models.BasicBlock(
+        16, 32, strides=2, shortcut="A", activation="relu", bn_momentum=0.9, bn_epsilon=1e-5, rngs=nnx.Rngs(0)
+    )
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 16)).astype(np.float32)
     ref = np.zeros((2, 4, 4, 32), np.float32)
     ref[..., 8:24] = x[:, ::2, ::2, :]
@@ -124,13 +135,15 @@ def test_option_a_shortcut_matches_numpy():
 
 
 def test_conv_block_pools_before_batchnorm():
-    blk = models.ConvBlock(3, 4, 3, padding=1, pool=(2, 2), activation="hardtanh", bn_momentum=0.9,
-                           bn_epsilon=1e-5, rngs=nnx.Rngs(0))
+    blk = models.ConvBlock(
+        3, 4, 3, padding=1, pool=(2, 2), activation="hardtanh", bn_momentum=0.9, bn_epsilon=1e-5, rngs=nnx.Rngs(0)
+    )
     blk.bn.bias[...] = jnp.linspace(-0.5, 0.5, 4)
     blk.bn.scale[...] = jnp.asarray([1.0, -2.0, 0.5, -1.0])  # negative scale: BN before pool differs
     x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
-    y = jax.lax.conv_general_dilated(x, blk.conv.kernel[...], (1, 1), ((1, 1), (1, 1)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, blk.conv.kernel[...], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     y = y.reshape(2, 3, 2, 3, 2, 4).max(axis=(2, 4))  # 2x2 max-pool
     y = y / np.sqrt(1 + 1e-5) * blk.bn.scale[...] + blk.bn.bias[...]  # fresh running stats (0, 1)
     np.testing.assert_allclose(blk(x, train=False), np.clip(y, -1, 1), rtol=1e-5, atol=1e-5)
@@ -153,10 +166,24 @@ def test_train_flag_and_nnx_modes():
 
 
 def test_only_swappable_layer_types():
-    allowed = (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.Dropout, nnx.List, models.DenseBlock,
-               models.ConvBlock, models.BasicBlock)
-    for name, shape in [("mlp", (8, 8, 1)), ("lenet5", (28, 28, 1)), ("vgg7", (32, 32, 3)),
-                        ("resnet20", (32, 32, 3)), ("resnet18", (64, 64, 3)), ("alexnet", (224, 224, 3))]:
+    allowed = (
+        nnx.Linear,
+        nnx.Conv,
+        nnx.BatchNorm,
+        nnx.Dropout,
+        nnx.List,
+        models.DenseBlock,
+        models.ConvBlock,
+        models.BasicBlock,
+    )
+    for name, shape in [
+        ("mlp", (8, 8, 1)),
+        ("lenet5", (28, 28, 1)),
+        ("vgg7", (32, 32, 3)),
+        ("resnet20", (32, 32, 3)),
+        ("resnet18", (64, 64, 3)),
+        ("alexnet", (224, 224, 3)),
+    ]:
         m = abstract(name, 10, shape)
         for path, node in nnx.iter_graph(m):
             if isinstance(node, nnx.Module) and path:
@@ -164,9 +191,17 @@ def test_only_swappable_layer_types():
         assert isinstance(m.stem, (nnx.Linear, nnx.Conv)) and isinstance(m.head, nnx.Linear)
 
 
-@pytest.mark.parametrize("name,shape,n_layers", [
-    ("mlp", (8, 8, 1), 4), ("lenet5", (28, 28, 1), 4), ("vgg7", (32, 32, 3), 8),
-    ("resnet20", (32, 32, 3), 20), ("resnet18", (32, 32, 3), 21), ("alexnet", (224, 224, 3), 8)])
+@pytest.mark.parametrize(
+    "name,shape,n_layers",
+    [
+        ("mlp", (8, 8, 1), 4),
+        ("lenet5", (28, 28, 1), 4),
+        ("vgg7", (32, 32, 3), 8),
+        ("resnet20", (32, 32, 3), 20),
+        ("resnet18", (32, 32, 3), 21),
+        ("alexnet", (224, 224, 3), 8),
+    ],
+)
 def test_layer_order_stem_first_head_last(name, shape, n_layers):
     m = abstract(name, 10, shape)
     order = layer_order(m, jax.ShapeDtypeStruct((1,) + shape, jnp.float32))
@@ -190,9 +225,21 @@ def test_build_model_errors():
         models.CifarResNet(21, 3, 10, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="input_shape"):
         build_model({"name": "vgg7"}, 10, (32,), 0)
-    assert set(models.MODEL_NAMES) == {"mlp", "lenet5", "vgg7", "resnet20", "resnet32", "resnet44",
-                                       "resnet56", "resnet18", "alexnet", "bireal_resnet20", "bireal_resnet18",
-                                       "reactnet_resnet20", "reactnet_resnet18"}
+    assert set(models.MODEL_NAMES) == {
+        "mlp",
+        "lenet5",
+        "vgg7",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet18",
+        "alexnet",
+        "bireal_resnet20",
+        "bireal_resnet18",
+        "reactnet_resnet20",
+        "reactnet_resnet18",
+    }
 
 
 def test_hardtanh_activation_keeps_sign_information():
@@ -223,8 +270,12 @@ def test_precision_policy_swaps_zoo_layers(name, shape):
 
     m = nnx.eval_shape(make)
     order = layer_order(m, jax.ShapeDtypeStruct((1,) + shape, jnp.float32))
-    kinds = {p: type(node).__name__ for p, node in nnx.iter_graph(m) if "/".join(map(str, p)) in order
-             for p in ["/".join(map(str, p))]}
+    kinds = {
+        p: type(node).__name__
+        for p, node in nnx.iter_graph(m)
+        if "/".join(map(str, p)) in order
+        for p in ["/".join(map(str, p))]
+    }
     assert kinds.pop("stem") in ("Conv", "Linear") and kinds.pop("head") == "Linear"
     assert kinds and set(kinds.values()) <= {"QuantConv", "QuantLinear"}, kinds
     assert abstract_out(m, (2,) + shape) == (2, 10)

@@ -49,12 +49,20 @@ def test_int8_edges_and_first_match_wins():
     net = Net(nnx.Rngs(0))
     quantize_model(net, method_rules("twn", first="int8", last="int8"))
     kinds = {p: (l.kernel_quantizer.name, l.input_quantizer.name) for p, l in quant_layers(net)}
-    assert kinds == {"blocks/0": ("twn", "fp"), "blocks/1": ("twn", "fp"), "head": ("int8", "int8"),
-                     "stem": ("int8", "int8")}
+    assert kinds == {
+        "blocks/0": ("twn", "fp"),
+        "blocks/1": ("twn", "fp"),
+        "head": ("int8", "int8"),
+        "stem": ("int8", "int8"),
+    }
     net2 = Net(nnx.Rngs(0))
     quantize_model(net2, [("blocks/.*", {"kernel": "bwn"}), (".*", {"kernel": "twn"})])
     assert {p: l.kernel_quantizer.name for p, l in quant_layers(net2)} == {
-        "blocks/0": "bwn", "blocks/1": "bwn", "head": "twn", "stem": "twn"}
+        "blocks/0": "bwn",
+        "blocks/1": "bwn",
+        "head": "twn",
+        "stem": "twn",
+    }
 
 
 def test_quantized_model_output_equals_float_model_with_quantized_weights():

@@ -135,8 +135,10 @@ def test_packed_export_matches_the_trained_model(block, tmp_path):
     import extremeq
     from extremeq.inference import load
 
-    recipe = {"factory": "extremeq.nn.models:BiRealResNet",
-              "kwargs": {"depth": 8, "in_features": 3, "num_classes": 10, "width": 8, "block": block}}
+    recipe = {
+        "factory": "extremeq.nn.models:BiRealResNet",
+        "kwargs": {"depth": 8, "in_features": 3, "num_classes": 10, "width": 8, "block": block},
+    }
     model = extremeq.inference.build_from_recipe(recipe)
     quantize_model(model, [(".*/downsample", None)] + method_rules("bnn", ste="approx_sign"))
     rng = np.random.default_rng(0)

@@ -15,11 +15,19 @@ def n_params(model) -> int:
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-@pytest.mark.parametrize("name,base,shape", [("resnet20", 16, (32, 32, 3)), ("vgg7", 128, (32, 32, 3)),
-                                             ("resnet18", 64, (64, 64, 3)), ("bireal_resnet20", 16, (32, 32, 3))])
+@pytest.mark.parametrize(
+    "name,base,shape",
+    [
+        ("resnet20", 16, (32, 32, 3)),
+        ("vgg7", 128, (32, 32, 3)),
+        ("resnet18", 64, (64, 64, 3)),
+        ("bireal_resnet20", 16, (32, 32, 3)),
+    ],
+)
 def test_multiplier_equals_the_scaled_width(name, base, shape):
     def build(**kw):
         return nnx.eval_shape(lambda: build_model({"name": name, **kw}, 10, shape, nnx.Rngs(0)))
+
     assert n_params(build(width_multiplier=2)) == n_params(build(width=2 * base))
     assert n_params(build(width_multiplier=1.5)) == n_params(build(width=round(1.5 * base)))
 

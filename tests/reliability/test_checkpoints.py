@@ -25,9 +25,13 @@ from extremeq.train.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError
 
 
 def _model(step):
-    return {"params": {"w": jax.random.normal(jax.random.key(step), (64, 64)),
-                       "b": jnp.arange(5, dtype=jnp.float32) * step},
-            "rng": jax.random.key(step)}
+    return {
+        "params": {
+            "w": jax.random.normal(jax.random.key(step), (64, 64)),
+            "b": jnp.arange(5, dtype=jnp.float32) * step,
+        },
+        "rng": jax.random.key(step),
+    }
 
 
 def _train(step):
@@ -42,8 +46,7 @@ def _save(workdir, steps=(1, 2)):
 
 
 def _largest_array_file(step_dir, item="model"):
-    files = [f for f in glob.glob(os.path.join(step_dir, item, "**", "d", "*"), recursive=True)
-             if os.path.isfile(f)]
+    files = [f for f in glob.glob(os.path.join(step_dir, item, "**", "d", "*"), recursive=True) if os.path.isfile(f)]
     return max(files, key=os.path.getsize)
 
 
@@ -81,10 +84,14 @@ def _empty_folder(d):
     os.makedirs(d)
 
 
-DAMAGE = {"flipped_bytes": (_flip, "checksum mismatch"), "truncated_array": (_truncate, "unreadable arrays"),
-          "missing_array": (_remove_array_file, "unreadable arrays"),
-          "missing_meta": (_remove_meta, "missing meta/metadata"),
-          "missing_item": (_remove_item, "missing item train"), "empty_folder": (_empty_folder, "empty step folder")}
+DAMAGE = {
+    "flipped_bytes": (_flip, "checksum mismatch"),
+    "truncated_array": (_truncate, "unreadable arrays"),
+    "missing_array": (_remove_array_file, "unreadable arrays"),
+    "missing_meta": (_remove_meta, "missing meta/metadata"),
+    "missing_item": (_remove_item, "missing item train"),
+    "empty_folder": (_empty_folder, "empty step folder"),
+}
 
 
 def _assert_is_step(model_vars, train_vars, step):
@@ -139,8 +146,12 @@ def test_checksums_are_the_sha256_of_each_saved_array(tmp_path):
     with open(tmp_path / "checkpoints" / "3" / "meta" / "metadata") as f:
         arrays = json.load(f)["arrays"]
     flat = jax.tree_util.tree_leaves(_model(3))
-    want = [hashlib.sha256(np.asarray(jax.random.key_data(x) if x.dtype == jax.random.key(0).dtype else x)
-                           .tobytes()).hexdigest() for x in flat]
+    want = [
+        hashlib.sha256(
+            np.asarray(jax.random.key_data(x) if x.dtype == jax.random.key(0).dtype else x).tobytes()
+        ).hexdigest()
+        for x in flat
+    ]
     assert arrays["model"]["sha256"] == want
     assert arrays["train"]["dtypes"] == ["bfloat16", "int32"]
 
@@ -175,8 +186,10 @@ def test_training_resumes_past_flipped_bytes_bit_exactly(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         r = train_and_evaluate(tiny_config("bc", num_epochs=2), str(wd))
     assert r["step"] == 22 and r["finished"]
-    assert any("step 22 is damaged" in rec.getMessage() and "resuming from step 11" in rec.getMessage()
-               for rec in caplog.records)
+    assert any(
+        "step 22 is damaged" in rec.getMessage() and "resuming from step 11" in rec.getMessage()
+        for rec in caplog.records
+    )
     assert os.path.isdir(wd / DAMAGED_DIR / "22")
     m, t, meta = load_raw(str(wd))
     assert meta["step"] == 22
@@ -194,9 +207,18 @@ def test_kill_9_mid_epoch_resumes_bit_exactly(tmp_path):
     wd = tmp_path / "killed"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "extremeq.train", f"--config={TINY_CONFIG}:bc", f"--workdir={wd}",
-         "--config.num_epochs=500"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "extremeq.train",
+            f"--config={TINY_CONFIG}:bc",
+            f"--workdir={wd}",
+            "--config.num_epochs=500",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (wd / "checkpoints" / "11").is_dir():

@@ -17,10 +17,12 @@ from extremeq.train.config import ConfigError
 
 def _write(path, n_train=40, n_test=20, **replace):
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.integers(0, 256, (n_train, 8, 8), dtype=np.uint8),
-              "y_train": np.arange(n_train) % 10,
-              "x_test": rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8),
-              "y_test": np.arange(n_test) % 10}
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(n_test) % 10,
+    }
     arrays.update(replace)
     np.savez(path, **arrays)
     return str(path)

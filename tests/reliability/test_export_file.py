@@ -14,8 +14,11 @@ from extremeq.inference import META_KEY, ExportFormatError, load
 from extremeq.nn import method_rules, quantize_model
 from extremeq.nn.models import build_model
 
-RECIPE = {"model": {"name": "mlp", "hidden": [32, 32], "activation": "hardtanh"}, "num_classes": 10,
-          "input_shape": [8, 8, 1]}
+RECIPE = {
+    "model": {"name": "mlp", "hidden": [32, 32], "activation": "hardtanh"},
+    "num_classes": 10,
+    "input_shape": [8, 8, 1],
+}
 
 
 @pytest.fixture(scope="module")

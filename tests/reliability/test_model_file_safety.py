@@ -11,8 +11,15 @@ from extremeq.inference import META_KEY, ExportFormatError, build_from_recipe, l
 
 
 def _write_export_file(path, recipe):
-    meta = {"format": "extremeq.export", "version": 1, "recipe": recipe, "model_class": "X",
-            "layers": {}, "arrays": {}, "summary": None}
+    meta = {
+        "format": "extremeq.export",
+        "version": 1,
+        "recipe": recipe,
+        "model_class": "X",
+        "layers": {},
+        "arrays": {},
+        "summary": None,
+    }
     with open(path, "wb") as f:
         np.savez(f, **{META_KEY: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
 

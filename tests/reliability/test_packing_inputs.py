@@ -41,8 +41,10 @@ def test_value_checks_under_jit_use_checkify():
         err.throw()
 
 
-@pytest.mark.parametrize("unpack,length", [(unpack_bits, -3), (unpack_bits, 33), (unpack_signs, -1),
-                                           (unpack_ternary, -3), (unpack_ternary, 17)])
+@pytest.mark.parametrize(
+    "unpack,length",
+    [(unpack_bits, -3), (unpack_bits, 33), (unpack_signs, -1), (unpack_ternary, -3), (unpack_ternary, 17)],
+)
 def test_unpack_refuses_lengths_outside_the_words(unpack, length):
     words = jnp.zeros((2, 1), jnp.uint32)
     with pytest.raises(ValueError, match=rf"length {length} (is negative|exceeds the (32|16) ).*valid: 0 to"):

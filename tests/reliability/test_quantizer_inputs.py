@@ -104,11 +104,14 @@ def test_int8_of_an_empty_array_is_empty():
     assert Q.int8_activation(jnp.zeros((3, 0))).shape == (3, 0)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: QuantLinear(0, 4, rngs=nnx.Rngs(0)),
-    lambda: QuantLinear(4, 0, kernel_quantizer="bwn", rngs=nnx.Rngs(0)),
-    lambda: QuantConv(0, 4, 3, rngs=nnx.Rngs(0)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: QuantLinear(0, 4, rngs=nnx.Rngs(0)),
+        lambda: QuantLinear(4, 0, kernel_quantizer="bwn", rngs=nnx.Rngs(0)),
+        lambda: QuantConv(0, 4, 3, rngs=nnx.Rngs(0)),
+    ],
+)
 def test_a_zero_width_layer_is_refused_with_a_clear_error(make):
     with pytest.raises(ValueError, match=r"needs (in|out)_features >= 1"):  # ZeroDivisionError before
         make()

@@ -25,8 +25,9 @@ _LOG_LINE = re.compile(r"^[IWEF]\d{4} ")  # absl's log lines
 
 def _cli(*args, timeout=300):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "extremeq.train", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "extremeq.train", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _small(**overrides):
@@ -83,8 +84,7 @@ def test_resuming_with_a_changed_config_is_refused_unless_asked_and_then_recorde
     with open(os.path.join(wd, "config_changes.jsonl")) as f:
         entries = [json.loads(line) for line in f]
     assert [e["from_step"] for e in entries] == [3]
-    assert entries[0]["changes"] == {"optimizer.learning_rate": {"old": 0.3, "new": 0.05},
-                                     "seed": {"old": 0, "new": 1}}
+    assert entries[0]["changes"] == {"optimizer.learning_rate": {"old": 0.3, "new": 0.05}, "seed": {"old": 0, "new": 1}}
     with open(os.path.join(wd, "config.json")) as f:
         assert json.load(f)["optimizer"]["learning_rate"] == 0.05
 
@@ -129,15 +129,22 @@ def text_file(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("case, args, expected", [
-    ("npz that is a text file", ["--config.dataset.name=npz", "--config.dataset.path={text}"], "config.dataset"),
-    ("batch larger than the data", ["--config.batch_size=4096"], "config.batch_size: 4096 exceeds"),
-    ("unknown variant token", ["--config={repo}/configs/digits_mlp.py:twm"], "variant token 'twm' unknown"),
-    ("misspelled model option", ["--config.model.hiden=(8,)"], "hiden"),
-    ("missing config file", ["--config={repo}/configs/no_such_file.py"], "no_such_file.py' not found"),
-    ("workdir that is a file", ["--workdir={text}"], "is a file"),
-    ("progress_bar=maybe", ["--config={repo}/configs/digits_mlp.py", "--config.progress_bar=maybe"], "progress_bar"),
-])
+@pytest.mark.parametrize(
+    "case, args, expected",
+    [
+        ("npz that is a text file", ["--config.dataset.name=npz", "--config.dataset.path={text}"], "config.dataset"),
+        ("batch larger than the data", ["--config.batch_size=4096"], "config.batch_size: 4096 exceeds"),
+        ("unknown variant token", ["--config={repo}/configs/digits_mlp.py:twm"], "variant token 'twm' unknown"),
+        ("misspelled model option", ["--config.model.hiden=(8,)"], "hiden"),
+        ("missing config file", ["--config={repo}/configs/no_such_file.py"], "no_such_file.py' not found"),
+        ("workdir that is a file", ["--workdir={text}"], "is a file"),
+        (
+            "progress_bar=maybe",
+            ["--config={repo}/configs/digits_mlp.py", "--config.progress_bar=maybe"],
+            "progress_bar",
+        ),
+    ],
+)
 def test_user_errors_are_one_or_two_lines_and_a_nonzero_status(case, args, expected, text_file, tmp_path):
     """Point 9: what is wrong and how to fix it, without a traceback; nothing trained."""
     wd = str(tmp_path / "run")

@@ -37,8 +37,9 @@ def _np_hamming(qc, dc):
     return (qc[:, None, :] != dc[None, :, :]).sum(-1)
 
 
-@pytest.mark.parametrize("projection,dim,bits", [("none", 40, None), ("none", 64, None),
-                                                 ("random", 50, 20), ("itq", 33, 33)])
+@pytest.mark.parametrize(
+    "projection,dim,bits", [("none", 40, None), ("none", 64, None), ("random", 50, 20), ("itq", 33, 33)]
+)
 def test_codes_and_search_match_numpy(projection, dim, bits):
     db, q = _data(dim, 300, dim)
     index = build_index(db, projection=projection, bits=bits, itq_iterations=5)
@@ -48,7 +49,8 @@ def test_codes_and_search_match_numpy(projection, dim, bits):
     qc = _np_codes(q, db.mean(0), index.projection)
     ham = _np_hamming(qc, dc)
     np.testing.assert_array_equal(
-        np.asarray(hamming_distances(index.encode(q), index.codes, c, backend="xla_popcount")), ham)
+        np.asarray(hamming_distances(index.encode(q), index.codes, c, backend="xla_popcount")), ham
+    )
     for backend in ("xla_popcount", "dot"):
         dist, idx = search(index, q, k=17, batch=3, backend=backend)
         want_idx = np.argsort(ham, axis=1, kind="stable")[:, :17]  # ties: lower index first

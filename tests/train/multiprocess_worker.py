@@ -66,8 +66,7 @@ _functions = train_mod.in_memory_functions
 def recording_functions(*args, **kwargs):
     fns = dict(_functions(*args, **kwargs))
     _, optimizer, inputs = args[:3]
-    ids_of = jax.jit(functools.partial(step_example_ids, steps_per_epoch=optimizer.steps_per_epoch,
-                                       inputs=inputs))
+    ids_of = jax.jit(functools.partial(step_example_ids, steps_per_epoch=optimizer.steps_per_epoch, inputs=inputs))
     step = fns["step"]
 
     def recorded(state, x, y, plan, *rest):
@@ -90,8 +89,10 @@ class FakeImageNet:
 
     def __init__(self, n, seed):
         rng = np.random.default_rng(seed)
-        self.items = [{"image": rng.integers(0, 256, (20 + i % 7, 24 + i % 5, 3), dtype=np.uint8),
-                       "label": np.int64(i % 10)} for i in range(n)]
+        self.items = [
+            {"image": rng.integers(0, 256, (20 + i % 7, 24 + i % 5, 3), dtype=np.uint8), "label": np.int64(i % 10)}
+            for i in range(n)
+        ]
 
     def __len__(self):
         return len(self.items)
@@ -129,8 +130,7 @@ def main():
             c.cluster.num_processes = SPEC["num_processes"]
             c.cluster.process_id = PID
         captured.clear()
-        captured.update(ids={}, kill_at_step=run.get("kill_at_step") if PID == run.get("kill_process", PID)
-                        else None)
+        captured.update(ids={}, kill_at_step=run.get("kill_at_step") if PID == run.get("kill_process", PID) else None)
         result = train_mod.train_and_evaluate(c, run["workdir"])
         assert jax.process_count() == SPEC["num_processes"], jax.process_count()
         assert jax.device_count() == SPEC["num_processes"] * SPEC["devices"], jax.devices()

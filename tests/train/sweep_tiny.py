@@ -18,10 +18,12 @@ def get_config(variant=""):
     c.methods = ["fp", "ttq", "bwn"]
     c.seeds = [0, 1] if variant == "seeds2" else [0]
     c.overrides = ml_collections.ConfigDict({"num_epochs": 1, "dataset": {"limit_train": 256}})
-    c.method_overrides = ml_collections.ConfigDict({
-        "ttq": {"quant": {"init_from": "@fp"}},
-        "bwn": {"distill": {"teacher_workdir": "@fp"}},
-    })
+    c.method_overrides = ml_collections.ConfigDict(
+        {
+            "ttq": {"quant": {"init_from": "@fp"}},
+            "bwn": {"distill": {"teacher_workdir": "@fp"}},
+        }
+    )
     if variant == "bad_fp":
         c.method_overrides.fp = {"optimizer": {"name": "no_such_optimizer"}}
     c.metric = "test_accuracy"

@@ -33,8 +33,14 @@ def test_checkpoint_of_two_devices_verifies_and_restores_on_one(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "-c", SAVE_ON_TWO_DEVICES, str(tmp_path)], capture_output=True,
-                       text=True, env=env, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", SAVE_ON_TWO_DEVICES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.damage(5) is None

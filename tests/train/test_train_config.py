@@ -75,9 +75,18 @@ def test_cli_rejects_unknown_key_before_running(tmp_path):
     wd = tmp_path / "wd"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     r = subprocess.run(
-        [sys.executable, "-m", "extremeq.train", f"--config={TINY_CONFIG}:fp", f"--workdir={wd}",
-         "--config.optimizer.learning_rate=-1.0"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "extremeq.train",
+            f"--config={TINY_CONFIG}:fp",
+            f"--workdir={wd}",
+            "--config.optimizer.learning_rate=-1.0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert r.returncode != 0
     assert "config.optimizer.learning_rate" in r.stderr
@@ -99,10 +108,19 @@ def test_cli_overrides_of_schema_keys_the_file_lacks(tmp_path):
     """A config file that sets only some keys: the schema's others, and model options the file does
     not set, are overridable too; a key in neither stops, named."""
     partial = tmp_path / "partial.py"
-    partial.write_text("import ml_collections\n\ndef get_config():\n"
-                       "    return ml_collections.ConfigDict(dict(num_epochs=2, model=dict(name='mlp')))\n")
-    argv = ["prog", f"--config={partial}", "--workdir=/tmp/x", "--config.num_epochs=3",
-            "--config.num_devices=1", "--config.optimizer.bop_base=sgd", "--config.model.width=2"]
+    partial.write_text(
+        "import ml_collections\n\ndef get_config():\n"
+        "    return ml_collections.ConfigDict(dict(num_epochs=2, model=dict(name='mlp')))\n"
+    )
+    argv = [
+        "prog",
+        f"--config={partial}",
+        "--workdir=/tmp/x",
+        "--config.num_epochs=3",
+        "--config.num_devices=1",
+        "--config.optimizer.bop_base=sgd",
+        "--config.model.width=2",
+    ]
     c = _parse_cli(argv)
     assert c.num_epochs == 3
     assert c.num_devices == 1 and c.optimizer.bop_base == "sgd" and c.model.width == 2
@@ -112,8 +130,13 @@ def test_cli_overrides_of_schema_keys_the_file_lacks(tmp_path):
 
 def test_cli_overrides_list_valued_keys():
     """List-valued keys are tuples: ml_collections parses ``(16,8)``, and the list spelling ``[16, 8]``."""
-    argv = ["prog", f"--config={TINY_CONFIG}:fp", "--workdir=/tmp/x", "--config.model.hidden=[16, 8]",
-            "--config.optimizer.decay_epochs=(1,)"]
+    argv = [
+        "prog",
+        f"--config={TINY_CONFIG}:fp",
+        "--workdir=/tmp/x",
+        "--config.model.hidden=[16, 8]",
+        "--config.optimizer.decay_epochs=(1,)",
+    ]
     c = _parse_cli(argv)
     assert list(c.model.hidden) == [16, 8] and list(c.optimizer.decay_epochs) == [1]
     assert _parse_cli(argv[:3] + ["--config.model.hidden=(16,8)"]).model.hidden == (16, 8)

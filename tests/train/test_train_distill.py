@@ -25,11 +25,13 @@ def test_distillation_loss_matches_numpy():
     zt = rng.standard_normal((16, 10)) * 3
     y = rng.integers(0, 10, 16)
     for lam, T in [(0.0, 1.0), (1.0, 1.0), (0.7, 4.0), (2.0, 0.5)]:
-        got = distillation_loss(jnp.asarray(zs, jnp.float32), jnp.asarray(zt, jnp.float32),
-                                jnp.asarray(y), alpha=lam, temperature=T)
+        got = distillation_loss(
+            jnp.asarray(zs, jnp.float32), jnp.asarray(zt, jnp.float32), jnp.asarray(y), alpha=lam, temperature=T
+        )
         np.testing.assert_allclose(float(got), reference(zs, zt, y, lam, T), rtol=2e-5)
-    np.testing.assert_allclose(float(cross_entropy(jnp.asarray(zs), jnp.asarray(y))),
-                               reference(zs, zt, y, 0.0, 1.0), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(cross_entropy(jnp.asarray(zs), jnp.asarray(y))), reference(zs, zt, y, 0.0, 1.0), rtol=1e-5
+    )
 
 
 def test_soft_term_gradient_and_teacher_is_constant():
@@ -55,8 +57,7 @@ def test_squared_hinge_matches_numpy_and_its_gradient():
     y = rng.integers(0, 10, 7)
     t = 2.0 * np.eye(10)[y] - 1.0
     margin = np.maximum(0.0, 1.0 - t * z)
-    np.testing.assert_allclose(float(squared_hinge(jnp.asarray(z), jnp.asarray(y))), np.mean(margin**2),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(squared_hinge(jnp.asarray(z), jnp.asarray(y))), np.mean(margin**2), rtol=1e-6)
     g = jax.grad(squared_hinge)(jnp.asarray(z), jnp.asarray(y))
     np.testing.assert_allclose(np.asarray(g), -2.0 * t * margin / z.size, rtol=1e-5, atol=1e-8)
     # A confident correct output (z_y >= 1, others <= -1) costs nothing.

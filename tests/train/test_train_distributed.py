@@ -15,15 +15,21 @@ def test_cluster_kwargs_pass_only_what_is_set():
     c.cluster.coordinator_address = "10.0.0.1:1234"
     c.cluster.num_processes = 4
     c.cluster.process_id = 0
-    assert distributed.cluster_kwargs(c.cluster) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
-                                                     "process_id": 0}
+    assert distributed.cluster_kwargs(c.cluster) == {
+        "coordinator_address": "10.0.0.1:1234",
+        "num_processes": 4,
+        "process_id": 0,
+    }
 
 
-@pytest.mark.parametrize(("key", "value", "match"), [
-    ("process_id", 2, "not below cluster.num_processes = 2"),
-    ("num_processes", -1, "cluster.num_processes"),
-    ("process_id", -2, "cluster.process_id"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("process_id", 2, "not below cluster.num_processes = 2"),
+        ("num_processes", -1, "cluster.num_processes"),
+        ("process_id", -2, "cluster.process_id"),
+    ],
+)
 def test_bad_cluster_settings_are_named(key, value, match):
     c = tiny_config("bwn")
     c.cluster.num_processes = 2

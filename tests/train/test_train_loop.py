@@ -108,8 +108,9 @@ def test_init_from_and_distillation(run_a, tmp_path):
     _, params, _ = split_model(model)
     m_a, _, meta_a = load_raw(wd_a)
     saved = leaves_by_path(m_a, meta_a["model_paths"])
-    np.testing.assert_array_equal(params["blocks"][0]["dense"]["kernel"],
-                                  saved["['params']['blocks'][0]['dense']['kernel']"])
+    np.testing.assert_array_equal(
+        params["blocks"][0]["dense"]["kernel"], saved["['params']['blocks'][0]['dense']['kernel']"]
+    )
     wd = str(tmp_path / "student")
     result = train_and_evaluate(c, wd)
     assert result["finished"] and np.isfinite(result["train_loss"])
@@ -124,8 +125,9 @@ def test_init_from_and_distillation(run_a, tmp_path):
 def test_bop_run_keeps_binary_kernels_pm1(tmp_path):
     """Bop on the binary kernels (no latent weights: exactly +-1 after every step), Adam on the rest."""
     c = tiny_config("bnn", num_epochs=1)
-    c.optimizer = ml_collections.ConfigDict(dict(name="bop", bop_threshold=1e-6, bop_gamma=1e-3,
-                                                 bop_base="adam", learning_rate=3e-3))
+    c.optimizer = ml_collections.ConfigDict(
+        dict(name="bop", bop_threshold=1e-6, bop_gamma=1e-3, bop_base="adam", learning_rate=3e-3)
+    )
     c.model.activation = "hardtanh"
     wd = str(tmp_path / "bop")
     result = train_and_evaluate(c, wd)
@@ -135,7 +137,6 @@ def test_bop_run_keeps_binary_kernels_pm1(tmp_path):
     binary = [p for p in k if "['blocks']" in p and p.endswith("['kernel']")]
     assert binary and all(set(np.unique(k[p])) <= {-1.0, 1.0} for p in binary)
     assert not set(np.unique(k["['params']['stem']['kernel']"])) <= {-1.0, 1.0}
-
 
 
 def test_squared_hinge_with_glorot_lr_scale_learns(tmp_path):
@@ -193,15 +194,28 @@ def test_glorot_lr_scale_reaches_the_train_step():
         aug_key = jax.random.split(jax.random.key(c.seed))[1]
         p0 = jax.device_get(state.params)
         plan = jnp.arange(256, dtype=jnp.int32).reshape(2, 128)
-        state = in_memory_train_step(state, x, y, plan, aug_key, None, model=spec, optimizer=optimizer,
-                                     inputs=Inputs.from_config(c, mesh), objective=Objective.from_config(c))
-        moved[scale] = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b),
-                                              jax.device_get(state.params), p0)
+        state = in_memory_train_step(
+            state,
+            x,
+            y,
+            plan,
+            aug_key,
+            None,
+            model=spec,
+            optimizer=optimizer,
+            inputs=Inputs.from_config(c, mesh),
+            objective=Objective.from_config(c),
+        )
+        moved[scale] = jax.tree_util.tree_map(
+            lambda a, b: np.asarray(a) - np.asarray(b), jax.device_get(state.params), p0
+        )
     binary = set(spec.binary_kernels)
     assert binary
-    for path, d_none, d_glorot in zip(jax.tree_util.tree_leaves(tree_paths(moved["none"])),
-                                      jax.tree_util.tree_leaves(moved["none"]),
-                                      jax.tree_util.tree_leaves(moved["glorot"])):
+    for path, d_none, d_glorot in zip(
+        jax.tree_util.tree_leaves(tree_paths(moved["none"])),
+        jax.tree_util.tree_leaves(moved["none"]),
+        jax.tree_util.tree_leaves(moved["glorot"]),
+    ):
         s = glorot_lr_scale(d_none.shape) if path in binary else 1.0
         np.testing.assert_allclose(d_glorot, s * d_none, rtol=1e-3, atol=1e-7, err_msg=path)
 

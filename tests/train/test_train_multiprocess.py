@@ -52,11 +52,21 @@ def _start(num_processes, devices, runs, out):
     for i in range(num_processes):
         spec = os.path.join(out, f"spec{i}.json")
         with open(spec, "w") as f:
-            json.dump({"process_id": i, "num_processes": num_processes, "port": port, "devices": devices,
-                       "out": str(out), "runs": runs}, f)
+            json.dump(
+                {
+                    "process_id": i,
+                    "num_processes": num_processes,
+                    "port": port,
+                    "devices": devices,
+                    "out": str(out),
+                    "runs": runs,
+                },
+                f,
+            )
         log = open(os.path.join(out, f"log{i}.txt"), "w")  # noqa: SIM115 - closed with the process
-        procs.append((subprocess.Popen([sys.executable, WORKER, spec], env=env, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+        procs.append(
+            (subprocess.Popen([sys.executable, WORKER, spec], env=env, stdout=log, stderr=subprocess.STDOUT), log)
+        )
     return procs
 
 
@@ -96,13 +106,36 @@ def _launch_all(root):
     wd = {k: root / k for k in ("ref", "ref_half", "ref_streamed", "mp", "mp_half", "mp_streamed", "kill")}
     out = {k: root / f"out_{k}" for k in ("ref", "mp", "one")}
     streamed = {"streamed": True, "config": {"num_epochs": 2}}
-    _wait(_start(1, 4, [_run("full", wd["ref"]), _run("half", wd["ref_half"], max_steps=4),
-                        dict(_run("streamed", wd["ref_streamed"]), **streamed)], out["ref"]), out["ref"])
+    _wait(
+        _start(
+            1,
+            4,
+            [
+                _run("full", wd["ref"]),
+                _run("half", wd["ref_half"], max_steps=4),
+                dict(_run("streamed", wd["ref_streamed"]), **streamed),
+            ],
+            out["ref"],
+        ),
+        out["ref"],
+    )
     kill = dict(_run("kill", wd["kill"]), kill_at_step=6, kill_process=1)
-    _wait(_start(2, 2, [_run("full", wd["mp"]), _run("from1", wd["ref_half"]),
-                        _run("half", wd["mp_half"], max_steps=4),
-                        dict(_run("streamed", wd["mp_streamed"]), **streamed), kill], out["mp"]),
-          out["mp"], killed=1)
+    _wait(
+        _start(
+            2,
+            2,
+            [
+                _run("full", wd["mp"]),
+                _run("from1", wd["ref_half"]),
+                _run("half", wd["mp_half"], max_steps=4),
+                dict(_run("streamed", wd["mp_streamed"]), **streamed),
+                kill,
+            ],
+            out["mp"],
+        ),
+        out["mp"],
+        killed=1,
+    )
     _wait(_start(1, 4, [_run("from2", wd["mp_half"]), _run("after_kill", wd["kill"])], out["one"]), out["one"])
     return wd, out
 

@@ -81,8 +81,16 @@ def _params():
     return {
         "stem": {"kernel": jnp.ones((4, 3))},
         "stem_bn": {"scale": jnp.ones((3,)), "bias": jnp.zeros((3,))},
-        "blocks": {0: {"dense": {"kernel": jnp.ones((3, 3)), "bias": jnp.zeros((3,)),
-                                 "ttq_wp": jnp.ones(()), "ttq_wn": jnp.ones(())}}},
+        "blocks": {
+            0: {
+                "dense": {
+                    "kernel": jnp.ones((3, 3)),
+                    "bias": jnp.zeros((3,)),
+                    "ttq_wp": jnp.ones(()),
+                    "ttq_wn": jnp.ones(()),
+                }
+            }
+        },
         "head": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros((2,))},
     }
 
@@ -90,16 +98,32 @@ def _params():
 def test_weight_decay_mask_skips_bn_bias_and_ttq_scales():
     mask = optim.weight_decay_mask(_params())
     assert mask["stem"]["kernel"] and mask["head"]["kernel"] and mask["blocks"][0]["dense"]["kernel"]
-    for leaf in (mask["stem_bn"]["scale"], mask["stem_bn"]["bias"], mask["head"]["bias"],
-                 mask["blocks"][0]["dense"]["bias"], mask["blocks"][0]["dense"]["ttq_wp"],
-                 mask["blocks"][0]["dense"]["ttq_wn"]):
+    for leaf in (
+        mask["stem_bn"]["scale"],
+        mask["stem_bn"]["bias"],
+        mask["head"]["bias"],
+        mask["blocks"][0]["dense"]["bias"],
+        mask["blocks"][0]["dense"]["ttq_wp"],
+        mask["blocks"][0]["dense"]["ttq_wn"],
+    ):
         assert not leaf
 
 
 def _opt_config(**kw):
-    base = dict(name="sgd", learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.5,
-                schedule="constant", decay_epochs=[], decay_factor=0.1, warmup_epochs=0.0,
-                bop_threshold=0.0, bop_gamma=1.0, bop_base="sgd")
+    base = dict(
+        name="sgd",
+        learning_rate=0.1,
+        momentum=0.0,
+        nesterov=False,
+        weight_decay=0.5,
+        schedule="constant",
+        decay_epochs=[],
+        decay_factor=0.1,
+        warmup_epochs=0.0,
+        bop_threshold=0.0,
+        bop_gamma=1.0,
+        bop_base="sgd",
+    )
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -169,13 +193,25 @@ def test_glorot_lr_scale_closed_form():
 def test_binary_lr_scale_glorot_scales_only_binary_kernels():
     """Adam's update times 1/H on the listed binary kernels, unchanged elsewhere."""
     rng = np.random.default_rng(1)
-    params = {"a": {"kernel": jnp.asarray(rng.normal(size=(20, 30)), jnp.float32),
-                    "bias": jnp.zeros((30,), jnp.float32)},
-              "b": {"kernel": jnp.asarray(rng.normal(size=(30, 5)), jnp.float32)}}
+    params = {
+        "a": {"kernel": jnp.asarray(rng.normal(size=(20, 30)), jnp.float32), "bias": jnp.zeros((30,), jnp.float32)},
+        "b": {"kernel": jnp.asarray(rng.normal(size=(30, 5)), jnp.float32)},
+    }
     grads = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
-    base = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, momentum=0.9, nesterov=False,
-                                          weight_decay=0.0, schedule="constant", decay_epochs=[],
-                                          decay_factor=0.1, warmup_epochs=0.0, binary_lr_scale="none"))
+    base = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            learning_rate=1e-3,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=0.0,
+            schedule="constant",
+            decay_epochs=[],
+            decay_factor=0.1,
+            warmup_epochs=0.0,
+            binary_lr_scale="none",
+        )
+    )
     scaled = ml_collections.ConfigDict(dict(base.to_dict(), binary_lr_scale="glorot"))
     u_ref = optim.create_optimizer(base, 10, 1, params)[0]
     u_ref = u_ref.update(grads, u_ref.init(params), params)[0]

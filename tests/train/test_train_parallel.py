@@ -13,8 +13,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def test_sharded_equals_single_device(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
-    r = subprocess.run([sys.executable, os.path.join(HERE, "sharded_check.py"), str(tmp_path)],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, os.path.join(HERE, "sharded_check.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     rows1, rows8 = out["rows1"], out["rows8"]

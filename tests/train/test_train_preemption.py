@@ -17,9 +17,18 @@ def test_sigterm_saves_and_resume_is_exact(tmp_path):
     wd = tmp_path / "preempted"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "extremeq.train", f"--config={TINY_CONFIG}:bc", f"--workdir={wd}",
-         "--config.num_epochs=500"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "extremeq.train",
+            f"--config={TINY_CONFIG}:bc",
+            f"--workdir={wd}",
+            "--config.num_epochs=500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     metrics = wd / "metrics.jsonl"
     deadline = time.time() + 120

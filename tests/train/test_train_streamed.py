@@ -13,8 +13,10 @@ class FakeImageNet:
 
     def __init__(self, n, seed):
         rng = np.random.default_rng(seed)
-        self.items = [{"image": rng.integers(0, 256, (20 + i % 7, 24 + i % 5, 3), dtype=np.uint8),
-                       "label": np.int64(i % 10)} for i in range(n)]
+        self.items = [
+            {"image": rng.integers(0, 256, (20 + i % 7, 24 + i % 5, 3), dtype=np.uint8), "label": np.int64(i % 10)}
+            for i in range(n)
+        ]
 
     def __len__(self):
         return len(self.items)

@@ -38,8 +38,7 @@ def test_sweep_runs_summarizes_and_skips(tmp_path):
     with open(os.path.join(wd, "results.csv")) as f:
         table = {row["method"]: row for row in csv.DictReader(f)}
     for r in results:
-        accs = [read_metrics(os.path.join(wd, r["method"], f"seed{seed}"))[-1]["test_accuracy"]
-                for seed in s.seeds]
+        accs = [read_metrics(os.path.join(wd, r["method"], f"seed{seed}"))[-1]["test_accuracy"] for seed in s.seeds]
         assert accs[0] != accs[1]  # seeds differ
         row = table[r["method"]]
         assert int(row["n"]) == 2
@@ -71,7 +70,8 @@ def test_method_overrides_reference_other_rows(tmp_path):
     s = _small_sweep()
     s.methods = ["ttq", "fp", "twn"]
     s.method_overrides = ml_collections.ConfigDict(
-        {"ttq": {"quant": {"init_from": "@fp"}, "distill": {"teacher_workdir": "@twn"}}})
+        {"ttq": {"quant": {"init_from": "@fp"}, "distill": {"teacher_workdir": "@twn"}}}
+    )
     assert sweep_lib.run_order(s) == ["fp", "twn", "ttq"]
     c = sweep_lib.run_config(s, "ttq", 1, str(tmp_path))
     assert c.quant.init_from == os.path.join(str(tmp_path), "fp", "seed1")
@@ -80,8 +80,9 @@ def test_method_overrides_reference_other_rows(tmp_path):
     s.method_overrides = ml_collections.ConfigDict({"ttq": {"quant": {"init_from": "@bwn"}}})
     with pytest.raises(ValueError, match="names no method"):
         sweep_lib.check_sweep_config(s)
-    s.method_overrides = ml_collections.ConfigDict({"ttq": {"quant": {"init_from": "@fp"}},
-                                                    "fp": {"quant": {"init_from": "@ttq"}}})
+    s.method_overrides = ml_collections.ConfigDict(
+        {"ttq": {"quant": {"init_from": "@fp"}}, "fp": {"quant": {"init_from": "@ttq"}}}
+    )
     with pytest.raises(ValueError, match="cycle"):
         sweep_lib.check_sweep_config(s)
 

@@ -22,8 +22,15 @@ SWEEP = os.path.join(HERE, "sweep_tiny.py")
 
 def _sweep_cli(*args, cwd=None, env=None):
     env = dict(env or os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "extremeq.sweep", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "extremeq.sweep", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def _events(stdout):
@@ -83,24 +90,50 @@ def test_levels_and_rows():
 
 def test_slurm_scripts_hold_the_exact_commands(tmp_path):
     wd = tmp_path / "sweep"
-    r = _sweep_cli(f"--config={SWEEP}:seeds2", "--config.overrides.num_epochs=2", f"--workdir={wd}", "--slurm",
-                   "--slurm_options=--partition=gpu,--gres=gpu:1")
+    r = _sweep_cli(
+        f"--config={SWEEP}:seeds2",
+        "--config.overrides.num_epochs=2",
+        f"--workdir={wd}",
+        "--slurm",
+        "--slurm_options=--partition=gpu,--gres=gpu:1",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = wd / "slurm"
     assert (out / "rows_0.txt").read_text() == "0:fp\n1:fp\n"
     assert (out / "rows_1.txt").read_text() == "0:ttq\n1:ttq\n0:bwn\n1:bwn\n"
-    common = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "extremeq.sweep", f"--config={SWEEP}:seeds2",
-                                               "--config.overrides.num_epochs=2", f"--workdir={wd}"])
+    common = " ".join(
+        shlex.quote(a)
+        for a in [
+            sys.executable,
+            "-m",
+            "extremeq.sweep",
+            f"--config={SWEEP}:seeds2",
+            "--config.overrides.num_epochs=2",
+            f"--workdir={wd}",
+        ]
+    )
     assert (out / "row.sbatch").read_text().splitlines() == [
-        "#!/bin/bash", f"#SBATCH --job-name=sweep-{wd.name}", f"#SBATCH --output={out}/logs/%x_%A_%a.out",
-        "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1", "set -euo pipefail", f"cd {REPO}",
-        'ROW="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")"', f'exec {common} --row="$ROW"']
+        "#!/bin/bash",
+        f"#SBATCH --job-name=sweep-{wd.name}",
+        f"#SBATCH --output={out}/logs/%x_%A_%a.out",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gres=gpu:1",
+        "set -euo pipefail",
+        f"cd {REPO}",
+        'ROW="$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$1")"',
+        f'exec {common} --row="$ROW"',
+    ]
     assert (out / "summary.sbatch").read_text().splitlines()[-1] == f"exec {common} --summarize"
     assert (out / "submit.sh").read_text().splitlines() == [
-        "#!/bin/bash", "set -euo pipefail", f"cd {out}",
-        "j0=$(sbatch --parsable --array=0-1 row.sbatch rows_0.txt)", "j0=${j0%%;*}",
-        "j1=$(sbatch --parsable --array=0-3 --dependency=afterany:$j0 row.sbatch rows_1.txt)", "j1=${j1%%;*}",
-        "sbatch --parsable --dependency=afterany:$j0:$j1 summary.sbatch"]
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"cd {out}",
+        "j0=$(sbatch --parsable --array=0-1 row.sbatch rows_0.txt)",
+        "j0=${j0%%;*}",
+        "j1=$(sbatch --parsable --array=0-3 --dependency=afterany:$j0 row.sbatch rows_1.txt)",
+        "j1=${j1%%;*}",
+        "sbatch --parsable --dependency=afterany:$j0:$j1 summary.sbatch",
+    ]
 
 
 @pytest.mark.slow
@@ -117,11 +150,17 @@ def test_submit_calls_sbatch_and_an_array_task_runs_its_row(tmp_path):
     assert calls.read_text().splitlines() == [
         "--parsable --array=0-0 row.sbatch rows_0.txt",
         "--parsable --array=0-1 --dependency=afterany:101 row.sbatch rows_1.txt",
-        "--parsable --dependency=afterany:101:102 summary.sbatch"]
+        "--parsable --dependency=afterany:101:102 summary.sbatch",
+    ]
     # array task 0 of level 0, as SLURM would start it: trains the FP row
-    task = subprocess.run(["bash", str(wd / "slurm" / "row.sbatch"), str(wd / "slurm" / "rows_0.txt")],
-                          capture_output=True, text=True, timeout=600, check=False,
-                          env=dict(os.environ, SLURM_ARRAY_TASK_ID="0", PYTHONPATH=REPO, JAX_PLATFORMS="cpu"))
+    task = subprocess.run(
+        ["bash", str(wd / "slurm" / "row.sbatch"), str(wd / "slurm" / "rows_0.txt")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=dict(os.environ, SLURM_ARRAY_TASK_ID="0", PYTHONPATH=REPO, JAX_PLATFORMS="cpu"),
+    )
     assert task.returncode == 0, task.stderr[-3000:]
     assert os.path.isfile(wd / "fp" / "seed0" / "final.json") and not os.path.exists(wd / "ttq")
 

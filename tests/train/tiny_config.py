@@ -22,7 +22,16 @@ def get_config(method="bc"):
     c.model.hidden = (32, 32, 32)
     c.model.dropout = 0.1
     c.quant.method = method or "bc"
-    c.optimizer.update(dict(name="sgd", learning_rate=0.3, momentum=0.9, nesterov=True, weight_decay=1e-4,
-                            schedule="cosine", warmup_epochs=0.5))
+    c.optimizer.update(
+        dict(
+            name="sgd",
+            learning_rate=0.3,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_epochs=0.5,
+        )
+    )
     c.checkpoint.keep = 2
     return c

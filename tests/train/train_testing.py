@@ -27,9 +27,12 @@ def load_raw(workdir, step=None):
 
     mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("model", "train", "meta"))
     step = mngr.latest_step() if step is None else step
-    r = mngr.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(),
-                                                   train=ocp.args.StandardRestore(),
-                                                   meta=ocp.args.JsonRestore()))
+    r = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            model=ocp.args.StandardRestore(), train=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()
+        ),
+    )
     mngr.close()
     model = {k: np.asarray(v) for k, v in r["model"].items()}
     train = {k: np.asarray(v) for k, v in r["train"].items()}

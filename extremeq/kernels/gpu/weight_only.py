@@ -37,11 +37,36 @@ def _kernel(xp_ref, w_ref, s_ref, o_ref, *, decode, per_word, block_words, num_s
         o_ref[...] = (acc * s_ref[...]).astype(o_ref.dtype)
 
 
-@C.backend_jit(("decode", "per_word", "name", "block_m", "block_n", "block_words", "num_warps",
-                "num_stages", "split_k", "interpret"))
-def weight_only_matmul_gpu(x2, w_words, scale, *, decode, per_word: int, name: str = "weight_only_matmul",
-                           block_m=None, block_n=None, block_words=None, num_warps=None, num_stages=None,
-                           split_k=None, interpret=False):
+@C.backend_jit(
+    (
+        "decode",
+        "per_word",
+        "name",
+        "block_m",
+        "block_n",
+        "block_words",
+        "num_warps",
+        "num_stages",
+        "split_k",
+        "interpret",
+    )
+)
+def weight_only_matmul_gpu(
+    x2,
+    w_words,
+    scale,
+    *,
+    decode,
+    per_word: int,
+    name: str = "weight_only_matmul",
+    block_m=None,
+    block_n=None,
+    block_words=None,
+    num_warps=None,
+    num_stages=None,
+    split_k=None,
+    interpret=False,
+):
     """x2 [M, K] float, w_words [N, W] uint32, scale [N] -> [M, N] in x2.dtype.
 
     ``decode(words, i)`` -> slot i as int32 (:func:`extremeq.kernels.slots.decode_sign_slot` with
@@ -67,8 +92,15 @@ def weight_only_matmul_gpu(x2, w_words, scale, *, decode, per_word: int, name: s
     else:
         out_shape = jax.ShapeDtypeStruct((mp, np_), x2.dtype)
         out_specs = pl.BlockSpec((bm, bn), lambda i, j, s: (i, j))
-    kernel = functools.partial(_kernel, decode=decode, per_word=per_word, block_words=bw,
-                               num_steps=wp // bw // split, compute_dtype=compute_dtype, split=split > 1)
+    kernel = functools.partial(
+        _kernel,
+        decode=decode,
+        per_word=per_word,
+        block_words=bw,
+        num_steps=wp // bw // split,
+        compute_dtype=compute_dtype,
+        split=split > 1,
+    )
     if interpret:
         params = None
     else:
@@ -76,11 +108,18 @@ def weight_only_matmul_gpu(x2, w_words, scale, *, decode, per_word: int, name: s
 
         params = plt.CompilerParams(num_warps=num_warps or d.num_warps, num_stages=num_stages or d.num_stages)
     out = pl.pallas_call(
-        kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn, split),
-        in_specs=[pl.BlockSpec((per_word, bm, wp), lambda i, j, s: (0, i, 0)),
-                  pl.BlockSpec((bn, wp), lambda i, j, s: (j, 0)),
-                  pl.BlockSpec((1, bn), lambda i, j, s: (0, j))],
-        out_specs=out_specs, compiler_params=params, interpret=interpret, name=name,
+        kernel,
+        out_shape=out_shape,
+        grid=(mp // bm, np_ // bn, split),
+        in_specs=[
+            pl.BlockSpec((per_word, bm, wp), lambda i, j, s: (0, i, 0)),
+            pl.BlockSpec((bn, wp), lambda i, j, s: (j, 0)),
+            pl.BlockSpec((1, bn), lambda i, j, s: (0, j)),
+        ],
+        out_specs=out_specs,
+        compiler_params=params,
+        interpret=interpret,
+        name=name,
     )(xp, ww, sc)
     if split > 1:
         out = (jnp.sum(out, axis=0) * sc).astype(x2.dtype)

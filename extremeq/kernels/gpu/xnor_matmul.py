@@ -42,11 +42,25 @@ def _kernel(a_ref, b_ref, *refs, block_words, num_steps, pad_bits, slice_dtype, 
         xnor_epilogue(acc, pad_bits, scale_refs, o_ref)
 
 
-@C.backend_jit(("k", "block_m", "block_n", "block_words", "num_warps", "num_stages", "slice_dtype",
-                "split_k", "interpret"))
-def xnor_matmul_gpu(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block_m=None, block_n=None,
-                    block_words=None, num_warps=None, num_stages=None, slice_dtype=None, split_k=None,
-                    interpret=False):
+@C.backend_jit(
+    ("k", "block_m", "block_n", "block_words", "num_warps", "num_stages", "slice_dtype", "split_k", "interpret")
+)
+def xnor_matmul_gpu(
+    a_bits,
+    b_bits,
+    alpha_x=None,
+    alpha_w=None,
+    *,
+    k: int,
+    block_m=None,
+    block_n=None,
+    block_words=None,
+    num_warps=None,
+    num_stages=None,
+    slice_dtype=None,
+    split_k=None,
+    interpret=False,
+):
     """a_bits [M, W], b_bits [N, W] uint32 -> int32 ``K - 2 popcount(A ^ B)`` [M, N], or float32
     ``C * alpha_x[:, None] * alpha_w[None, :]`` with scales. Tile options are keyword arguments
     (``None``: :data:`extremeq.kernels.tiles.XNOR_GPU_DEFAULT`); ``split_k``: K splits (None: auto)."""
@@ -78,17 +92,31 @@ def xnor_matmul_gpu(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block
     else:
         out_shape = jax.ShapeDtypeStruct((split, mp, np_), jnp.int32)
         out_specs = pl.BlockSpec((1, bm, bn), lambda i, j, s: (s, i, j))
-    kernel = functools.partial(_kernel, block_words=bw, num_steps=wp // bw // split, pad_bits=pad_bits,
-                               slice_dtype=slice_dtype, acc_dtype=acc_dtype, split=split > 1)
+    kernel = functools.partial(
+        _kernel,
+        block_words=bw,
+        num_steps=wp // bw // split,
+        pad_bits=pad_bits,
+        slice_dtype=slice_dtype,
+        acc_dtype=acc_dtype,
+        split=split > 1,
+    )
     if interpret:
         params = None
     else:
         from jax.experimental.pallas import triton as plt
 
         params = plt.CompilerParams(num_warps=num_warps or d.num_warps, num_stages=num_stages or d.num_stages)
-    out = pl.pallas_call(kernel, out_shape=out_shape, grid=(mp // bm, np_ // bn, split), in_specs=in_specs,
-                         out_specs=out_specs, compiler_params=params, interpret=interpret,
-                         name="xnor_matmul")(*operands)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=out_shape,
+        grid=(mp // bm, np_ // bn, split),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        compiler_params=params,
+        interpret=interpret,
+        name="xnor_matmul",
+    )(*operands)
     if split > 1:
         out = jnp.sum(out, axis=0) - jnp.int32(pad_bits)
         if scaled:

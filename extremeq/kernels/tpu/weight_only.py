@@ -31,8 +31,19 @@ def _kernel(xp_ref, w_ref, s_ref, o_ref, acc_ref, *, decode, per_word, compute_d
 
 
 @C.backend_jit(("decode", "per_word", "name", "block_m", "block_n", "block_words", "interpret"))
-def weight_only_matmul_tpu(x2, w_words, scale, *, decode, per_word: int, name: str = "weight_only_matmul",
-                           block_m=None, block_n=None, block_words=None, interpret=False):
+def weight_only_matmul_tpu(
+    x2,
+    w_words,
+    scale,
+    *,
+    decode,
+    per_word: int,
+    name: str = "weight_only_matmul",
+    block_m=None,
+    block_n=None,
+    block_words=None,
+    interpret=False,
+):
     """x2 [M, K] float, w_words [N, W] uint32, scale [N] -> [M, N] in x2.dtype. Tiles: block_m a
     multiple of 8 (16 for bfloat16), block_n and block_words of 128."""
     from jax.experimental.pallas import tpu as pltpu
@@ -47,14 +58,22 @@ def weight_only_matmul_tpu(x2, w_words, scale, *, decode, per_word: int, name: s
     mp, np_, wp = C.round_up(m, bm), C.round_up(n, bn), C.round_up(w, bw)
     kernel = functools.partial(_kernel, decode=decode, per_word=per_word, compute_dtype=compute_dtype)
     out = pl.pallas_call(
-        kernel, out_shape=jax.ShapeDtypeStruct((mp, np_), x2.dtype), grid=(mp // bm, np_ // bn, wp // bw),
-        in_specs=[pl.BlockSpec((per_word, bm, bw), lambda i, j, s: (0, i, s)),
-                  pl.BlockSpec((bn, bw), lambda i, j, s: (j, s)),
-                  pl.BlockSpec((1, bn), lambda i, j, s: (0, j))],
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((mp, np_), x2.dtype),
+        grid=(mp // bm, np_ // bn, wp // bw),
+        in_specs=[
+            pl.BlockSpec((per_word, bm, bw), lambda i, j, s: (0, i, s)),
+            pl.BlockSpec((bn, bw), lambda i, j, s: (j, s)),
+            pl.BlockSpec((1, bn), lambda i, j, s: (0, j)),
+        ],
         out_specs=pl.BlockSpec((bm, bn), lambda i, j, s: (i, j)),
         scratch_shapes=[pltpu.VMEM((bm, bn), jnp.float32)],
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary")),
-        interpret=interpret, name=name,
-    )(x_planes(x2, per_word, wp, mp), C.pad_to(w_words, (np_, wp)),
-      C.pad_to(scale.astype(jnp.float32)[None, :], (1, np_)))
+        interpret=interpret,
+        name=name,
+    )(
+        x_planes(x2, per_word, wp, mp),
+        C.pad_to(w_words, (np_, wp)),
+        C.pad_to(scale.astype(jnp.float32)[None, :], (1, np_)),
+    )
     return out[:m, :n]

@@ -35,8 +35,19 @@ def _kernel(a_ref, b_ref, *refs, pad_bits, slice_dtype, acc_dtype):
 
 
 @C.backend_jit(("k", "block_m", "block_n", "block_words", "slice_dtype", "interpret"))
-def xnor_matmul_tpu(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block_m=None, block_n=None,
-                    block_words=None, slice_dtype=None, interpret=False):
+def xnor_matmul_tpu(
+    a_bits,
+    b_bits,
+    alpha_x=None,
+    alpha_w=None,
+    *,
+    k: int,
+    block_m=None,
+    block_n=None,
+    block_words=None,
+    slice_dtype=None,
+    interpret=False,
+):
     """a_bits [M, W], b_bits [N, W] uint32 -> int32 ``K - 2 popcount(A ^ B)`` [M, N], or float32
     with scales. Tiles: ``block_m % 8 == 0``, ``block_n``, ``block_words`` multiples of 128
     (defaults :data:`extremeq.kernels.tiles.XNOR_TPU_DEFAULT`)."""
@@ -55,16 +66,21 @@ def xnor_matmul_tpu(a_bits, b_bits, alpha_x=None, alpha_w=None, *, k: int, block
     operands = [C.pad_to(a_bits, (mp, wp)), C.pad_to(b_bits, (np_, wp))]
     in_specs = [pl.BlockSpec((bm, bw), lambda i, j, s: (i, s)), pl.BlockSpec((bn, bw), lambda i, j, s: (j, s))]
     if scaled:
-        operands += [C.pad_to(alpha_x.astype(jnp.float32)[:, None], (mp, 1)),
-                     C.pad_to(alpha_w.astype(jnp.float32)[None, :], (1, np_))]
+        operands += [
+            C.pad_to(alpha_x.astype(jnp.float32)[:, None], (mp, 1)),
+            C.pad_to(alpha_w.astype(jnp.float32)[None, :], (1, np_)),
+        ]
         in_specs += [pl.BlockSpec((bm, 1), lambda i, j, s: (i, 0)), pl.BlockSpec((1, bn), lambda i, j, s: (0, j))]
     kernel = functools.partial(_kernel, pad_bits=C.WORD_BITS * wp - k, slice_dtype=slice_dtype, acc_dtype=acc_dtype)
     out = pl.pallas_call(
-        kernel, out_shape=jax.ShapeDtypeStruct((mp, np_), jnp.float32 if scaled else jnp.int32),
-        grid=(mp // bm, np_ // bn, wp // bw), in_specs=in_specs,
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((mp, np_), jnp.float32 if scaled else jnp.int32),
+        grid=(mp // bm, np_ // bn, wp // bw),
+        in_specs=in_specs,
         out_specs=pl.BlockSpec((bm, bn), lambda i, j, s: (i, j)),
         scratch_shapes=[pltpu.VMEM((bm, bn), acc_dtype)],
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "parallel", "arbitrary")),
-        interpret=interpret, name="xnor_matmul",
+        interpret=interpret,
+        name="xnor_matmul",
     )(*operands)
     return out[:m, :n]

@@ -90,6 +90,7 @@ def _build_image(cls, with_size):
         if with_size:
             fixed["input_size"] = (h, w)
         return cls, fixed, kw
+
     return build
 
 
@@ -97,6 +98,7 @@ def _build_cifar_resnet(depth):
     def build(kw, num_classes, input_shape, rngs):
         _, _, c = _image_shape(input_shape, f"resnet{depth}")
         return CifarResNet, dict(depth=depth, in_features=c, num_classes=num_classes, rngs=rngs), kw
+
     return build
 
 
@@ -105,6 +107,7 @@ def _build_bireal(depth, block):
         _, _, c = _image_shape(input_shape, f"{block}_resnet{depth}")
         kw.setdefault("width", 64 if depth == 18 else 16)
         return BiRealResNet, dict(depth=depth, block=block, in_features=c, num_classes=num_classes, rngs=rngs), kw
+
     return build
 
 
@@ -113,8 +116,10 @@ def _scaled_width(cls, kw, multiplier, name: str) -> int:
     rounded to a whole channel count (every stage scales with it)."""
     params = inspect.signature(cls.__init__).parameters
     if "width" not in params:
-        raise ValueError(f"model {name!r} has no channel width to multiply; width_multiplier applies to "
-                         "the ResNets, VGG-7 and the Bi-Real/ReActNet ResNets")
+        raise ValueError(
+            f"model {name!r} has no channel width to multiply; width_multiplier applies to "
+            "the ResNets, VGG-7 and the Bi-Real/ReActNet ResNets"
+        )
     if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier <= 0:
         raise ValueError(f"width_multiplier must be a positive number (e.g. 2 for a 2x-wide net), got {multiplier!r}")
     return max(1, round(kw.get("width", params["width"].default) * multiplier))
@@ -172,8 +177,11 @@ def build_model(model_config, num_classes: int, input_shape: Sequence[int], rngs
     if multiplier != 1:
         kw["width"] = _scaled_width(cls, kw, multiplier, name)
     params = inspect.signature(cls.__init__).parameters
-    allowed = sorted(k for k, p in params.items() if k != "self" and k not in fixed
-                     and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    allowed = sorted(
+        k
+        for k, p in params.items()
+        if k != "self" and k not in fixed and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
     unknown = sorted(set(kw) - set(allowed))
     if unknown:
         raise ValueError(f"model {name!r} got unknown option(s) {unknown}; it accepts {allowed}")
@@ -205,6 +213,7 @@ def layer_order(model: nnx.Module, sample_input) -> list[str]:
             if p is not None and p not in order:
                 order.append(p)
             return original(self, *args, **kwargs)
+
         return __call__
 
     def forward(m, x):

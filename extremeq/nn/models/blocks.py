@@ -17,6 +17,7 @@ def conv(*args, **kwargs) -> nnx.Conv:
     input materialized on the CPU so that the filter gradient does not recompute it)."""
     return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
 
+
 def hard_tanh(x: jax.Array) -> jax.Array:
     """htanh(x) = clip(x, -1, 1) (Courbariaux, Hubara et al. 2016, BinaryNet)."""
     return jnp.clip(x, -1.0, 1.0)
@@ -79,9 +80,7 @@ def _image_shape(input_shape: Sequence[int], model: str) -> tuple[int, int, int]
     if len(shape) == 2:
         shape = shape + (1,)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            f"{model} needs a per-example input_shape (H, W, C) or (H, W), got {tuple(input_shape)}"
-        )
+        raise ValueError(f"{model} needs a per-example input_shape (H, W, C) or (H, W), got {tuple(input_shape)}")
     return shape  # type: ignore[return-value]
 
 
@@ -99,8 +98,17 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
 class DenseBlock(nnx.Module):
     """dense -> BatchNorm -> activation -> dropout (one hidden layer of BinaryConnect's MLP)."""
 
-    def __init__(self, in_features: int, out_features: int, *, activation: str, dropout: float,
-                 bn_momentum: float, bn_epsilon: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str,
+        dropout: float,
+        bn_momentum: float,
+        bn_epsilon: float,
+        rngs: nnx.Rngs,
+    ):
         self.dense = nnx.Linear(in_features, out_features, use_bias=False, rngs=rngs)
         self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.dropout = _dropout(dropout, rngs)
@@ -114,12 +122,30 @@ class DenseBlock(nnx.Module):
 class ConvBlock(nnx.Module):
     """conv -> [max-pool(pool_window, pool_stride)] -> BatchNorm -> activation."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int, *, strides: int = 1,
-                 padding: int | str = "SAME", pool: tuple[int, int] | None = None, activation: str,
-                 bn_momentum: float, bn_epsilon: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int,
+        *,
+        strides: int = 1,
+        padding: int | str = "SAME",
+        pool: tuple[int, int] | None = None,
+        activation: str,
+        bn_momentum: float,
+        bn_epsilon: float,
+        rngs: nnx.Rngs,
+    ):
         pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
-        self.conv = conv(in_features, out_features, (kernel_size, kernel_size), strides=strides,
-                             padding=pad, use_bias=False, rngs=rngs)
+        self.conv = conv(
+            in_features,
+            out_features,
+            (kernel_size, kernel_size),
+            strides=strides,
+            padding=pad,
+            use_bias=False,
+            rngs=rngs,
+        )
         self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.pool = pool
         self.activation = _check_activation(activation)
@@ -141,15 +167,25 @@ class BasicBlock(nnx.Module):
     the ImageNet ResNets and by TWN/TTQ's "ResNet-18B". Shape-preserving blocks use identity.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, strides: int = 1, shortcut: str = "A",
-                 activation: str, bn_momentum: float, bn_epsilon: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        strides: int = 1,
+        shortcut: str = "A",
+        activation: str,
+        bn_momentum: float,
+        bn_epsilon: float,
+        rngs: nnx.Rngs,
+    ):
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut {shortcut!r} unknown; choose 'A' (zero-pad) or 'B' (1x1 projection)")
-        self.conv1 = conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
-                              use_bias=False, rngs=rngs)
+        self.conv1 = conv(
+            in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs
+        )
         self.bn1 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
-        self.conv2 = conv(out_features, out_features, (3, 3), padding=((1, 1), (1, 1)),
-                              use_bias=False, rngs=rngs)
+        self.conv2 = conv(out_features, out_features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.bn2 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.activation = _check_activation(activation)
         self.strides = strides
@@ -157,8 +193,9 @@ class BasicBlock(nnx.Module):
         pad_channels = 0
         if strides != 1 or in_features != out_features:
             if shortcut == "B":
-                shortcut_conv = conv(in_features, out_features, (1, 1), strides=strides,
-                                         padding="VALID", use_bias=False, rngs=rngs)
+                shortcut_conv = conv(
+                    in_features, out_features, (1, 1), strides=strides, padding="VALID", use_bias=False, rngs=rngs
+                )
                 shortcut_bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
             else:
                 if out_features < in_features or (out_features - in_features) % 2:

@@ -13,10 +13,10 @@ from extremeq.nn.models.blocks import (
     _bn,
     _check_activation,
     _conv_out,
-    conv,
     _drop,
     _dropout,
     _max_pool,
+    conv,
 )
 
 
@@ -27,9 +27,18 @@ class LeNet5(nnx.Module):
     4*4*64 = 1024-wide flatten. Every weight layer but ``head`` is followed by BatchNorm.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, input_size: tuple[int, int] = (28, 28),
-                 activation: str = "relu", dropout: float = 0.0, bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        input_size: tuple[int, int] = (28, 28),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         self.activation = _check_activation(activation)
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
         self.stem = conv(in_features, 32, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
@@ -61,21 +70,34 @@ class VGG7(nnx.Module):
     128/256/512 channel plan (width=128 is the paper's). 32x32 inputs give a 4*4*512 flatten.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, input_size: tuple[int, int] = (32, 32),
-                 width: int = 128, fc_features: int = 1024, activation: str = "relu", dropout: float = 0.0,
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        input_size: tuple[int, int] = (32, 32),
+        width: int = 128,
+        fc_features: int = 1024,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         self.activation = _check_activation(activation)
         c1, c2, c3 = width, 2 * width, 4 * width
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
         self.stem = conv(in_features, c1, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(c1, bn_momentum, bn_epsilon, rngs)
-        self.blocks = nnx.List([
-            ConvBlock(c1, c1, 3, padding=1, pool=(2, 2), **common),
-            ConvBlock(c1, c2, 3, padding=1, **common),
-            ConvBlock(c2, c2, 3, padding=1, pool=(2, 2), **common),
-            ConvBlock(c2, c3, 3, padding=1, **common),
-            ConvBlock(c3, c3, 3, padding=1, pool=(2, 2), **common),
-        ])
+        self.blocks = nnx.List(
+            [
+                ConvBlock(c1, c1, 3, padding=1, pool=(2, 2), **common),
+                ConvBlock(c1, c2, 3, padding=1, **common),
+                ConvBlock(c2, c2, 3, padding=1, pool=(2, 2), **common),
+                ConvBlock(c2, c3, 3, padding=1, **common),
+                ConvBlock(c3, c3, 3, padding=1, pool=(2, 2), **common),
+            ]
+        )
         h, w = input_size
         for _ in range(3):
             h, w = _conv_out(h, 2, 2, 0), _conv_out(w, 2, 2, 0)
@@ -103,20 +125,31 @@ class AlexNet(nnx.Module):
     6*6*256 = 9216-wide flatten.
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, input_size: tuple[int, int] = (224, 224),
-                 fc_features: int = 4096, activation: str = "relu", dropout: float = 0.5,
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        input_size: tuple[int, int] = (224, 224),
+        fc_features: int = 4096,
+        activation: str = "relu",
+        dropout: float = 0.5,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         self.activation = _check_activation(activation)
         common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = conv(in_features, 96, (11, 11), strides=4, padding=((2, 2), (2, 2)), use_bias=False,
-                             rngs=rngs)
+        self.stem = conv(in_features, 96, (11, 11), strides=4, padding=((2, 2), (2, 2)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(96, bn_momentum, bn_epsilon, rngs)
-        self.blocks = nnx.List([
-            ConvBlock(96, 256, 5, padding=2, pool=(3, 2), **common),
-            ConvBlock(256, 384, 3, padding=1, **common),
-            ConvBlock(384, 384, 3, padding=1, **common),
-            ConvBlock(384, 256, 3, padding=1, pool=(3, 2), **common),
-        ])
+        self.blocks = nnx.List(
+            [
+                ConvBlock(96, 256, 5, padding=2, pool=(3, 2), **common),
+                ConvBlock(256, 384, 3, padding=1, **common),
+                ConvBlock(384, 384, 3, padding=1, **common),
+                ConvBlock(384, 256, 3, padding=1, pool=(3, 2), **common),
+            ]
+        )
         h, w = input_size
         h, w = _conv_out(h, 11, 4, 2), _conv_out(w, 11, 4, 2)
         for _ in range(3):

@@ -28,10 +28,20 @@ class MLP(nnx.Module):
     both papers' Theano code does (their L2-SVM output layer).
     """
 
-    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (1024, 1024, 1024), *,
-                 activation: str = "relu", dropout: float = 0.0, input_dropout: float = 0.0,
-                 head_bn: bool = False, bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: Sequence[int] = (1024, 1024, 1024),
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        head_bn: bool = False,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         hidden = [int(h) for h in hidden]
         if not hidden or min(hidden) < 1:
             raise ValueError(f"MLP needs at least one positive hidden width, got hidden={hidden}")
@@ -40,11 +50,20 @@ class MLP(nnx.Module):
         self.stem = nnx.Linear(in_features, hidden[0], use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(hidden[0], bn_momentum, bn_epsilon, rngs)
         self.dropout = _dropout(dropout, rngs)
-        self.blocks = nnx.List([
-            DenseBlock(hidden[i], hidden[i + 1], activation=activation, dropout=dropout,
-                       bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-            for i in range(len(hidden) - 1)
-        ])
+        self.blocks = nnx.List(
+            [
+                DenseBlock(
+                    hidden[i],
+                    hidden[i + 1],
+                    activation=activation,
+                    dropout=dropout,
+                    bn_momentum=bn_momentum,
+                    bn_epsilon=bn_epsilon,
+                    rngs=rngs,
+                )
+                for i in range(len(hidden) - 1)
+            ]
+        )
         self.head = nnx.Linear(hidden[-1], num_classes, use_bias=not head_bn, rngs=rngs)
         self.head_bn = _batch_norm(num_classes, bn_momentum, bn_epsilon, rngs) if head_bn else None
 

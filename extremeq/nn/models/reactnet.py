@@ -98,24 +98,34 @@ class BiRealUnit(nnx.Module):
     the channel count (Bi-Real Net's downsampling shortcut).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, strides: int = 1, block: str = "bireal",
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        strides: int = 1,
+        block: str = "bireal",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         if block not in BLOCKS:
             raise ValueError(f"block {block!r} unknown; choose one of {', '.join(BLOCKS)}")
         if strides not in (1, 2):
             raise ValueError(f"strides must be 1 or 2, got {strides}")
         react = block == "reactnet"
         self.rsign = RSign(in_features) if react else None
-        self.conv = conv(in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)),
-                             use_bias=False, rngs=rngs)
+        self.conv = conv(
+            in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs
+        )
         self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.rprelu = RPReLU(out_features) if react else None
         self.strides = strides
         reshape = strides != 1 or in_features != out_features
-        self.downsample = (conv(in_features, out_features, (1, 1), padding="VALID", use_bias=False, rngs=rngs)
-                           if reshape else None)
-        self.downsample_bn = (_batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
-                              if reshape else None)
+        self.downsample = (
+            conv(in_features, out_features, (1, 1), padding="VALID", use_bias=False, rngs=rngs) if reshape else None
+        )
+        self.downsample_bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs) if reshape else None
 
     def _shortcut(self, x: jax.Array, train: bool | None) -> jax.Array:
         if self.downsample is None:
@@ -134,8 +144,17 @@ class BiRealBlock(nnx.Module):
     """A basic block of two :class:`BiRealUnit` (``unit1`` strides/changes channels, ``unit2``
     keeps them): each of the two binary convs has its own shortcut."""
 
-    def __init__(self, in_features: int, out_features: int, *, strides: int = 1, block: str = "bireal",
-                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        strides: int = 1,
+        block: str = "bireal",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         kw = {"block": block, "bn_momentum": bn_momentum, "bn_epsilon": bn_epsilon, "rngs": rngs}
         self.unit1 = BiRealUnit(in_features, out_features, strides=strides, **kw)
         self.unit2 = BiRealUnit(out_features, out_features, **kw)
@@ -165,9 +184,19 @@ class BiRealResNet(nnx.Module):
     ``activation`` (default ``"identity"``, both papers) is applied after every block.
     """
 
-    def __init__(self, depth: int, in_features: int, num_classes: int, *, width: int = 16,
-                 block: str = "bireal", activation: str = "identity", bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        depth: int,
+        in_features: int,
+        num_classes: int,
+        *,
+        width: int = 16,
+        block: str = "bireal",
+        activation: str = "identity",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         width = int(width)
         if width < 1:
             raise ValueError(f"width must be a positive channel count, got {width}")
@@ -178,8 +207,17 @@ class BiRealResNet(nnx.Module):
         blocks, c_in = [], width
         for stage, (c_out, n) in enumerate(plan):
             for i in range(n):
-                blocks.append(BiRealBlock(c_in, c_out, strides=2 if (stage > 0 and i == 0) else 1, block=block,
-                                          bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs))
+                blocks.append(
+                    BiRealBlock(
+                        c_in,
+                        c_out,
+                        strides=2 if (stage > 0 and i == 0) else 1,
+                        block=block,
+                        bn_momentum=bn_momentum,
+                        bn_epsilon=bn_epsilon,
+                        rngs=rngs,
+                    )
+                )
                 c_in = c_out
         self.blocks = nnx.List(blocks)
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)

@@ -38,18 +38,35 @@ class CifarResNet(nnx.Module):
     gives ResNet-20 its 0.27M parameters; ``shortcut="B"`` uses 1x1 projections instead.
     """
 
-    def __init__(self, depth: int, in_features: int, num_classes: int, *, width: int = 16,
-                 shortcut: str = "A", activation: str = "relu", bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        depth: int,
+        in_features: int,
+        num_classes: int,
+        *,
+        width: int = 16,
+        shortcut: str = "A",
+        activation: str = "relu",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, ...), got {depth}")
         n = (depth - 2) // 6
         self.activation = _check_activation(activation)
         self.stem = conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
-        self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width), n, shortcut=shortcut,
-                                     activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                                     rngs=rngs)
+        self.blocks, c_out = _stages(
+            width,
+            (width, 2 * width, 4 * width),
+            n,
+            shortcut=shortcut,
+            activation=activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            rngs=rngs,
+        )
         self.head = nnx.Linear(c_out, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
@@ -68,16 +85,31 @@ class ResNet18(nnx.Module):
     This is TWN/TTQ's "ResNet-18B".
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, width: int = 64, shortcut: str = "B",
-                 activation: str = "relu", bn_momentum: float = 0.9, bn_epsilon: float = 1e-5,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        width: int = 64,
+        shortcut: str = "B",
+        activation: str = "relu",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        rngs: nnx.Rngs,
+    ):
         self.activation = _check_activation(activation)
-        self.stem = conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
-                             rngs=rngs)
+        self.stem = conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False, rngs=rngs)
         self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
-        self.blocks, c_out = _stages(width, (width, 2 * width, 4 * width, 8 * width), 2, shortcut=shortcut,
-                                     activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-                                     rngs=rngs)
+        self.blocks, c_out = _stages(
+            width,
+            (width, 2 * width, 4 * width, 8 * width),
+            2,
+            shortcut=shortcut,
+            activation=activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            rngs=rngs,
+        )
         self.head = nnx.Linear(c_out, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool | None = None) -> jax.Array:
