@@ -50,11 +50,10 @@ from extremeq.data.imagenet import (
 from extremeq.data.sources import (
     DATASET_NAMES,
     ArrayDataset,
-    DatasetNotPreparedError,
     default_mnist_path,
     load_arrays,
     load_digits,
     load_from_config,
     load_npz,
-    load_tfds_arrays,
 )
+from extremeq.data.tfds_arrays import DatasetNotPreparedError, load_tfds_arrays

@@ -242,6 +242,6 @@ def imagenet_iterator(dataset, *, worker_count: int = 0, worker_buffer_size: int
 def imagenet_source(split: str, *, data_dir: str | None = None):
     """``tfds.data_source("imagenet2012", split=split)`` (``"train"`` or ``"validation"``) with a
     clear error when the data set is not prepared."""
-    from extremeq.data.sources import tfds_source  # pylint: disable=g-import-not-at-top
+    from extremeq.data.tfds_arrays import tfds_source  # pylint: disable=g-import-not-at-top
 
     return tfds_source("imagenet2012", split, data_dir=data_dir)

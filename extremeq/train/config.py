@@ -19,12 +19,7 @@ import re
 
 import ml_collections
 
-from extremeq.data.sources import (
-    DATASET_NAMES,
-    SOURCE_NAMES,
-    STREAMED_NAMES,
-    default_mnist_path,
-)
+from extremeq.data.sources import DATASET_NAMES, SOURCE_NAMES, STREAMED_NAMES, default_mnist_path
 
 # The method tables are live views of the method registry (``extremeq.methods``): a method registered
 # from a file of your own (imported by the config file, or before ``train_and_evaluate``) is accepted.
@@ -33,10 +28,7 @@ from extremeq.methods import (  # noqa: F401  (re-exported for config files and 
     BINARY_METHODS,  # methods whose kernels are 1-bit (BinaryConnect's per-layer learning-rate scale)
     METHODS,  # method -> (weight quantizer, input quantizer)
 )
-from extremeq.nn.policy import (  # first/last layer precisions; bc_stochastic eval
-    EDGE_PRECISIONS,
-    STOCHASTIC_EVALS,
-)
+from extremeq.nn.policy import EDGE_PRECISIONS, STOCHASTIC_EVALS  # first/last layers; bc_stochastic eval
 from extremeq.ste import ESTIMATORS
 
 OPTIMIZERS = ("sgd", "adam", "bop")
