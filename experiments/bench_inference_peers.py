@@ -161,7 +161,7 @@ def main(argv=None):
     p.add_argument("--batches", default="1,64")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--models", default="mlp,convnet")
-    p.add_argument("--lce-python", default="/work/peers/lce/bin/python")
+    p.add_argument("--lce-python", default=".peers/lce/bin/python")
     p.add_argument("--write", default="", help="markdown file: append/replace this thread count's table")
     p.add_argument(
         "--async-dispatch",

@@ -1,7 +1,7 @@
 """Language-model training step: extremeq's FP / BitNet b1.58 / 1-bit BitNet against a PyTorch GPT with
 nanoGPT's CPU configuration, measured side by side in one run.
 
-    PYTHONPATH=. python experiments/bench_lm_step.py [--rounds 8] [--steps 10] [--torch /work/peers/torch/bin/python]
+    PYTHONPATH=. python experiments/bench_lm_step.py [--rounds 8] [--steps 10] [--torch .peers/torch/bin/python]
 
 nanoGPT's CPU example (4 layers, 4 heads, width 128, context 64, batch 12, AdamW): the PyTorch peer is
 ``experiments/peers/torch_gpt.py`` (its own model, written for this benchmark) in its own virtualenv,
@@ -90,7 +90,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10, help="steps per round per row")
     ap.add_argument("--warmup", type=int, default=5, help="steps per row run (and dropped) before timing")
-    ap.add_argument("--torch", default="/work/peers/torch/bin/python", help="python of the PyTorch venv ('' = skip)")
+    ap.add_argument("--torch", default=".peers/torch/bin/python", help="python of the PyTorch venv ('' = skip)")
     ap.add_argument(
         "--torch-threads",
         type=int,

@@ -10,7 +10,7 @@ threads do not spin while extremeq runs.
 
 PyTorch virtualenv (CPU wheel; plain ``pip install torch`` would pull a multi-GB CUDA build):
 
-    python3 -m venv /work/peers/torch && /work/peers/torch/bin/pip install torch==2.13.0 numpy
+    python3 -m venv .peers/torch && .peers/torch/bin/pip install torch==2.13.0 numpy
     python experiments/bench_train_peers.py --steps 10 --write BENCHMARKS.md
 """
 
@@ -69,7 +69,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--methods", default="fp,bwn,xnor", help="extremeq methods")
     p.add_argument("--torch-variants", default="fp_nchw,fp_cl,bwn_cl")
-    p.add_argument("--torch-python", default="/work/peers/torch/bin/python")
+    p.add_argument("--torch-python", default=".peers/torch/bin/python")
     p.add_argument("--write", default="", help="markdown file whose section to replace or append")
     p.add_argument(
         "--before",

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=40)
-    p.add_argument("--lce-python", default="/work/peers/lce/bin/python")
+    p.add_argument("--lce-python", default=".peers/lce/bin/python")
     args = p.parse_args(argv)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     sys.path.insert(0, os.path.dirname(HERE))

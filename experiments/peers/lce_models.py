@@ -4,8 +4,8 @@ same weights, built in Larq, converted by LCE, timed one call per request.
 Runs inside its own virtualenv (LCE is a benchmark peer, never a dependency of extremeq). Recipe
 that installs and runs on this x86-64 host (Python 3.11; pip only):
 
-    python3 -m venv /work/peers/lce
-    /work/peers/lce/bin/pip install tensorflow==2.16.2 tf_keras==2.16.0 larq==0.14.0 larq-compute-engine==0.16.0
+    python3 -m venv .peers/lce
+    .peers/lce/bin/pip install tensorflow==2.16.2 tf_keras==2.16.0 larq==0.14.0 larq-compute-engine==0.16.0
     # larq 0.14 needs Keras 2: run with TF_USE_LEGACY_KERAS=1 (the parent sets it)
 
 The parent writes ``weights.npz`` (float arrays named ``<model>/<layer>/<array>``), ``inputs.npz``

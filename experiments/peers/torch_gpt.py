@@ -3,7 +3,7 @@ nanoGPT's CPU configuration, one request at a time.
 
 Runs inside its own virtualenv (PyTorch is a benchmark peer, never a dependency of extremeq):
 
-    python3 -m venv /work/peers/torch && /work/peers/torch/bin/pip install torch==2.13.0 numpy
+    python3 -m venv .peers/torch && .peers/torch/bin/pip install torch==2.13.0 numpy
 
 The model of nanoGPT's CPU example (Karpathy, nanoGPT README): 4 pre-norm blocks, 4 heads, width 128,
 context 64, learned positions, LayerNorm without bias, no biases, exact GELU, MLP 4x, tied

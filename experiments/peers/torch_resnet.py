@@ -2,7 +2,7 @@
 
 Runs inside its own virtualenv (PyTorch is a benchmark peer, never a dependency of extremeq):
 
-    python3 -m venv /work/peers/torch && /work/peers/torch/bin/pip install torch==2.13.0 numpy
+    python3 -m venv .peers/torch && .peers/torch/bin/pip install torch==2.13.0 numpy
 
 The same network as extremeq's ``resnet20`` (He et al. 2016: 3x3 stem 16 -> BN -> ReLU, three
 stages of three basic blocks with 16/32/64 channels, option-A zero-pad shortcuts, global average
