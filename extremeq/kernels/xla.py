@@ -83,17 +83,22 @@ def xnor_matmul_dot(a_bits, b_bits, *, k: int):
 def weight_only_dot(x2, w_words, scale, *, unpack, k):
     """x2 [M, K] @ (scale * unpack(w_words)).T: decode [N, K] in XLA, one float32-accumulated dot.
 
-    Written as ``x2 @ q.T`` (contracting q's K after a transpose), the form XLA:CPU fuses with the
-    unpack into one loop that never writes q; a dot contracting q's last axis directly, or one with
-    precision HIGHEST, is not fused, and then the unpacks of every layer of a jitted model are
-    hoisted to the start of the program with all their float matrices live at once (350 MiB of
-    temporaries per token of an 85M-parameter GPT, ~10x slower decoding). HIGHEST (no TF32 /
-    bfloat16 passes) is asked for on GPUs and TPUs only: a float32 dot on the CPU is float32 anyway.
+    On the CPU the product is written as ``x2 @ q.T`` per row for M <= :data:`SMALL_M` (batch-1
+    decoding, short prompts): that is the form XLA:CPU fuses with the unpack into one loop that never
+    writes q. A dot contracting q's last axis, one with M > 1, or one with precision HIGHEST is not
+    fused, and the unfused unpacks of every layer of a jitted model are hoisted to the start of the
+    program with all their float matrices live at once (350 MiB of temporaries per decoded token of
+    an 85M-parameter GPT, ~10x slower decoding). HIGHEST (no TF32 / bfloat16 passes) is asked for on
+    GPUs and TPUs only: a float32 dot on the CPU is float32 anyway.
     """
     q = unpack(w_words, k, x2.dtype)
-    highest = x2.dtype == jnp.float32 and backends.platform() != "cpu"
-    precision = lax.Precision.HIGHEST if highest else None
-    y = lax.dot_general(x2, q.T, (((1,), (0,)), ((), ())), precision=precision, preferred_element_type=jnp.float32)
+    dims = (((1,), (0,)), ((), ()))
+    if backends.platform() == "cpu" and 0 < x2.shape[0] <= SMALL_M:
+        rows = [lax.dot_general(x2[r : r + 1], q.T, dims, preferred_element_type=jnp.float32) for r in range(len(x2))]
+        y = jnp.concatenate(rows, axis=0)
+    else:
+        precision = lax.Precision.HIGHEST if x2.dtype == jnp.float32 else None  # no TF32 rounding on GPUs
+        y = lax.dot_general(x2, q.T, dims, precision=precision, preferred_element_type=jnp.float32)
     return (y * scale.astype(jnp.float32)).astype(x2.dtype)
 
 

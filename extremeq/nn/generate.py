@@ -105,5 +105,5 @@ def generate(
                 window = jnp.concatenate(out[-block:], axis=1)[:, -block:]
                 token = _window(graphdef, state, window, key, i, temperature, top_k)
             out.append(token[:, None])
-    tokens = np.asarray(jnp.concatenate(out, axis=1))
+    tokens = np.concatenate(jax.device_get(out), axis=1)  # on the host: no compile per length
     return tokens[0] if squeeze else tokens
