@@ -165,3 +165,43 @@ def test_pack_ternary_weights_rejects_ttq_and_latent():
         pack_ternary_weights(np.array([[0.5], [-0.3], [0.0]], np.float32))
     with pytest.raises(ValueError, match="Quantize first"):
         pack_ternary_weights(np.array([[0.5], [0.3]], np.float32))
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+@pytest.mark.parametrize("m", [1, 3, 8, 9])
+def test_dot_backend_is_exact_for_integer_activations_on_both_sides_of_small_m(kind, m):
+    """BitNet's product: 8-bit activation codes times ternary / sign codes is an exact integer sum
+    (float32, K * 127 < 2^24), whether the CPU path runs one fused matvec per row (M <= SMALL_M)
+    or one dot; the NumPy int64 product is the reference."""
+    from extremeq.kernels.xla import SMALL_M
+
+    assert SMALL_M == 8
+    op = OPS[kind][0]
+    rng = np.random.default_rng(m)
+    k, n = 200, 37
+    x = rng.integers(-127, 128, size=(m, k))
+    q = rng.choice([-1, 1], size=(n, k)) if kind == "binary" else rng.integers(-1, 2, size=(n, k))
+    words = np_pack_bits_reference(q > 0) if kind == "binary" else np_pack_ternary(q)
+    got = jax.jit(lambda a, w: op(a, w, 1.0, backend="dot"))(jnp.asarray(x, jnp.float32), words)
+    np.testing.assert_array_equal(np.asarray(got), x @ q.T)
+
+
+def test_matvec_of_a_jitted_layer_stack_holds_no_decoded_matrix():
+    """At M = 1 on the CPU the unpack is fused into each matvec: a jitted stack of 8 packed
+    768 x 768 layers needs far less scratch memory than one decoded float32 matrix (2.25 MiB); the
+    unfused form hoisted every layer's decoded matrix to the program start (8 x 2.25 MiB)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the fusion is XLA:CPU's")
+    rng = np.random.default_rng(0)
+    ws = [jnp.asarray(np_pack_ternary(rng.integers(-1, 2, size=(768, 768)))) for _ in range(8)]
+
+    def stack(x, ws):
+        for w in ws:
+            x = jnp.tanh(ternary_weight_matmul(x, w, 1.0, backend="dot"))
+        return x
+
+    compiled = jax.jit(stack).lower(jnp.ones((1, 768), jnp.float32), ws).compile()
+    memory = compiled.memory_analysis()
+    if memory is None:
+        pytest.skip("this jaxlib reports no memory analysis")
+    assert memory.temp_size_in_bytes < 768 * 768 * 4 / 4
