@@ -1,6 +1,6 @@
 """Decode speed of packed BitNet language models on this machine: float GPT, BitNet training graph,
-packed 2-bit words through ``ternary_weight_matmul`` (``decode="words"``) and int8 codes unpacked once
-at load time (``decode="codes"``, the CPU default of ``extremeq.inference.lm``).
+packed 2-bit words through ``ternary_weight_matmul`` (``decode="words"``, the default of
+``extremeq.inference.lm``) and int8 codes unpacked once at load time (``decode="codes"``).
 
     PYTHONPATH=. python experiments/bench_lm_decode.py [--tokens 32] [--rounds 3] [--sizes small,large]
 

@@ -31,14 +31,14 @@ variable, named by its "/"-joined path (``blocks/0/attn/qkv/w``, ``.../gamma``, 
 ``wte/embedding``, ...). Loading rebuilds the GPT from the recipe, swaps in the packed layers and
 fills them; a file whose arrays do not fit, or fail their checksums, raises ExportFormatError.
 
-Decoding on the CPU (``decode``): ``ternary_weight_matmul``'s CPU path unpacks the 2-bit words to
-a float matrix inside every call, i.e. once per decoded token. ``decode="codes"`` unpacks every
-layer once, at load time, into int8 codes c_W [K, N] held on the device beside the words, and
-multiplies with ``dot(c_x, c_W)`` in int8 x int8 -> int32 (exact, as the kernels). Memory
-trade-off: the codes take 1 byte per weight (4x the 2-bit words, 1/4 of float32) for as long as
-the model is loaded; the file stays 2-bit. Measured on the 2-core CPU here it is not yet faster
-than the words for an 85M model (XLA's CPU int8 dot; ``experiments/bench_lm_decode.py``), so the
-default (``"auto"``) is ``"words"``: the kernels' path, which on GPU/TPU is the Pallas kernel that
+Decoding on the CPU (``decode``): ``"words"`` (the default, ``"auto"``) multiplies from the 2-bit
+words through ``ternary_weight_matmul``, whose CPU path at batch 1 decodes the words inside each
+fused matrix-vector product (no float matrix is written; 2 bits per weight read per token), so a
+packed GPT decodes faster than its float32 twin once the weight bytes dominate
+(``experiments/bench_lm_decode.py``). ``decode="codes"`` unpacks every layer once, at load time,
+into int8 codes c_W [K, N] held on the device beside the words (1 byte per weight while loaded; the
+file stays 2-bit) and multiplies c_x by them in float32 (exact: small integers); it measured no
+faster than the words on the 2-core CPU here. On GPU/TPU the words go to the Pallas kernel, which
 decodes in registers.
 """
 
