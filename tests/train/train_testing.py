@@ -55,20 +55,19 @@ def read_rows(workdir, drop=("time_s",)):
     return [{k: v for k, v in r.items() if k not in drop} for r in rows]
 
 
+def cli_argv(workdir, method, *flags):
+    """The command line of ``python -m extremeq.train`` on the tiny config, ``flags`` appended
+    (``"--config.num_epochs=5"``)."""
+    return [sys.executable, "-m", "extremeq.train", f"--config={TINY_CONFIG}:{method}", f"--workdir={workdir}", *flags]
+
+
 def start_cli_run(workdir, until, *, method="bc", num_epochs=500, timeout_s=120, poll_s=0.05):
     """``python -m extremeq.train`` on the tiny config in a subprocess (CPU), returned once ``until()``
     holds; asserts that the run is still going then (else shows the end of its stderr). The caller
     signals it and reads ``proc.communicate()`` (stderr is piped, stdout discarded)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "extremeq.train",
-            f"--config={TINY_CONFIG}:{method}",
-            f"--workdir={workdir}",
-            f"--config.num_epochs={num_epochs}",
-        ],
+        cli_argv(workdir, method, f"--config.num_epochs={num_epochs}"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
