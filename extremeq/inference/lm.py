@@ -121,7 +121,7 @@ class PackedBitLinear(nnx.Module):
         self.codes = nnx.data(None)
 
     def product(self, c_x):
-        """(c_x @ c_W) * gamma: int8 x int8 -> int32 with the unpacked codes, else the packed-weight kernel."""
+        """(c_x @ c_W) * gamma: a float32 dot with the unpacked int8 codes, else the packed-weight kernel."""
         if getattr(self, "codes", None) is not None:
             # a float32 dot of small integers (exact); c_W enters transposed, the form XLA:CPU fuses
             # with the int8 -> float32 conversion at M = 1 (an int8 x int8 -> int32 dot measured
