@@ -54,8 +54,8 @@ def main(argv=None):
     worker = LceWorker(args.lce_python, folder)
     x = jnp.asarray(x_np.reshape(1, 28, 28, 1))
     xf = jnp.asarray(x_np)
-    exe, leaves = packed.executable(x.shape), packed._leaves
-    w1 = next(v for v in leaves if v.shape == (784, 1024))
+    exe, args = packed.executable(x.shape), packed._args
+    w1 = next(v for v in jax.tree_util.tree_leaves(args) if v.shape == (784, 1024))
     w1_np = np.asarray(w1).copy()
 
     def first(**options):
@@ -65,7 +65,7 @@ def main(argv=None):
     wtx = jax.jit(lambda w, v: jax.lax.dot_general(w, v, (((0,), (1,)), ((), ())))).lower(w1, xf).compile()
     candidates = {
         "packed model, `packed(x)`": lambda: packed(x),
-        "packed model, its executable called directly": lambda: exe(leaves, x),
+        "packed model, its executable called directly": lambda: exe(args, x),
         "first layer alone, XLA `x @ W`": first(),
         "first layer alone, XLA `W^T x`": lambda: wtx(w1, xf),
         "first layer alone, XLA `x @ W`, `xla_cpu_use_xnnpack=True`": first(xla_cpu_use_xnnpack=True),

@@ -51,3 +51,38 @@ def test_fast_path_only_for_compiled_float32_arrays():
     np.testing.assert_array_equal(np.asarray(packed(x16)), np.asarray(packed(x16.astype(jnp.float32))))
     assert sorted(packed._executables) == [(2, 8, 8, 1)]
     assert packed(x[:1]).shape == (1, 10) and sorted(packed._executables) == [(1, 8, 8, 1), (2, 8, 8, 1)]
+
+
+def test_arguments_group_small_arrays_and_give_back_the_same_arrays():
+    # Arrays under SMALL_BYTES travel in one buffer per dtype, the others (and PRNG keys) on their own;
+    # the executable's slices give back every array exactly, in order.
+    from extremeq.inference.model import _Arguments
+
+    rng = np.random.default_rng(3)
+    leaves = [
+        rng.standard_normal(7).astype(np.float32),
+        rng.integers(0, 2**32, (5, 3), dtype=np.uint32),
+        rng.standard_normal((200, 100)).astype(np.float32),  # 80,000 bytes: on its own
+        rng.standard_normal((2, 3)).astype(np.float32),
+        np.array(2.5, np.float32),
+        jax.random.key(0),
+        rng.integers(-1, 2, (4,), dtype=np.int8),
+    ]
+    a = _Arguments(leaves)
+    bigs, buffers = a.args
+    assert a.big == [2, 5] and [b.shape for b in buffers] == [(14,), (15,), (4,)]
+    assert [b.dtype for b in buffers] == [jnp.float32, jnp.uint32, jnp.int8]
+    back = jax.jit(a.leaves)(a.args)
+    for got, want in zip(back, leaves):
+        if jax.dtypes.issubdtype(got.dtype, jax.dtypes.extended):
+            np.testing.assert_array_equal(jax.random.key_data(got), jax.random.key_data(want))
+        else:
+            assert got.dtype == want.dtype and got.shape == np.shape(want)
+            np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_the_mlp_is_called_with_few_arguments():
+    _, packed = _packed()
+    n_state = len(jax.tree_util.tree_leaves(nnx.split(packed.module)[1]))
+    # 64x64 layers: every array under 64 KiB, so one buffer per dtype (float32; uint32 words)
+    assert len(jax.tree_util.tree_leaves(packed._args)) == 2 < n_state
