@@ -86,3 +86,18 @@ def test_the_mlp_is_called_with_few_arguments():
     n_state = len(jax.tree_util.tree_leaves(nnx.split(packed.module)[1]))
     # 64x64 layers: every array under 64 KiB, so one buffer per dtype (float32; uint32 words)
     assert len(jax.tree_util.tree_leaves(packed._args)) == 2 < n_state
+
+
+def test_fast_path_calls_give_the_first_calls_logits():
+    # The second call of a shape goes through the executable's own C++ call; same logits as the
+    # first (and as a bfloat16 input, which is cast and never takes the fast path).
+    _, packed = _packed()
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((1, 8, 8, 1)), jnp.float32)
+    first = np.asarray(packed(x))
+    assert list(packed._calls) == [(1, 8, 8, 1)]
+    for _ in range(3):
+        np.testing.assert_array_equal(np.asarray(packed(x)), first)
+    np.testing.assert_array_equal(
+        np.asarray(packed(x.astype(jnp.bfloat16).astype(jnp.float32))), np.asarray(packed(x.astype(jnp.bfloat16)))
+    )
+    assert list(packed._calls) == [(1, 8, 8, 1)]
