@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 import extremeq
@@ -89,15 +90,19 @@ def test_the_mlp_is_called_with_few_arguments():
 
 
 def test_fast_path_calls_give_the_first_calls_logits():
-    # The second call of a shape goes through the executable's own C++ call; same logits as the
-    # first (and as a bfloat16 input, which is cast and never takes the fast path).
-    _, packed = _packed()
-    x = jnp.asarray(np.random.default_rng(4).standard_normal((1, 8, 8, 1)), jnp.float32)
-    first = np.asarray(packed(x))
-    assert list(packed._calls) == [(1, 8, 8, 1)]
-    for _ in range(3):
-        np.testing.assert_array_equal(np.asarray(packed(x)), first)
-    np.testing.assert_array_equal(
-        np.asarray(packed(x.astype(jnp.bfloat16).astype(jnp.float32))), np.asarray(packed(x.astype(jnp.bfloat16)))
-    )
-    assert list(packed._calls) == [(1, 8, 8, 1)]
+    # The fast path calls the C++ call of the input shape's executable, which checks the input's dtype
+    # itself: same logits as the first call whichever shape came before, and a bfloat16 input (which
+    # fails that check) gets the logits of its float32 cast.
+    model, packed = _packed()
+    graphdef, state = nnx.split(packed.module)
+    reference = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+    rng = np.random.default_rng(4)
+    xs = [jnp.asarray(rng.standard_normal((b, 8, 8, 1)), jnp.float32) for b in (1, 2)]
+    want = [np.asarray(reference(state, x)) for x in xs]
+    for i in (0, 0, 1, 0, 1, 1, 0):
+        np.testing.assert_array_equal(np.asarray(packed(xs[i])), want[i])
+    x16 = xs[0].astype(jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(packed(x16)), np.asarray(reference(state, x16.astype(jnp.float32))))
+    with pytest.raises(TypeError, match="contracting dimensions"):
+        packed(jnp.zeros((1, 8, 8, 2), jnp.float32))  # a wrong input still gets the first layer's own error
+    assert sorted(packed._executables) == sorted(packed._calls) == [(1, 8, 8, 1), (2, 8, 8, 1)]
