@@ -55,8 +55,9 @@ def test_fast_path_only_for_compiled_float32_arrays():
 
 
 def test_arguments_group_small_arrays_and_give_back_the_same_arrays():
-    # Arrays under SMALL_BYTES travel in one buffer per dtype, the others (and PRNG keys) on their own;
-    # the executable's slices give back every array exactly, in order.
+    # Float arrays under SMALL_BYTES and integer ones under PACKED_BYTES travel in one buffer per dtype,
+    # the others (and PRNG keys) on their own; the executable's slices give back every array exactly,
+    # in order.
     from extremeq.inference.model import _Arguments
 
     rng = np.random.default_rng(3)
@@ -68,10 +69,12 @@ def test_arguments_group_small_arrays_and_give_back_the_same_arrays():
         np.array(2.5, np.float32),
         jax.random.key(0),
         rng.integers(-1, 2, (4,), dtype=np.int8),
+        rng.integers(0, 2**32, (300, 100), dtype=np.uint32),  # 120,000 bytes of packed words: grouped
+        rng.integers(0, 2**32, (300, 1000), dtype=np.uint32),  # 1.2 MB: on its own
     ]
     a = _Arguments(leaves)
     bigs, buffers = a.args
-    assert a.big == [2, 5] and [b.shape for b in buffers] == [(14,), (15,), (4,)]
+    assert a.big == [2, 5, 8] and [b.shape for b in buffers] == [(14,), (30015,), (4,)]
     assert [b.dtype for b in buffers] == [jnp.float32, jnp.uint32, jnp.int8]
     back = jax.jit(a.leaves)(a.args)
     for got, want in zip(back, leaves):

@@ -205,26 +205,33 @@ class PackedModel:
 
 
 class _Arguments:
-    """The model's arrays as few executable arguments: every array of at least ``SMALL_BYTES`` on its
-    own, the smaller ones concatenated (flattened) into one buffer per dtype, which the executable
-    slices back into the arrays (static offsets).
+    """The model's arrays as few executable arguments: the small ones concatenated (flattened) into
+    one buffer per dtype, which the executable slices back into the arrays (static offsets), the
+    others (and PRNG keys) on their own.
 
     Why: the call's cost at batch 1 grows with its number of arguments, and more so when the caches
     are cold (each argument is checked and looked up on the host before the executable runs). The
-    784-1024-1024-1024-10 MLP (17 arrays) goes from 17 arguments to 5. A slice that XLA feeds to a
-    dot or convolution is copied per call, so only arrays under ``SMALL_BYTES`` are grouped: the
-    copy then costs about what an argument of its own would.
+    784-1024-1024-1024-10 MLP (17 arrays) goes from 18 arguments to 4. "Small": integer arrays (packed
+    words and codes) under ``PACKED_BYTES``, which only decode / XNOR-popcount fusions read, in place
+    from the buffer; other arrays under ``SMALL_BYTES``, since a slice that XLA feeds to a dot or a
+    convolution (a float kernel) is copied per call, which then costs about what an argument of its
+    own would. The grouped buffers are a second copy of those arrays in memory.
     """
 
     SMALL_BYTES = 64 * 1024
+    PACKED_BYTES = 1024 * 1024
+
+    def _small(self, a) -> bool:
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended):
+            return False
+        limit = self.PACKED_BYTES if jnp.issubdtype(a.dtype, jnp.integer) else self.SMALL_BYTES
+        return a.nbytes < limit
 
     def __init__(self, leaves):
         leaves = [jnp.asarray(a) for a in leaves]
         self.specs = [a.shape for a in leaves]
-        small = [
-            not jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) and a.nbytes < self.SMALL_BYTES for a in leaves
-        ]
-        self.big = [i for i, s in enumerate(small) if not s]  # PRNG keys (extended dtypes) stay apart too
+        small = [self._small(a) for a in leaves]
+        self.big = [i for i, s in enumerate(small) if not s]
         self.groups = {}  # dtype name -> indices of its small arrays, in order
         for i, a in enumerate(leaves):
             if small[i]:
