@@ -3,16 +3,17 @@
 The 784-1024-1024-1024-10 MLP of ``bench_inference_peers.py`` (same weights, same LCE worker, one
 pinned core). Each candidate is timed right after one LCE call and followed by one call of the
 training graph, as ``bench_inference_peers.py`` times the packed model, so every candidate starts
-with the caches other engines left behind. Candidates: the packed model (``PackedModel.__call__``),
-its executable called through ``Compiled.__call__``, the same network called with one argument per
-array (18, as before the arrays were grouped), executables that do nothing but take 1 or 18
-arguments (the call's own cost), and the float first layer alone (784x1024, 3.1 MiB as float32) in
-several forms: ``x @ W`` (as in the model), ``W^T x``, NumPy's ``x @ W`` (OpenBLAS), and with the
-weights stored in half the bytes (bfloat16, float16, int8), converted to float32 inside the
-executable: XLA:CPU writes the converted matrix out before its dot, so these read fewer bytes from
-memory but move more in all.
+with the caches other engines left behind; the candidates' order is shuffled each round.
+Candidates: the packed model (``PackedModel.__call__``), its executable called through
+``Compiled.__call__``, the same network called with one argument per array (18, as before the
+arrays were grouped), executables that do nothing but take 1 or 18 arguments (the call's own
+cost), and the float first layer alone (784x1024, 3.1 MiB as float32) in several forms: ``x @ W``
+(as in the model), ``W^T x``, NumPy's ``x @ W`` (OpenBLAS), and with the weights stored in half or
+a quarter of the bytes (bfloat16, float16, int8) and converted to float32 inside the executable:
+XLA:CPU writes the converted matrix out before its dot, so these read fewer bytes from memory but
+move more in all.
 
-    python experiments/profile_mlp_batch1.py --repeats 40
+    python experiments/profile_mlp_batch1.py --repeats 100
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -82,7 +84,7 @@ def main(argv=None):
     candidates = {
         "packed model, `packed(x)`": lambda: packed(x),
         "packed model, its executable through `Compiled.__call__`": lambda: exe(pargs, x),
-        "packed model, one argument per array (18)": lambda: ungrouped(leaves, x),
+        "packed model, one argument per array (18, as before this round)": lambda: ungrouped(leaves, x),
         "executable that does nothing, 1 argument": compiled(lambda v: v[0, 0, 0], x),
         "executable that does nothing, 18 arguments": compiled(lambda ls, v: v[0, 0, 0], leaves, x),
         "first layer alone, XLA `x @ W`": first(w1),
@@ -94,8 +96,12 @@ def main(argv=None):
     }
     times = {k: [] for k in ["LCE, whole network", *candidates]}
     load0 = os.getloadavg()
+    order = random.Random(0)
     for i in range(args.repeats + 5):
-        for k, f in candidates.items():
+        names = list(candidates)
+        order.shuffle(names)  # a new order each round: no candidate always follows the same one
+        for k in names:
+            f = candidates[k]
             dt_lce = worker.ask("time", "mlp", 1, 1)["seconds"]
             t0 = time.perf_counter()
             jax.block_until_ready(f())
