@@ -83,7 +83,7 @@ def main(argv=None):
     int8 = np.clip(np.round(w1_np / np.abs(w1_np).max() * 127), -127, 127).astype(np.int8)
     candidates = {
         "packed model, `packed(x)`": lambda: packed(x),
-        "packed model, its executable through `Compiled.__call__`": lambda: exe(pargs, x),
+        "packed model, its executable through `Compiled.__call__`": lambda: exe(*pargs, x),
         "packed model, one argument per array (18, as before this round)": lambda: ungrouped(leaves, x),
         "executable that does nothing, 1 argument": compiled(lambda v: v[0, 0, 0], x),
         "executable that does nothing, 18 arguments": compiled(lambda ls, v: v[0, 0, 0], leaves, x),

@@ -59,8 +59,9 @@ class PackedModel:
         self._arguments = _Arguments(leaves)
         self._args = self._arguments.args
 
-        def forward(args, x):
-            state = jax.tree_util.tree_unflatten(treedef, self._arguments.leaves(args))
+        def forward(*args):  # the grouped arrays, then x: flat positional arguments
+            state = jax.tree_util.tree_unflatten(treedef, self._arguments.leaves(args[:-1]))
+            x = args[-1]
             return nnx.merge(graphdef, state)(x)
 
         self._forward = jax.jit(forward)
@@ -73,7 +74,7 @@ class PackedModel:
         exe = self._executables.get(shape)
         if exe is None:
             x = jax.ShapeDtypeStruct(shape, jnp.float32)
-            exe = self._executables[shape] = self._forward.lower(self._args, x).compile()
+            exe = self._executables[shape] = self._forward.lower(*self._args, x).compile()
         return exe
 
     def __call__(self, x):
@@ -85,15 +86,15 @@ class PackedModel:
             call = self._calls.get(x.aval.shape)
             if call is not None:
                 try:
-                    return call(self._args, x)
+                    return call(*self._args, x)
                 except TypeError:  # another dtype: cast below
                     pass
         if isinstance(x, jax.core.Tracer):  # inside the caller's own jit: trace through
-            return self._forward(self._args, jnp.asarray(x, jnp.float32))
+            return self._forward(*self._args, jnp.asarray(x, jnp.float32))
         if not (isinstance(x, jax.Array) and x.dtype == jnp.float32):
             x = jnp.asarray(x, jnp.float32)
         exe = self.executable(x.shape)
-        out = exe(self._args, x)
+        out = exe(*self._args, x)
         if type(x) is _CONCRETE:
             self._calls[x.shape] = getattr(exe, "_call", None) or exe
         return out
@@ -237,11 +238,11 @@ class _Arguments:
             if small[i]:
                 self.groups.setdefault(np.dtype(a.dtype).name, []).append(i)
         buffers = tuple(jnp.concatenate([jnp.ravel(leaves[i]) for i in idx]) for idx in self.groups.values())
-        self.args = (tuple(leaves[i] for i in self.big), buffers)
+        self.args = (*(leaves[i] for i in self.big), *buffers)  # flat: each a positional argument
 
     def leaves(self, args):
         """The arrays in their original order, from ``args`` (traced inside the executable)."""
-        bigs, buffers = args
+        bigs, buffers = args[: len(self.big)], args[len(self.big) :]
         out = [None] * len(self.specs)
         for i, a in zip(self.big, bigs):
             out[i] = a
