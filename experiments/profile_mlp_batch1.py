@@ -3,12 +3,17 @@
 The 784-1024-1024-1024-10 MLP of ``bench_inference_peers.py`` (same weights, same LCE worker, one
 pinned core). Each candidate is timed right after one LCE call and followed by one call of the
 training graph, as ``bench_inference_peers.py`` times the packed model, so every candidate starts
-with the caches other engines left behind. Candidates: the packed model (``PackedModel.__call__``),
-its executable called directly, and its float first layer alone (784x1024 float32, 3.1 MiB) in
-several forms: ``x @ W`` (as in the model), ``W^T x``, with XLA compile options, NumPy's ``x @ W``
-(OpenBLAS) and a NumPy sum over W (the time to stream W once from where it lies).
+with the caches other engines left behind; the candidates' order is shuffled each round.
+Candidates: the packed model (``PackedModel.__call__``), its executable called through
+``Compiled.__call__``, the same network called with one argument per array (18, as before the
+arrays were grouped), executables that do nothing but take 1 or 18 arguments (the call's own
+cost), and the float first layer alone (784x1024, 3.1 MiB as float32) in several forms: ``x @ W``
+(as in the model), ``W^T x``, NumPy's ``x @ W`` (OpenBLAS), and with the weights stored in half or
+a quarter of the bytes (bfloat16, float16, int8) and converted to float32 inside the executable:
+XLA:CPU writes the converted matrix out before its dot, so these read fewer bytes from memory but
+move more in all.
 
-    python experiments/profile_mlp_batch1.py --repeats 40
+    python experiments/profile_mlp_batch1.py --repeats 100
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -39,6 +45,7 @@ def main(argv=None):
     import numpy as np
     from bench_inference import jitted_eval
     from bench_inference_peers import LceWorker, build_models, peer_arrays
+    from flax import nnx
 
     import extremeq
 
@@ -54,29 +61,47 @@ def main(argv=None):
     worker = LceWorker(args.lce_python, folder)
     x = jnp.asarray(x_np.reshape(1, 28, 28, 1))
     xf = jnp.asarray(x_np)
-    exe, leaves = packed.executable(x.shape), packed._leaves
-    w1 = next(v for v in leaves if v.shape == (784, 1024))
+    exe, pargs = packed.executable(x.shape), packed._args
+    graphdef, state = nnx.split(packed.module)
+    leaves = jax.tree_util.tree_leaves(state)  # one argument per array: the call before grouping
+    ungrouped = jax.jit(
+        lambda ls, v: nnx.merge(graphdef, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state), ls))(v)
+    )
+    ungrouped = ungrouped.lower(leaves, x).compile()
+    w1 = next(v for v in jax.tree_util.tree_leaves(pargs) if v.shape == (784, 1024))
     w1_np = np.asarray(w1).copy()
 
-    def first(**options):
-        c = jax.jit(lambda w, v: v @ w).lower(w1, xf).compile(compiler_options=options or None)
-        return lambda: c(w1, xf)
+    def compiled(f, *a):
+        c = jax.jit(f, keep_unused=True).lower(*a).compile()
+        return lambda: c(*a)
 
-    wtx = jax.jit(lambda w, v: jax.lax.dot_general(w, v, (((0,), (1,)), ((), ())))).lower(w1, xf).compile()
+    def first(w, transposed=False):
+        if transposed:
+            return compiled(lambda w, v: jax.lax.dot_general(w, v, (((0,), (1,)), ((), ()))), w, xf)
+        return compiled(lambda w, v: v @ w.astype(jnp.float32), w, xf)
+
+    int8 = np.clip(np.round(w1_np / np.abs(w1_np).max() * 127), -127, 127).astype(np.int8)
     candidates = {
         "packed model, `packed(x)`": lambda: packed(x),
-        "packed model, its executable called directly": lambda: exe(leaves, x),
-        "first layer alone, XLA `x @ W`": first(),
-        "first layer alone, XLA `W^T x`": lambda: wtx(w1, xf),
-        "first layer alone, XLA `x @ W`, `xla_cpu_use_xnnpack=True`": first(xla_cpu_use_xnnpack=True),
-        "first layer alone, XLA `x @ W`, `xla_cpu_prefer_vector_width=512`": first(xla_cpu_prefer_vector_width=512),
+        "packed model, its executable through `Compiled.__call__`": lambda: exe(*pargs, x),
+        "packed model, one argument per array (18, as before this round)": lambda: ungrouped(leaves, x),
+        "executable that does nothing, 1 argument": compiled(lambda v: v[0, 0, 0], x),
+        "executable that does nothing, 18 arguments": compiled(lambda ls, v: v[0, 0, 0], leaves, x),
+        "first layer alone, XLA `x @ W`": first(w1),
+        "first layer alone, XLA `W^T x`": first(w1, transposed=True),
         "first layer alone, NumPy `x @ W` (OpenBLAS)": lambda: x_np @ w1_np,
-        "NumPy `W.sum()` (stream W once)": lambda: w1_np.sum(),
+        "first layer alone, bfloat16 W converted in XLA": first(jnp.asarray(w1_np, jnp.bfloat16)),
+        "first layer alone, float16 W converted in XLA": first(jnp.asarray(w1_np, jnp.float16)),
+        "first layer alone, int8 W converted in XLA": first(jnp.asarray(int8)),
     }
     times = {k: [] for k in ["LCE, whole network", *candidates]}
     load0 = os.getloadavg()
+    order = random.Random(0)
     for i in range(args.repeats + 5):
-        for k, f in candidates.items():
+        names = list(candidates)
+        order.shuffle(names)  # a new order each round: no candidate always follows the same one
+        for k in names:
+            f = candidates[k]
             dt_lce = worker.ask("time", "mlp", 1, 1)["seconds"]
             t0 = time.perf_counter()
             jax.block_until_ready(f())
