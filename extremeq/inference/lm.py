@@ -36,9 +36,9 @@ words through ``ternary_weight_matmul``, whose CPU path at batch 1 decodes the w
 fused matrix-vector product (no float matrix is written; 2 bits per weight read per token), so a
 packed GPT decodes faster than its float32 twin once the weight bytes dominate
 (``experiments/bench_lm_decode.py``). ``decode="codes"`` unpacks every layer once, at load time,
-into int8 codes c_W [K, N] held on the device beside the words (1 byte per weight while loaded; the
-file stays 2-bit) and multiplies c_x by them in float32 (exact: small integers); it measured no
-faster than the words on the 2-core CPU here. On GPU/TPU the words go to the Pallas kernel, which
+into int8 codes held on the device beside the words, as c_W^T [N, K] (1 byte per weight while
+loaded; the file stays 2-bit), and multiplies c_x by them in float32 (exact: small integers): 4x the
+bytes of the words, but no unpacking per token (``experiments/bench_ternary_matvec.py``). On GPU/TPU the words go to the Pallas kernel, which
 decodes in registers.
 """
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from extremeq import kernels as K
 from extremeq import quantizers as Q
@@ -58,6 +57,7 @@ from extremeq.inference.file_format import (
     verify_metadata,
     write_export,
 )
+from extremeq.kernels.xla import weight_only_dot
 from extremeq.nn.bitlinear import (
     BITLINEAR_METHODS,
     BitLinear,
@@ -110,12 +110,14 @@ class PackedBitLinear(nnx.Module):
         return cls(in_features, out_features, method, words, 1.0, nnx.RMSNorm(in_features, rngs=nnx.Rngs(0)))
 
     def unpack_codes(self) -> None:
-        """Hold c_W [K, N] as int8 on the device (decode="codes"): 1 byte per weight while loaded."""
+        """Hold c_W^T [N, K] as int8 on the device (decode="codes"): 1 byte per weight while loaded,
+        rows in the words' order (each output's K codes contiguous, the order a matrix-vector
+        product reads them)."""
         if self.method == "bitnet":
             codes = unpack_ternary(self.w[...], self.in_features, axis=-1, dtype=jnp.int8)
         else:
             codes = unpack_signs(self.w[...], self.in_features, axis=-1, dtype=jnp.int8)
-        self.codes = nnx.data(DecodeCodes(jnp.asarray(codes.T)))
+        self.codes = nnx.data(DecodeCodes(jnp.asarray(codes)))
 
     def drop_codes(self) -> None:
         self.codes = nnx.data(None)
@@ -123,12 +125,14 @@ class PackedBitLinear(nnx.Module):
     def product(self, c_x):
         """(c_x @ c_W) * gamma: a float32 dot with the unpacked int8 codes, else the packed-weight kernel."""
         if getattr(self, "codes", None) is not None:
-            # a float32 dot of small integers (exact); c_W enters transposed, the form XLA:CPU fuses
-            # with the int8 -> float32 conversion at M = 1 (an int8 x int8 -> int32 dot measured
-            # 4x slower there, and its unfused operands are hoisted to the start of a jitted step)
-            c_w = self.codes[...].T.astype(jnp.float32)
-            acc = lax.dot_general(c_x.astype(jnp.float32), c_w, (((c_x.ndim - 1,), (1,)), ((), ())))
-            return acc * self.gamma[...]
+            # a float32 dot of small integers (exact) against c_W^T [N, K], written by the kernels'
+            # weight_only_dot in the form XLA:CPU fuses with the int8 -> float32 conversion at small M
+            # (an int8 x int8 -> int32 dot measured far slower, and unfused conversions of every
+            # layer are hoisted to the start of a jitted step)
+            c2 = c_x.reshape(-1, self.in_features).astype(jnp.float32)
+            to_float = lambda codes, k, dtype: codes.astype(dtype)
+            acc = weight_only_dot(c2, self.codes[...], self.gamma[...], unpack=to_float, k=self.in_features)
+            return acc.reshape(*c_x.shape[:-1], self.out_features)
         matmul = K.ternary_weight_matmul if self.method == "bitnet" else K.binary_weight_matmul
         return matmul(c_x, self.w[...], self.gamma[...])
 

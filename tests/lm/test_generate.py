@@ -86,7 +86,7 @@ def test_codes_and_words_decoding_agree_and_codes_are_not_saved(linear, tmp_path
     by_words = np.asarray(packed(tokens))
     packed.set_decode("codes")
     layer = packed.packed_layers()[0]
-    assert layer.codes[...].dtype == jnp.int8 and layer.codes[...].shape == (layer.in_features, layer.out_features)
+    assert layer.codes[...].dtype == jnp.int8 and layer.codes[...].shape == (layer.out_features, layer.in_features)
     np.testing.assert_array_equal(np.asarray(packed(tokens)), by_words)
     assert not any(k.endswith("codes") for k in packed.arrays())
     packed.save(tmp_path / "m.npz")
