@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
