@@ -9,7 +9,9 @@ then reads ``metrics.jsonl`` and the last checkpoint, and writes
 
 * ``results/shakespeare_char.md``: validation loss (whole split, non-overlapping 64-character
   windows), perplexity, median training step, wall time, file sizes, decode tokens/s, whether greedy
-  decoding from the packed file equals the training graph for 500 tokens, machine and versions;
+  decoding from the packed file equals the training graph for 500 tokens, machine and versions.
+  Only the text between the ``BEGIN`` and ``END`` marker comments is rewritten; the hand-written
+  notes before and after them are kept (:func:`splice_generated`);
 * ``results/shakespeare_char_loss.png``: validation (and training) loss against the step;
 * ``results/shakespeare_char_samples.md``: a sample of each model (temperature 0.8, top-k 20).
 
@@ -46,6 +48,9 @@ VARIANTS = ("fp", "bitnet", "bitnet_1bit")
 LABELS = {"fp": "FP (float32)", "bitnet": "BitNet b1.58 (ternary)", "bitnet_1bit": "BitNet (1-bit)"}
 PROMPT = "ROMEO:\n"
 NANOGPT = {"val_whole_split": 1.898, "val_20_batches": 1.886, "step_ms": 54.2, "wall_s": 119.9}
+# The part of results/shakespeare_char.md that write_report rewrites lies between these two lines.
+BEGIN = "<!-- BEGIN written by experiments/lm_results.py: text outside BEGIN/END is kept on a rerun -->"
+END = "<!-- END written by experiments/lm_results.py -->"
 
 
 def run_training(root: Path, variant: str) -> Path:
@@ -225,6 +230,24 @@ def main(argv=None):
     write_report(out, table, samples, extra)
 
 
+def splice_generated(old: str | None, generated: str, path) -> str:
+    """The report's new text: ``generated`` between the ``BEGIN`` and ``END`` lines, and the
+    hand-written text of ``old`` before and after them unchanged. ``old=None`` (no file yet): the
+    markers around ``generated``. An old report without exactly one ``BEGIN`` before one ``END``
+    is refused, since rewriting it would lose its hand-written text."""
+    if old is None:
+        return f"{BEGIN}\n{generated}{END}\n"
+    if old.count(BEGIN) != 1 or old.count(END) != 1 or old.index(BEGIN) > old.index(END):
+        raise ValueError(
+            f"{path}: expected one line {BEGIN!r} before one line {END!r} around the generated table; "
+            "put them around the part this script writes (the text outside them is kept), or move the file "
+            "away to start a new one."
+        )
+    head, rest = old.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{generated}{END}{tail}"
+
+
 def write_report(out: Path, table, samples, extra):
     import flax
 
@@ -286,11 +309,13 @@ def write_report(out: Path, table, samples, extra):
                 f"{g['bitnet_training_graph']:.1f} tok/s, packed 2-bit {g['bitnet_packed']:.1f} tok/s."
             ),
         ]
-    (out / "shakespeare_char.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))  # first, so that a refused report file loses no numbers
+    report = out / "shakespeare_char.md"
+    old = report.read_text() if report.is_file() else None
+    report.write_text(splice_generated(old, "\n".join(lines) + "\n", report))
     (out / "shakespeare_char_samples.md").write_text(
         f"Prompt {PROMPT!r}, temperature 0.8, top-k 20, key 0.\n\n" + "\n".join(samples)
     )
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

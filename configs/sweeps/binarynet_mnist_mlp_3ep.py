@@ -11,27 +11,27 @@ softmax cross-entropy instead of the squared hinge loss. One epoch of this netwo
 epoch of the 3x1024 MLP on CPU.
 """
 
+import pathlib
+import runpy
+
 import ml_collections
 
-PAPER = {"bnn": 99.04}
+_tables = runpy.run_path(str(pathlib.Path(__file__).with_name("_mnist_tables.py")))
+
+PAPER = _tables["BINARYNET_MLP"]
 
 
 def get_config():
     c = ml_collections.ConfigDict()
     c.title = "MNIST, MLP 3x4096, binary weights and activations (BinaryNet): 3 epochs, 1 seed"
     c.config = "configs/mnist_bnn.py"
-    c.methods = ["bnn"]
+    c.methods = list(PAPER)
     c.seeds = [0]
     c.overrides = ml_collections.ConfigDict(
-        {
-            "num_epochs": 3,
-            "progress_bar": False,
-            # What these CPU runs used (before the config files took up the papers' loss and lr scale):
-            "loss": "cross_entropy",
-            "quant": {"latent_init": "keep"},
-            "optimizer": {"schedule": "cosine", "decay_epochs": (), "binary_lr_scale": "none"},
-            "checkpoint": {"every_epochs": 1},
-        }
+        _tables["merged"](
+            _tables["MLP_CPU_RECIPE"],
+            {"num_epochs": 3, "quant": {"latent_init": "keep"}, "checkpoint": {"every_epochs": 1}},
+        )
     )
     c.metric = "test_accuracy"
     return c

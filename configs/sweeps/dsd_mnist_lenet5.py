@@ -17,7 +17,12 @@ a lower learning rate (1/10 of the dense phase's, as recalled from the paper, no
 configs/sweeps/twn_mnist_lenet5.py: Adam, cosine, batch 100).
 """
 
+import pathlib
+import runpy
+
 import ml_collections
+
+_tables = runpy.run_path(str(pathlib.Path(__file__).with_name("_mnist_tables.py")))
 
 DENSE, SPARSE, REDENSE = "fp", "twn", "fp,init_weights=quantized"
 
@@ -28,21 +33,7 @@ def get_config():
     c.config = "configs/mnist_lenet5.py"
     c.methods = [DENSE, SPARSE, REDENSE]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict(
-        {
-            "num_epochs": 1,
-            "batch_size": 100,
-            "progress_bar": False,
-            "optimizer": {
-                "name": "adam",
-                "learning_rate": 1e-3,
-                "weight_decay": 1e-5,
-                "schedule": "cosine",
-                "decay_epochs": [],
-            },
-            "checkpoint": {"every_epochs": 1},
-        }
-    )
+    c.overrides = ml_collections.ConfigDict(_tables["LENET5_ONE_EPOCH"])
     c.method_overrides = {
         SPARSE: {"quant": {"init_from": "@" + DENSE}},
         REDENSE: {"quant": {"init_from": "@" + SPARSE}, "optimizer": {"learning_rate": 1e-4}},

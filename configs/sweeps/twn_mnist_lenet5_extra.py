@@ -6,7 +6,12 @@ Neither paper reports MNIST, so there is no paper number for these rows.
     python -m extremeq.sweep --config configs/sweeps/twn_mnist_lenet5_extra.py --workdir runs/twn_mnist_lenet5_extra
 """
 
+import pathlib
+import runpy
+
 import ml_collections
+
+_tables = runpy.run_path(str(pathlib.Path(__file__).with_name("_mnist_tables.py")))
 
 PAPER = {}
 
@@ -17,20 +22,6 @@ def get_config():
     c.config = "configs/mnist_lenet5.py"
     c.methods = ["ttq", "xnor"]
     c.seeds = [0, 1, 2]
-    c.overrides = ml_collections.ConfigDict(
-        {
-            "num_epochs": 1,
-            "batch_size": 100,
-            "progress_bar": False,
-            "optimizer": {
-                "name": "adam",
-                "learning_rate": 1e-3,
-                "weight_decay": 1e-5,
-                "schedule": "cosine",
-                "decay_epochs": (),
-            },
-            "checkpoint": {"every_epochs": 1},
-        }
-    )
+    c.overrides = ml_collections.ConfigDict(_tables["LENET5_ONE_EPOCH"])
     c.metric = "test_accuracy"
     return c

@@ -11,7 +11,7 @@ while it decodes), and the uint8 NHWC arrays are cached outside the repository, 
 ``$EXTREMEQ_CACHE`` or else ``~/.cache/extremeq``, under a key made of the archive's sha256 (for a
 folder: the sha256 of its listing of relative paths, sizes and modification times), the class
 list and the splits; a changed archive or folder gets a new key, so a stale cache is never read.
-After that the data set is an :class:`extremeq.data.sources.ArrayDataset` like every other
+After that the data set is an :class:`extremeq.data.arrays.ArrayDataset` like every other
 in-memory source.
 
 The archive may hold the layout under one top folder (``cifar10/train/cat/0.jpg``). Files whose
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extremeq.data.arrays import ArrayDataset, checked_array_dataset
 from extremeq.data.checks import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -304,7 +305,7 @@ def load_image_folder(
     cache: bool = True,
     workers: int | None = None,
     per_class: int | None = None,
-):
+) -> ArrayDataset:
     """The ``train`` and ``test`` splits of an image folder or archive as an ``ArrayDataset``.
 
     Args:
@@ -318,11 +319,9 @@ def load_image_folder(
       workers: decoding threads (default: the CPU count).
       per_class: decode only the first ``per_class`` files of each class and split (smoke tests).
     """
-    from extremeq.data.sources import _finish  # pylint: disable=g-import-not-at-top
-
     arrays, classes = read_image_folder(path, classes=classes, cache=cache, workers=workers, per_class=per_class)
     (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
-    return _finish(
+    return checked_array_dataset(
         name,
         x_train,
         y_train,
@@ -335,7 +334,9 @@ def load_image_folder(
     )
 
 
-def load_named(name: str, path: str | os.PathLike | None, *, limit: int | None = None, num_classes: int | None = None):
+def load_named(
+    name: str, path: str | os.PathLike | None, *, limit: int | None = None, num_classes: int | None = None
+) -> ArrayDataset:
     """Source ``image_folder`` of ``load_arrays``: CIFAR-10's default archive and class order for
     ``cifar10``, else the folder or archive ``path`` with sorted class names. The labels are the
     class folders, so a given ``num_classes`` must equal their number."""
@@ -361,7 +362,7 @@ def _load_named(name, path, limit):
 
 def load_cifar10(
     path: str | os.PathLike | None = None, *, limit: int | None = None, cache: bool = True, per_class: int | None = None
-):
+) -> ArrayDataset:
     """CIFAR-10 from an image folder or archive (default :func:`default_cifar10_path`), labels in
     :data:`CIFAR10_CLASSES` order."""
     path = Path(path) if path else default_cifar10_path()

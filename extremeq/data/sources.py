@@ -3,7 +3,8 @@
 Every source returns an :class:`ArrayDataset`: the whole train and test split as NumPy arrays, images
 NHWC ``uint8`` (0..255), labels ``int32``, plus the per-channel mean and standard deviation of the
 training pixels in units of 1/255, so that the normalisation used by
-:func:`extremeq.data.augment.normalize` is ``(x / 255 - mean) / std``.
+:func:`extremeq.data.augment.normalize` is ``(x / 255 - mean) / std``. ``ArrayDataset``,
+``channel_stats`` and ``STREAMED_NAMES`` live in :mod:`extremeq.data.arrays` and are re-exported here.
 
 Names (``DATASET_NAMES``): ``digits`` (scikit-learn, offline, 8x8x1), ``mnist`` (28x28x1),
 ``cifar10`` / ``cifar100`` (32x32x3), ``npz`` (any file with ``x_train, y_train, x_test, y_test``),
@@ -24,18 +25,19 @@ works on machines that lack them.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 
-from extremeq.data import checks
+from extremeq.data import checks, image_folder
+from extremeq.data.arrays import STREAMED_NAMES as STREAMED_NAMES
+from extremeq.data.arrays import ArrayDataset, checked_array_dataset
+from extremeq.data.arrays import channel_stats as channel_stats
 from extremeq.data.tfds_arrays import load_tfds_arrays
 
 DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "imagenet2012", "npz", "image_folder")
 SOURCE_NAMES = ("digits", "npz", "tfds", "image_folder")
-STREAMED_NAMES = ("imagenet2012",)
 
 # Digits: train = first DIGITS_TRAIN_FRACTION of a permutation drawn with this seed, test = the rest.
 DIGITS_SPLIT_SEED = 0
@@ -44,106 +46,12 @@ DIGITS_TRAIN_FRACTION = 0.8
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclasses.dataclass(frozen=True)
-class ArrayDataset:
-    """A data set held whole in memory.
-
-    Attributes:
-      name: data set name, e.g. ``"mnist"``.
-      x_train, x_test: images, NHWC ``uint8`` in 0..255.
-      y_train, y_test: labels, ``int32`` in ``[0, num_classes)``.
-      num_classes: number of classes.
-      mean, std: per-channel mean and standard deviation of the full training split's pixels divided
-        by 255 (computed before ``limit`` is applied), one float per channel.
-      x_val, y_val: the training examples past ``limit`` (BinaryConnect/BinaryNet's validation set:
-        MNIST's last 10000 training images when ``limit = 50000``); ``None`` without a limit.
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def num_test(self) -> int:
-        return int(self.x_test.shape[0])
-
-
 def default_mnist_path() -> Path:
     """``$EXTREMEQ_MNIST`` if set, else ``<repo>/../shared/data/mnist.npz``."""
     env = os.environ.get("EXTREMEQ_MNIST")
     if env:
         return Path(env)
     return _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
-
-
-def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of NHWC images in units of 1/255 (population std, float64 sums)."""
-    x = np.asarray(images)
-    c = x.shape[-1]
-    flat = x.reshape(-1, c)
-    n = flat.shape[0]
-    # Chunked sums keep memory at a few MB even for CIFAR-sized uint8 arrays.
-    s = np.zeros(c, np.float64)
-    ss = np.zeros(c, np.float64)
-    for start in range(0, n, 1 << 20):
-        chunk = flat[start : start + (1 << 20)].astype(np.float64)
-        s += chunk.sum(0)
-        ss += np.square(chunk).sum(0)
-    mean = s / n
-    std = np.sqrt(np.maximum(ss / n - np.square(mean), 0.0))
-    return tuple(float(m) / 255.0 for m in mean), tuple(float(v) / 255.0 for v in std)
-
-
-def _finish(
-    name, x_train, y_train, x_test, y_test, num_classes, limit, *, origin: str, whence: str = ""
-) -> ArrayDataset:
-    """The ArrayDataset, after the checks of :mod:`extremeq.data.checks` (``num_classes=None``: inferred)."""
-    checks.check_not_empty(len(x_train), origin, "train")
-    checks.check_not_empty(len(x_test), origin, "test")
-    if num_classes is None:
-        num_classes = checks.infer_num_classes({"train": y_train, "test": y_test}, origin)
-        whence = "inferred as max(label) + 1"
-    checks.check_labels(y_train, num_classes, origin, "train", whence)
-    checks.check_labels(y_test, num_classes, origin, "test", whence)
-    mean, std = channel_stats(x_train)
-    x_val = y_val = None
-    if limit is not None and limit >= 0:
-        if limit < len(x_train):
-            x_val, y_val = np.ascontiguousarray(x_train[limit:]), np.ascontiguousarray(y_train[limit:])
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        checks.check_not_empty(
-            len(x_train),
-            origin,
-            "train",
-            f" config.dataset.limit_train = {limit} keeps none; raise it or set -1 (all).",
-        )
-    return ArrayDataset(
-        name=name,
-        x_train=np.ascontiguousarray(x_train),
-        y_train=np.ascontiguousarray(y_train),
-        x_test=np.ascontiguousarray(x_test),
-        y_test=np.ascontiguousarray(y_test),
-        num_classes=int(num_classes),
-        mean=mean,
-        std=std,
-        x_val=x_val,
-        y_val=y_val,
-    )
 
 
 def load_digits(*, limit: int | None = None) -> ArrayDataset:
@@ -162,7 +70,7 @@ def load_digits(*, limit: int | None = None) -> ArrayDataset:
     perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
     n_train = int(DIGITS_TRAIN_FRACTION * n)
     tr, te = perm[:n_train], perm[n_train:]
-    return _finish(
+    return checked_array_dataset(
         "digits",
         images[tr],
         labels[tr],
@@ -213,12 +121,12 @@ def load_npz(
         )
     if num_classes is None and name in checks.DECLARED_NUM_CLASSES:
         num_classes, whence = checks.DECLARED_NUM_CLASSES[name], f"{name} has {checks.DECLARED_NUM_CLASSES[name]}"
-    return _finish(name, x_train, y_train, x_test, y_test, num_classes, limit, origin=str(path), whence=whence)
+    return checked_array_dataset(
+        name, x_train, y_train, x_test, y_test, num_classes, limit, origin=str(path), whence=whence
+    )
 
 
 def _default_source(name: str, path) -> str:
-    from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
-
     if name == "digits":
         return "digits"
     if name == "image_folder" or (path and (Path(path).is_dir() or image_folder.is_archive(path))):
@@ -282,8 +190,6 @@ def load_arrays(
                 )
         return load_npz(path, name=name, limit=limit, num_classes=num_classes)
     if source == "image_folder":
-        from extremeq.data import image_folder  # pylint: disable=g-import-not-at-top
-
         return image_folder.load_named(name, path, limit=limit, num_classes=num_classes)
     if name in ("digits", "npz", "image_folder"):
         raise ValueError(f"data set {name!r} is not a TFDS data set; use source={name!r}.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from extremeq.data import checks
+from extremeq.data.arrays import STREAMED_NAMES, ArrayDataset, checked_array_dataset
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -83,15 +84,13 @@ def load_tfds_arrays(
     train_split: str = "train",
     test_split: str = "test",
     num_classes: int | None = None,
-):  # -> extremeq.data.sources.ArrayDataset
+) -> ArrayDataset:
     """A TFDS data set's train and test splits, read whole into memory.
 
     Uses ``tfds.data_source`` (no TensorFlow needed); if that fails and TensorFlow is importable,
     falls back to ``tfds.load(..., batch_size=-1)``. Raises :class:`DatasetNotPreparedError`, which
     says how to prepare the data or use an npz instead, when the data set is not prepared.
     """
-    from extremeq.data.sources import STREAMED_NAMES  # pylint: disable=g-import-not-at-top
-
     if name in STREAMED_NAMES:
         raise ValueError(
             f"{name!r} is too large to hold in memory; stream it with "
@@ -109,9 +108,7 @@ def load_tfds_arrays(
     whence = "given (config.dataset.num_classes)"
     if num_classes is None:
         num_classes, whence = _num_classes_from_source(train_src, name), "declared by TFDS"
-    from extremeq.data.sources import _finish  # pylint: disable=g-import-not-at-top
-
-    return _finish(
+    return checked_array_dataset(
         name,
         checks.as_nhwc_uint8(x_train, f"{name} train images"),
         y_train,
@@ -124,9 +121,7 @@ def load_tfds_arrays(
     )
 
 
-def _load_tfds_with_tensorflow(
-    name, data_dir, limit, train_split, test_split, num_classes=None
-):  # -> extremeq.data.sources.ArrayDataset
+def _load_tfds_with_tensorflow(name, data_dir, limit, train_split, test_split, num_classes=None) -> ArrayDataset:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     try:
@@ -141,9 +136,7 @@ def _load_tfds_with_tensorflow(
     except AssertionError as e:
         raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from e
     tr, te = tfds.as_numpy(tr), tfds.as_numpy(te)
-    from extremeq.data.sources import _finish  # pylint: disable=g-import-not-at-top
-
-    return _finish(
+    return checked_array_dataset(
         name,
         checks.as_nhwc_uint8(tr["image"], f"{name} train images"),
         tr["label"].astype(np.int32),

@@ -11,15 +11,13 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from train_testing import TINY_CONFIG, load_raw, read_rows, tiny_config
+from train_testing import assert_resume_is_exact, load_raw, start_cli_run, tiny_config
 
 from extremeq.train.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError
 
@@ -202,44 +200,12 @@ def test_training_resumes_past_flipped_bytes_bit_exactly(tmp_path, caplog):
 def test_kill_9_mid_epoch_resumes_bit_exactly(tmp_path):
     """SIGKILL (no handler runs) a few steps after the first checkpoint; rerunning resumes from the
     last checkpoint and equals the run that was never killed."""
-    from extremeq.train import train_and_evaluate
-
     wd = tmp_path / "killed"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "extremeq.train",
-            f"--config={TINY_CONFIG}:bc",
-            f"--workdir={wd}",
-            "--config.num_epochs=500",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not (wd / "checkpoints" / "11").is_dir():
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc = start_cli_run(wd, lambda: (wd / "checkpoints" / "11").is_dir())
     time.sleep(0.3)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    _, _, meta = load_raw(str(wd))
-    target = meta["step"] + 5
-    r = train_and_evaluate(tiny_config("bc", num_epochs=500, max_steps=target), str(wd))
-    assert r["step"] == target
-    ref = tmp_path / "reference"
-    train_and_evaluate(tiny_config("bc", num_epochs=500, max_steps=target), str(ref))
-    m1, t1, _ = load_raw(str(wd))
-    m2, t2, _ = load_raw(str(ref))
-    for k in m2:
-        np.testing.assert_array_equal(m1[k], m2[k])
-    for k in t2:
-        np.testing.assert_array_equal(t1[k], t2[k])
-    assert read_rows(str(wd)) == read_rows(str(ref))
+    assert_resume_is_exact(wd, tmp_path / "reference", extra_steps=5)
 
 
 def test_damage_after_the_check_is_caught_by_the_restore_itself(tmp_path, caplog):

@@ -2,11 +2,10 @@
 
 import os
 import subprocess
-import sys
 
 import ml_collections
 import pytest
-from train_testing import TINY_CONFIG, tiny_config
+from train_testing import TINY_CONFIG, cli_argv, tiny_config
 
 from extremeq.train.config import ConfigError, validate_config
 
@@ -75,14 +74,7 @@ def test_cli_rejects_unknown_key_before_running(tmp_path):
     wd = tmp_path / "wd"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "extremeq.train",
-            f"--config={TINY_CONFIG}:fp",
-            f"--workdir={wd}",
-            "--config.optimizer.learning_rate=-1.0",
-        ],
+        cli_argv(wd, "fp", "--config.optimizer.learning_rate=-1.0"),
         capture_output=True,
         text=True,
         env=env,

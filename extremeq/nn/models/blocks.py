@@ -47,6 +47,29 @@ def _batch_norm(num_features: int, momentum: float, epsilon: float, rngs: nnx.Rn
     return nnx.BatchNorm(num_features, momentum=momentum, epsilon=epsilon, rngs=rngs)
 
 
+def _conv_bn(
+    in_features: int,
+    out_features: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    padding: int | str = "SAME",
+    bn_momentum: float,
+    bn_epsilon: float,
+    rngs: nnx.Rngs,
+) -> tuple[nnx.Conv, nnx.BatchNorm]:
+    """The zoo's conv -> BatchNorm pair: a bias-free ``kernel_size`` x ``kernel_size`` :func:`conv`
+    (BN's beta makes a bias redundant) and the ``nnx.BatchNorm`` of its ``out_features``, built in
+    that order (the order their initializers draw from ``rngs``). ``padding``: an int ``p`` pads
+    ``((p, p), (p, p))``; a string (``"SAME"``, ``"VALID"``) is passed on. The caller assigns the
+    two to its own attributes (``conv``/``bn``, ``stem``/``stem_bn``, ...), which name the
+    parameters in checkpoints and exported files."""
+    pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
+    kernel = (kernel_size, kernel_size)
+    c = conv(in_features, out_features, kernel, strides=strides, padding=pad, use_bias=False, rngs=rngs)
+    return c, _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
+
+
 def _bn(bn: nnx.BatchNorm, x: jax.Array, train: bool | None) -> jax.Array:
     return bn(x, use_running_average=None if train is None else not train)
 
@@ -136,17 +159,16 @@ class ConvBlock(nnx.Module):
         bn_epsilon: float,
         rngs: nnx.Rngs,
     ):
-        pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
-        self.conv = conv(
+        self.conv, self.bn = _conv_bn(
             in_features,
             out_features,
-            (kernel_size, kernel_size),
+            kernel_size,
             strides=strides,
-            padding=pad,
-            use_bias=False,
+            padding=padding,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
             rngs=rngs,
         )
-        self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
         self.pool = pool
         self.activation = _check_activation(activation)
 
@@ -181,22 +203,18 @@ class BasicBlock(nnx.Module):
     ):
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut {shortcut!r} unknown; choose 'A' (zero-pad) or 'B' (1x1 projection)")
-        self.conv1 = conv(
-            in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs
-        )
-        self.bn1 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
-        self.conv2 = conv(out_features, out_features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
-        self.bn2 = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        self.conv1, self.bn1 = _conv_bn(in_features, out_features, 3, strides=strides, padding=1, **bn)
+        self.conv2, self.bn2 = _conv_bn(out_features, out_features, 3, padding=1, **bn)
         self.activation = _check_activation(activation)
         self.strides = strides
         shortcut_conv = shortcut_bn = None
         pad_channels = 0
         if strides != 1 or in_features != out_features:
             if shortcut == "B":
-                shortcut_conv = conv(
-                    in_features, out_features, (1, 1), strides=strides, padding="VALID", use_bias=False, rngs=rngs
+                shortcut_conv, shortcut_bn = _conv_bn(
+                    in_features, out_features, 1, strides=strides, padding="VALID", **bn
                 )
-                shortcut_bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
             else:
                 if out_features < in_features or (out_features - in_features) % 2:
                     raise ValueError(

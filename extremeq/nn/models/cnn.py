@@ -12,11 +12,11 @@ from extremeq.nn.models.blocks import (
     _batch_norm,
     _bn,
     _check_activation,
+    _conv_bn,
     _conv_out,
     _drop,
     _dropout,
     _max_pool,
-    conv,
 )
 
 
@@ -40,9 +40,9 @@ class LeNet5(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = _check_activation(activation)
-        common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = conv(in_features, 32, (5, 5), padding="VALID", use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(32, bn_momentum, bn_epsilon, rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        common = dict(activation=activation, **bn)
+        self.stem, self.stem_bn = _conv_bn(in_features, 32, 5, padding="VALID", **bn)
         self.blocks = nnx.List([ConvBlock(32, 64, 5, padding="VALID", pool=(2, 2), **common)])
         h, w = input_size
         for _ in range(2):  # conv5 (valid) then max-pool 2
@@ -86,9 +86,9 @@ class VGG7(nnx.Module):
     ):
         self.activation = _check_activation(activation)
         c1, c2, c3 = width, 2 * width, 4 * width
-        common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = conv(in_features, c1, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(c1, bn_momentum, bn_epsilon, rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        common = dict(activation=activation, **bn)
+        self.stem, self.stem_bn = _conv_bn(in_features, c1, 3, padding=1, **bn)
         self.blocks = nnx.List(
             [
                 ConvBlock(c1, c1, 3, padding=1, pool=(2, 2), **common),
@@ -139,9 +139,9 @@ class AlexNet(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = _check_activation(activation)
-        common = dict(activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
-        self.stem = conv(in_features, 96, (11, 11), strides=4, padding=((2, 2), (2, 2)), use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(96, bn_momentum, bn_epsilon, rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        common = dict(activation=activation, **bn)
+        self.stem, self.stem_bn = _conv_bn(in_features, 96, 11, strides=4, padding=2, **bn)
         self.blocks = nnx.List(
             [
                 ConvBlock(96, 256, 5, padding=2, pool=(3, 2), **common),

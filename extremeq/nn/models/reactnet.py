@@ -40,10 +40,9 @@ from flax import nnx
 from extremeq.nn.models.blocks import (
     ACTIVATIONS,
     _as_nhwc,
-    _batch_norm,
     _bn,
     _check_activation,
-    conv,
+    _conv_bn,
 )
 from extremeq.ste import get_estimator
 
@@ -115,17 +114,14 @@ class BiRealUnit(nnx.Module):
             raise ValueError(f"strides must be 1 or 2, got {strides}")
         react = block == "reactnet"
         self.rsign = RSign(in_features) if react else None
-        self.conv = conv(
-            in_features, out_features, (3, 3), strides=strides, padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs
-        )
-        self.bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
+        self.conv, self.bn = _conv_bn(in_features, out_features, 3, strides=strides, padding=1, **bn)
         self.rprelu = RPReLU(out_features) if react else None
         self.strides = strides
         reshape = strides != 1 or in_features != out_features
-        self.downsample = (
-            conv(in_features, out_features, (1, 1), padding="VALID", use_bias=False, rngs=rngs) if reshape else None
+        self.downsample, self.downsample_bn = (
+            _conv_bn(in_features, out_features, 1, padding="VALID", **bn) if reshape else (None, None)
         )
-        self.downsample_bn = _batch_norm(out_features, bn_momentum, bn_epsilon, rngs) if reshape else None
 
     def _shortcut(self, x: jax.Array, train: bool | None) -> jax.Array:
         if self.downsample is None:
@@ -202,8 +198,9 @@ class BiRealResNet(nnx.Module):
             raise ValueError(f"width must be a positive channel count, got {width}")
         plan = _stage_plan(depth, width)
         self.activation = _check_activation(activation)
-        self.stem = conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
+        self.stem, self.stem_bn = _conv_bn(
+            in_features, width, 3, padding=1, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs
+        )
         blocks, c_in = [], width
         for stage, (c_out, n) in enumerate(plan):
             for i in range(n):

@@ -10,10 +10,9 @@ from extremeq.nn.models.blocks import (
     ACTIVATIONS,
     BasicBlock,
     _as_nhwc,
-    _batch_norm,
     _bn,
     _check_activation,
-    conv,
+    _conv_bn,
 )
 
 
@@ -55,8 +54,9 @@ class CifarResNet(nnx.Module):
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, ...), got {depth}")
         n = (depth - 2) // 6
         self.activation = _check_activation(activation)
-        self.stem = conv(in_features, width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
+        self.stem, self.stem_bn = _conv_bn(
+            in_features, width, 3, padding=1, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs
+        )
         self.blocks, c_out = _stages(
             width,
             (width, 2 * width, 4 * width),
@@ -98,8 +98,9 @@ class ResNet18(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = _check_activation(activation)
-        self.stem = conv(in_features, width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False, rngs=rngs)
-        self.stem_bn = _batch_norm(width, bn_momentum, bn_epsilon, rngs)
+        self.stem, self.stem_bn = _conv_bn(
+            in_features, width, 7, strides=2, padding=3, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs
+        )
         self.blocks, c_out = _stages(
             width,
             (width, 2 * width, 4 * width, 8 * width),
