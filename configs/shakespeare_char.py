@@ -41,6 +41,10 @@ def get_config(arg: str = "fp") -> ml_collections.ConfigDict:
     c.eval_every = 250  # steps between validation passes and checkpoints (nanoGPT eval_interval)
     c.eval_batch_size = 256  # validation windows per forward pass
     c.keep_checkpoints = 2
+    c.num_devices = -1  # data-parallel over the first N devices (-1: all)
+    # On a CPU host, the CLI splits the CPU into this many XLA devices before JAX starts (one per core
+    # here: XLA:CPU runs each of this model's small matmuls on one thread; extremeq.train.distributed.split_cpu).
+    c.cpu_devices = 2
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "shakespeare_char"

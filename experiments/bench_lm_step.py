@@ -7,11 +7,12 @@ nanoGPT's CPU example (4 layers, 4 heads, width 128, context 64, batch 12, AdamW
 ``experiments/peers/torch_gpt.py`` (its own model, written for this benchmark) in its own virtualenv,
 run as a subprocess. Each round runs ``--steps`` steps of the peer, then of every extremeq step, so
 all of them see the same machine load; the table gives the median over all rounds (after
-``--warmup`` steps each) and the ratio to the float extremeq step. extremeq's step is
-``extremeq.train.lm.make_train_step`` (one jitted program: batch sampling, forward, loss, backward,
-clipping, AdamW) on the config ``configs/shakespeare_char.py``; rows "(no donation)" are the same
-step without buffer donation (the step before this benchmark's changes). Random tokens (vocabulary
-65); each step is timed to ``block_until_ready`` of the loss (the peer's ``loss.item()``).
+``--warmup`` steps each) and the ratio to the float extremeq step on the same devices. extremeq's
+step is ``extremeq.train.lm.make_train_step`` (one jitted program: batch sampling, forward, loss,
+backward, clipping, AdamW) on the config ``configs/shakespeare_char.py``, on one XLA:CPU device and
+on ``--cpu-devices`` devices (the config's ``cpu_devices``, what the CLI runs: the batch split over
+one device per core, ``extremeq.train.distributed.split_cpu``). Random tokens (vocabulary 65); each
+step is timed to ``block_until_ready`` of the loss (the peer's ``loss.item()``).
 """
 
 from __future__ import annotations
@@ -25,27 +26,22 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from extremeq.train.config import load_config_file
+from extremeq.train.distributed import split_cpu
 from extremeq.train.lm import make_train_step
+from extremeq.train.steps import make_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "shakespeare_char.py")
-ROWS = [
-    ("FP (float32)", "fp", True),
-    ("BitNet b1.58 (ternary)", "bitnet", True),
-    ("BitNet (1-bit)", "bitnet_1bit", True),
-    ("FP (float32), no donation", "fp", False),
-    ("BitNet b1.58, no donation", "bitnet", False),
-]
+VARIANTS = [("FP (float32)", "fp"), ("BitNet b1.58 (ternary)", "bitnet"), ("BitNet (1-bit)", "bitnet_1bit")]
 
 
 class JaxStep:
-    def __init__(self, variant: str, donate: bool, tokens):
+    def __init__(self, variant: str, devices: int, tokens):
         config = load_config_file(f"{CONFIG}:{variant}")
-        _, self.params, self.opt_state, self.fn, _ = make_train_step(config, 65, tokens, donate=donate)
+        _, self.params, self.opt_state, self.fn, _ = make_train_step(config, 65, tokens, mesh=make_mesh(devices))
         self.step = 0
 
     def run(self, n: int) -> list[float]:
@@ -97,9 +93,15 @@ def main(argv=None):
         default=0,
         help="PyTorch's intra-op threads (0 = its default, one per core, as nanoGPT ran)",
     )
+    ap.add_argument("--cpu-devices", type=int, default=2, help="XLA:CPU devices of the data-parallel rows")
     args = ap.parse_args(argv)
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 65, 1_000_000), jnp.int32)
-    runners = {name: JaxStep(variant, donate, tokens) for name, variant, donate in ROWS}
+    split_cpu(args.cpu_devices)  # before anything touches a device
+    tokens = np.random.default_rng(0).integers(0, 65, 1_000_000).astype(np.int32)
+    rows = [(f"{name}, 1 device", variant, 1) for name, variant in VARIANTS]
+    if args.cpu_devices > 1:
+        rows += [(f"{name}, {args.cpu_devices} CPU devices", variant, args.cpu_devices) for name, variant in VARIANTS]
+    runners = {name: JaxStep(variant, devices, tokens) for name, variant, devices in rows}
+    fp_of = {name: f"FP (float32), {name.split(', ', 1)[1]}" for name, _, _ in rows}
     peer = TorchStep(args.torch, args.torch_threads) if args.torch else None
     if peer:
         runners = {"nanoGPT config, PyTorch eager": peer, **runners}
@@ -113,7 +115,6 @@ def main(argv=None):
         load.append(os.getloadavg()[0])
     if peer:
         peer.close()
-    fp = float(np.median(times["FP (float32)"]))
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'cpu'}; "
         f"jax {jax.__version__}, backend {jax.default_backend()}"
@@ -123,13 +124,14 @@ def main(argv=None):
         f"Load average (1 min) during the run: {min(load):.1f} - {max(load):.1f}; {args.rounds} rounds x "
         f"{args.steps} steps per row, interleaved, after {args.warmup} warm-up steps\n"
     )
-    print("| step | median ms | p10 - p90 ms | / extremeq FP |")
+    print("| step | median ms | p10 - p90 ms | / extremeq FP, same devices |")
     print("| --- | --- | --- | --- |")
     for name, t in times.items():
         ms = 1000 * np.asarray(t)
+        ref = np.median(times[fp_of.get(name, "FP (float32), 1 device")])
         print(
             f"| {name} | {np.median(ms):.1f} | {np.percentile(ms, 10):.1f} - {np.percentile(ms, 90):.1f} | "
-            f"{np.median(ms) / (1000 * fp):.2f}x |"
+            f"{np.median(t) / ref:.2f}x |"
         )
 
 

@@ -34,29 +34,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Training step"
 
 
-def build_step(method: str, model: str, batch: int, num_images: int = 0):
+def build_step(method: str, model: str, batch: int, num_images: int = 0, devices: int = 1):
     """A zero-argument callable that runs one jitted train step of ``method`` and waits for it
-    (``num_images > 0``: one whole epoch over that many resident images, waited on at the end)."""
+    (``num_images > 0``: one whole epoch over that many resident images, waited on at the end);
+    ``devices``: the batch split over that many devices (data parallel, as ``config.num_devices``)."""
     from extremeq.data import epoch_indices
     from extremeq.train.config import load_config_file, validate_config
+    from extremeq.train.distributed import replicate
     from extremeq.train.model import build_quantized_model, model_spec
     from extremeq.train.state import OptimizerSpec, create_train_state
     from extremeq.train.steps import Inputs, Objective, in_memory_train_step, make_mesh
 
     config = load_config_file(os.path.join(REPO, "configs", f"cifar10_resnet.py:{model}:{method}"))
     config.batch_size = batch
-    config.num_devices = 1
+    config.num_devices = devices
     config = validate_config(config)
     n = num_images or batch * 4
     rng = np.random.default_rng(0)
-    x = jax.device_put(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
-    y = jax.device_put(rng.integers(0, 10, (n,), dtype=np.int32))
     net = build_quantized_model(config, 10, (32, 32, 3))
-    spec, mesh = model_spec(net), make_mesh(1)
+    spec, mesh = model_spec(net), make_mesh(devices)
+    x = replicate(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), mesh)
+    y = replicate(rng.integers(0, 10, (n,), dtype=np.int32), mesh)
     optimizer = OptimizerSpec.from_config(config, n // batch, spec)
     state = create_train_state(net, optimizer, mesh)
     shuffle_key, aug_key = jax.random.split(jax.random.key(config.seed))
-    plan = jax.device_put(epoch_indices(shuffle_key, n, batch, 0))
+    shuffle_key, aug_key = replicate((shuffle_key, aug_key), mesh)
+    plan = replicate(epoch_indices(shuffle_key, n, batch, 0), mesh)
     inputs = Inputs.from_config(config, mesh, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
     step = jax.jit(
         functools.partial(

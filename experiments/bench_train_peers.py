@@ -12,6 +12,9 @@ PyTorch virtualenv (CPU wheel; plain ``pip install torch`` would pull a multi-GB
 
     python3 -m venv .peers/torch && .peers/torch/bin/pip install torch==2.13.0 numpy
     python experiments/bench_train_peers.py --steps 10 --write BENCHMARKS.md
+
+``--cpu-devices 2`` adds each method with the batch split over two XLA:CPU devices (one per core of
+this host; ``config.cpu_devices`` of the training CLI).
 """
 
 from __future__ import annotations
@@ -76,10 +79,20 @@ def main(argv=None):
         action="store_true",
         help="also time FP with extremeq.nn.conv.MATERIALIZE_ON_CPU = False (XLA's own fusion)",
     )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        help="also time each method with the batch split over this many XLA:CPU devices (config.cpu_devices)",
+    )
     args = p.parse_args(argv)
 
     import jax
     from bench_train import build_step, machine_info, write_section
+
+    from extremeq.train.distributed import split_cpu
+
+    split_cpu(args.cpu_devices)  # before anything touches a device
 
     load0 = os.getloadavg()
     runners = {}
@@ -95,6 +108,10 @@ def main(argv=None):
         run, _ = build_step(m, "resnet20", args.batch)
         run()
         runners[f"extremeq {m.upper() if m != 'fp' else 'FP'}"] = ("jax", run)
+        if args.cpu_devices > 1:
+            run, _ = build_step(m, "resnet20", args.batch, devices=args.cpu_devices)
+            run()
+            runners[f"extremeq {m.upper() if m != 'fp' else 'FP'}, {args.cpu_devices} CPU devices"] = ("jax", run)
     tv = args.torch_variants.split(",")
     worker = TorchWorker(args.torch_python, args.batch, tv)
     versions = worker.ask("versions")

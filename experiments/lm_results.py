@@ -53,8 +53,8 @@ BEGIN = "<!-- BEGIN written by experiments/lm_results.py: text outside BEGIN/END
 END = "<!-- END written by experiments/lm_results.py -->"
 
 
-def run_training(root: Path, variant: str) -> Path:
-    workdir = root / f"shakespeare_{variant}"
+def run_training(root: Path, variant: str, prefix: str = "shakespeare_") -> Path:
+    workdir = root / f"{prefix}{variant}"
     if (workdir / "final.json").is_file():
         return workdir
     cmd = [
@@ -141,7 +141,7 @@ def large_decode(n_tokens: int = 16) -> dict:
     }
 
 
-def plot(rows: dict, path: Path):
+def plot(rows: dict, path: Path, steps: int = 2000):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,7 +159,8 @@ def plot(rows: dict, path: Path):
     ax.set_xlabel("step (batch 12 x 64 characters)")
     ax.set_ylabel("loss (nats / character)")
     ax.set_ylim(1.4, 3.0)
-    ax.set_title("tiny Shakespeare, 4 x 128 GPT, nanoGPT CPU budget")
+    budget = "nanoGPT CPU budget" if steps == 2000 else f"{steps:,} steps"
+    ax.set_title(f"tiny Shakespeare, 4 x 128 GPT, {budget}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -173,14 +174,18 @@ def main(argv=None):
     ap.add_argument("--decode-tokens", type=int, default=500)
     ap.add_argument("--bench-steps", type=int, default=0)
     ap.add_argument("--large", action="store_true")
+    ap.add_argument("--runs-prefix", default="shakespeare_", help="run directories are <root>/<prefix><variant>")
+    ap.add_argument(
+        "--name", default="shakespeare_char", help="output files <out>/<name>.md, <name>_loss.png, <name>_samples.md"
+    )
     args = ap.parse_args(argv)
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, finals, models, ds = {}, {}, {}, None
     for v in VARIANTS:
-        workdir = root / f"shakespeare_{v}"
+        workdir = root / f"{args.runs_prefix}{v}"
         if not args.no_train:
-            run_training(root, v)
+            run_training(root, v, args.runs_prefix)
         if not (workdir / "final.json").is_file():
             print(f"{workdir}: no finished run, skipped")
             continue
@@ -189,7 +194,8 @@ def main(argv=None):
         models[v], ds = load_trained_gpt(str(workdir))
     if not models:
         raise SystemExit(f"no finished runs under {root}")
-    plot(rows, out / "shakespeare_char_loss.png")
+    steps = max(f["step"] for f in finals.values())
+    plot(rows, out / f"{args.name}_loss.png", steps)
     prompt = ds.encode(PROMPT)
     table, samples = [], []
     for v, model in models.items():
@@ -227,7 +233,7 @@ def main(argv=None):
     if args.large:
         extra["large"] = large_decode()
         print("large", extra["large"], flush=True)
-    write_report(out, table, samples, extra)
+    write_report(out, table, samples, extra, args.name)
 
 
 def splice_generated(old: str | None, generated: str, path) -> str:
@@ -248,7 +254,7 @@ def splice_generated(old: str | None, generated: str, path) -> str:
     return f"{head}{BEGIN}\n{generated}{END}{tail}"
 
 
-def write_report(out: Path, table, samples, extra):
+def write_report(out: Path, table, samples, extra, name: str = "shakespeare_char"):
     import flax
 
     fp = next((r for r in table if r["variant"] == "fp"), None)
@@ -257,8 +263,9 @@ def write_report(out: Path, table, samples, extra):
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with "
         f"other jobs (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when this table was "
         f"written), jax {jax.__version__}, flax {flax.__version__}, {jax.devices()[0].platform}; seed 0; "
-        "2,000 steps of 12 x 64 characters (nanoGPT's CPU budget), 4 layers, 4 heads, width 128, context 64, "
-        "rotary positions, tied embeddings."
+        f"{max(r['steps'] for r in table):,} steps of 12 x 64 characters"
+        + (" (nanoGPT's CPU budget)" if max(r["steps"] for r in table) == 2000 else "")
+        + ", 4 layers, 4 heads, width 128, context 64, rotary positions, tied embeddings."
     )
     columns = (
         "| model | val loss (whole split) | perplexity | gap to FP | median step | wall | file "
@@ -283,7 +290,8 @@ def write_report(out: Path, table, samples, extra):
     lines += [
         "",
         (
-            f"nanoGPT (PyTorch, same budget, learned positions, this CPU): {NANOGPT['val_whole_split']} on "
+            f"nanoGPT (PyTorch, {'same budget' if max(r['steps'] for r in table) == 2000 else '2,000 steps'}, "
+            f"learned positions, this CPU): {NANOGPT['val_whole_split']} on "
             f"the whole validation split ({NANOGPT['val_20_batches']} on its 20-batch estimate), "
             f"{NANOGPT['step_ms']} ms per step (median), {NANOGPT['wall_s']} s."
         ),
@@ -310,10 +318,10 @@ def write_report(out: Path, table, samples, extra):
             ),
         ]
     print("\n".join(lines))  # first, so that a refused report file loses no numbers
-    report = out / "shakespeare_char.md"
+    report = out / f"{name}.md"
     old = report.read_text() if report.is_file() else None
     report.write_text(splice_generated(old, "\n".join(lines) + "\n", report))
-    (out / "shakespeare_char_samples.md").write_text(
+    (out / f"{name}_samples.md").write_text(
         f"Prompt {PROMPT!r}, temperature 0.8, top-k 20, key 0.\n\n" + "\n".join(samples)
     )
 

@@ -53,6 +53,16 @@ def _linear(kind: str, n_in: int, n_out: int, std: float, rngs: nnx.Rngs):
     return BitLinear(n_in, n_out, method=kind, kernel_init=init, rngs=rngs)
 
 
+def tokenwise(layer, x):
+    """``layer`` applied to x [..., C] as one [N, C] matrix of N tokens (reshaped back after).
+
+    Same values as ``layer(x)``; the reason is XLA:CPU's backward pass: the weight gradient of a
+    linear layer on [B, T, C] activations contracts over two axes, which XLA:CPU lowers with a
+    transposed copy of the [B, T, C_out] gradient (fused with the GELU backward, the slowest ops of
+    the whole step: ``experiments/bench_lm_step.py``); on [B*T, C] it is one plain matrix product."""
+    return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def rope(x, positions, base: float = 10000.0):
     """Rotary embedding of x [..., T, d] at integer ``positions`` [T]: the pairs (x_i, x_{i+d/2})
     rotated by the angle p * base^(-2i/d)."""
@@ -93,7 +103,7 @@ class CausalSelfAttention(nnx.Module):
     def __call__(self, x, pos, cache=None):
         b, t, c = x.shape
         h = self.num_heads
-        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        q, k, v = jnp.split(tokenwise(self.qkv, x), 3, axis=-1)
         q, k, v = (a.reshape(b, t, h, c // h).transpose(0, 2, 1, 3) for a in (q, k, v))  # [B, H, T, d]
         if self.positions == "rope":
             q, k = rope(q, pos, self.rope_base), rope(k, pos, self.rope_base)
@@ -108,7 +118,7 @@ class CausalSelfAttention(nnx.Module):
         scores = jnp.einsum("bhqd,bhkd->bhqk", q, k_all) / math.sqrt(c // h)
         scores = jnp.where(attention_mask(pos, k_pos, self.block_size), scores, -jnp.inf)
         y = jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), v_all)
-        return self.proj(y.transpose(0, 2, 1, 3).reshape(b, t, c)), cache
+        return tokenwise(self.proj, y.transpose(0, 2, 1, 3).reshape(b, t, c)), cache
 
 
 class Block(nnx.Module):
@@ -124,7 +134,8 @@ class Block(nnx.Module):
     def __call__(self, x, pos, cache=None):
         a, cache = self.attn(self.ln_1(x), pos, cache)
         x = x + a
-        return x + self.fc_proj(jax.nn.gelu(self.fc(self.ln_2(x)))), cache
+        h = jax.nn.gelu(tokenwise(self.fc, self.ln_2(x)))
+        return x + tokenwise(self.fc_proj, h), cache
 
 
 class GPT(nnx.Module):

@@ -59,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.max_steps = -1  # stop after this many steps (-1: num_epochs * steps_per_epoch)
     c.log_every_steps = 50  # host sync (non-finite check) every this many steps
     c.num_devices = -1  # data-parallel over the first N devices (-1: all devices)
+    c.cpu_devices = 1  # on a CPU host: split its cores into N XLA devices for the mesh (distributed.split_cpu)
     c.distributed = False  # call jax.distributed.initialize() first (several processes or hosts)
     # With distributed=True: where process 0 listens and who this process is. Empty / 0 / -1: detected
     # by JAX from the environment (Cloud TPU pod slices, SLURM, Open MPI, Kubernetes); set all three
@@ -229,6 +230,7 @@ def validate_config(config, num_devices: int | None = None):
     _num(c, "batch_size", int, lo=1)
     _num(c, "eval_batch_size", int, lo=1)
     _num(c, "log_every_steps", int, lo=1)
+    _num(c, "cpu_devices", int, lo=1)
     if c.max_steps != -1:
         _num(c, "max_steps", int, lo=1)
     for key in (

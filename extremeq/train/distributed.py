@@ -48,6 +48,28 @@ def initialize(config) -> None:
     jax.distributed.initialize(**cluster_kwargs(config.cluster))
 
 
+def split_cpu(num_devices: int) -> None:
+    """Expose the host's CPU as ``num_devices`` XLA devices (``jax_num_cpu_devices``), so that the
+    data-parallel mesh puts one share of every batch on each, run on its own thread.
+
+    XLA:CPU runs each matrix product on a single thread; a step of small products (a character-level
+    GPT: [768 x 128] @ [128 x 512]) therefore keeps one core busy at a time, and splitting the batch
+    over one device per core is what uses the others (``experiments/bench_lm_step.py``). Only the CPU
+    backend is affected (on a GPU or TPU host the mesh spans the accelerators). 1 leaves JAX's default
+    (one CPU device). Call before anything touches a device."""
+    if num_devices < 1:
+        raise ValueError(f"config.cpu_devices must be >= 1, got {num_devices}")
+    if num_devices == 1 or jax.config.jax_num_cpu_devices == num_devices:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", int(num_devices))
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"config.cpu_devices={num_devices} must be set before JAX touches a device; this process "
+            "already has its devices (start a fresh process, e.g. the python -m extremeq.train CLI)"
+        ) from e
+
+
 def is_main_process() -> bool:
     """True in process 0, the one that writes the run's files."""
     return jax.process_index() == 0

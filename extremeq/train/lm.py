@@ -13,6 +13,13 @@ non-overlapping windows, its perplexity exp(L), one ``metrics.jsonl`` row (step,
 over the steps since the last row, val_loss, val_perplexity, learning_rate, median step time) and
 an orbax checkpoint. Rerunning the same command resumes from the latest checkpoint and gives the same
 result (each step's batch depends only on the seed and the step).
+
+Data parallelism: the batch (and each validation batch) is split over a 1-D mesh of
+``config.num_devices`` devices (-1: all), parameters and optimizer state replicated, gradients
+all-reduced inside the step. On a CPU host ``config.cpu_devices`` (set by the CLI before JAX starts,
+:func:`extremeq.train.distributed.split_cpu`) makes those devices: XLA:CPU runs each of this model's
+small matrix products on one thread, so one device per core is how a step uses all cores. The
+result depends on the number of devices only through the order of float sums.
 """
 
 from __future__ import annotations
@@ -27,11 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from extremeq.data.text import eval_windows, load_text, sample_windows
 from extremeq.nn.gpt import GPT
+from extremeq.train import distributed
 from extremeq.train.checkpoint import Checkpointer
 from extremeq.train.metrics import MetricWriter, read_metrics
+from extremeq.train.steps import make_mesh
 
 _MODEL_KEYS = ("block_size", "num_layers", "num_heads", "width", "mlp_ratio", "positions", "linear", "tie_embeddings")
 
@@ -61,30 +72,42 @@ def make_optimizer(opt, max_steps: int):
     return optax.chain(optax.clip_by_global_norm(opt.grad_clip), adamw) if opt.grad_clip else adamw, sched
 
 
-def make_train_step(config, vocab_size: int, train_tokens, donate: bool = True):
+def make_train_step(config, vocab_size: int, train_tokens, donate: bool = True, mesh=None):
     """(graphdef, params, opt_state, train_step, schedule) of a config's model.
 
     ``train_step(params, opt_state, step) -> (params, opt_state, loss)`` is one jitted XLA program:
     the batch of ``config.batch_size`` windows drawn from ``fold_in(key(seed), step)`` out of
     ``train_tokens`` (on device), forward, per-token cross-entropy, backward, clipping and AdamW.
-    ``donate``: params and optimizer state are donated (updated in place, no copy per step)."""
+    ``donate``: params and optimizer state are donated (updated in place, no copy per step).
+    ``mesh`` (default: one device): the batch is split along its ``"data"`` axis, params, optimizer
+    state and tokens are replicated over it."""
     block, batch = config.model.block_size, config.batch_size
+    mesh = mesh or make_mesh(1)
+    if batch % mesh.size:
+        raise ValueError(
+            f"config.batch_size={batch} is not divisible by the {mesh.size} devices; use a multiple of "
+            f"{mesh.size} or set config.num_devices"
+        )
     model = build_gpt(config.model, vocab_size, config.seed)
     graphdef, params = nnx.split(model, nnx.Param)
     tx, sched = make_optimizer(config.optimizer, config.max_steps)
     opt_state = tx.init(params)
+    params, opt_state, train_tokens = distributed.replicate((params, opt_state, train_tokens), mesh)
     base_key = jax.random.key(config.seed)
+    rows = NamedSharding(mesh, P("data"))
 
     def loss_fn(p, x, y):
         return jnp.mean(token_cross_entropy(nnx.merge(graphdef, p)(x), y))
 
     def train_step(p, o, step):
         x, y = sample_windows(jax.random.fold_in(base_key, step), train_tokens, batch, block)
+        x, y = jax.lax.with_sharding_constraint((x, y), rows)
         loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), o, loss
 
-    return graphdef, params, opt_state, jax.jit(train_step, donate_argnums=(0, 1) if donate else ()), sched
+    step_fn = jax.jit(train_step, donate_argnums=(0, 1) if donate else ())
+    return graphdef, params, opt_state, step_fn, sched
 
 
 def _check(config):
@@ -106,16 +129,17 @@ def train_lm(config, workdir: str) -> dict:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     ds = load_text(config.dataset.path or None)
     block = config.model.block_size
-    graphdef, params, opt_state, train_step, sched = make_train_step(config, ds.vocab_size, jnp.asarray(ds.train))
+    mesh = make_mesh(int(config.get("num_devices", -1)))
+    graphdef, params, opt_state, train_step, sched = make_train_step(config, ds.vocab_size, ds.train, mesh=mesh)
     vx, vy = eval_windows(ds.val, block)
     n_val = vx.shape[0]
-    eb = min(config.eval_batch_size, n_val)
+    eb = -(-min(config.eval_batch_size, n_val) // mesh.size) * mesh.size  # a multiple of the devices
     nb = -(-n_val // eb)
     pad = nb * eb - n_val
     mask = np.concatenate([np.ones(n_val, np.float32), np.zeros(pad, np.float32)]).reshape(nb, eb)
-    vx = jnp.asarray(np.concatenate([vx, np.zeros((pad, block), vx.dtype)]).reshape(nb, eb, block))
-    vy = jnp.asarray(np.concatenate([vy, np.zeros((pad, block), vy.dtype)]).reshape(nb, eb, block))
-    mask = jnp.asarray(mask)
+    vx = np.concatenate([vx, np.zeros((pad, block), vx.dtype)]).reshape(nb, eb, block)
+    vy = np.concatenate([vy, np.zeros((pad, block), vy.dtype)]).reshape(nb, eb, block)
+    vx, vy, mask = jax.device_put((vx, vy, mask), NamedSharding(mesh, P(None, "data")))
 
     @jax.jit
     def validate(p):
@@ -131,6 +155,7 @@ def train_lm(config, workdir: str) -> dict:
     start = 0
     if ckpt.latest_step() is not None:
         params, opt_state, meta = ckpt.restore(params, opt_state)
+        params, opt_state = distributed.replicate((params, opt_state), mesh)
         start = int(meta["step"])
         _truncate_rows(workdir, start)
     writer = MetricWriter(workdir)
@@ -166,6 +191,7 @@ def train_lm(config, workdir: str) -> dict:
     all_times = [r["step_time_ms"] for r in rows if r.get("step_time_ms")]
     final["median_step_time_ms"] = float(np.median(all_times)) if all_times else None
     final["num_params"] = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
+    final["num_devices"] = mesh.size
     with open(os.path.join(workdir, "final.json"), "w") as f:
         json.dump(final, f, indent=2)
     return final

@@ -130,6 +130,12 @@ def main(argv):
         _fail("--workdir is required (the run's directory), e.g. --workdir=runs/digits_twn")
     logging.set_verbosity(logging.INFO)
     _quiet_orbax()
+    from extremeq.train.distributed import split_cpu  # pylint: disable=g-import-not-at-top
+
+    try:  # before anything touches a device
+        split_cpu(int(FLAGS.config.get("cpu_devices", 1)))
+    except ValueError as e:
+        _fail(e)
     if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
         from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
 

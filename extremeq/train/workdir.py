@@ -25,6 +25,7 @@ RESUMABLE_KEYS = (
     "max_steps",
     "log_every_steps",
     "num_devices",
+    "cpu_devices",
     "distributed",
     "progress_bar",
     "sync_every_step",

@@ -88,5 +88,22 @@ def test_cli_trains_the_language_model_from_its_config(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     cli = json.loads((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()[-1])
-    api = train_lm(tiny(tmp_path, 3), str(tmp_path / "api"))
-    assert cli["step"] == 3 and cli["val_loss"] == api["val_loss"]
+    api = train_lm(tiny(tmp_path, 3), str(tmp_path / "api"))  # this process: one CPU device
+    # the CLI split the CPU into the config's cpu_devices (2) and the batch over them: the same run up
+    # to the order of float sums
+    assert json.loads((tmp_path / "cli" / "final.json").read_text())["num_devices"] == 2
+    assert api["num_devices"] == 1
+    assert cli["step"] == 3 and math.isclose(cli["val_loss"], api["val_loss"], rel_tol=1e-5)
+
+
+def test_cpu_devices_must_be_set_before_jax_starts():
+    import jax  # pylint: disable=g-import-not-at-top
+
+    from extremeq.train.distributed import split_cpu  # pylint: disable=g-import-not-at-top
+
+    jax.devices()  # this process has its devices
+    with pytest.raises(RuntimeError, match="config.cpu_devices=3 must be set before JAX touches a device"):
+        split_cpu(3)
+    with pytest.raises(ValueError, match="config.cpu_devices must be >= 1"):
+        split_cpu(0)
+    split_cpu(1)  # JAX's default: nothing to change
