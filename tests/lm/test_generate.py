@@ -25,11 +25,17 @@ def test_greedy_equals_argmax_of_full_recomputation(positions):
     model = peaked("fp", positions)
     prompt = np.array([[1, 5, 2]], np.int32)
     out = generate(model, prompt, 40)
+    # one compiled forward of a fixed width: the context right-padded with zeros, which no earlier
+    # position sees (causal mask: test_gpt.py::test_no_token_sees_the_future), and its logits read at the last real token
+    width = prompt.shape[1] + 40 if positions == "rope" else 16
+    full = jax.jit(lambda tokens: model(tokens))
     seq = prompt
     for _ in range(40):
         # rope: the whole sequence with sliding-window attention; learned: the last block_size tokens
         ctx = seq if positions == "rope" else seq[:, -16:]
-        nxt = np.asarray(jnp.argmax(model(jnp.asarray(ctx))[:, -1], axis=-1))
+        padded = np.zeros((1, width), np.int32)
+        padded[:, : ctx.shape[1]] = ctx
+        nxt = np.asarray(jnp.argmax(full(jnp.asarray(padded))[:, ctx.shape[1] - 1], axis=-1))
         seq = np.concatenate([seq, nxt[:, None].astype(np.int32)], axis=1)
     np.testing.assert_array_equal(out, seq)
 
