@@ -141,7 +141,7 @@ def large_decode(n_tokens: int = 16) -> dict:
     }
 
 
-def plot(rows: dict, path: Path, steps: int = 2000):
+def plot(rows: dict, path: Path, budget_steps: int = 2000):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,7 +159,7 @@ def plot(rows: dict, path: Path, steps: int = 2000):
     ax.set_xlabel("step (batch 12 x 64 characters)")
     ax.set_ylabel("loss (nats / character)")
     ax.set_ylim(1.4, 3.0)
-    budget = "nanoGPT CPU budget" if steps == 2000 else f"{steps:,} steps"
+    budget = "nanoGPT CPU budget" if budget_steps == 2000 else f"{budget_steps:,} steps"
     ax.set_title(f"tiny Shakespeare, 4 x 128 GPT, {budget}")
     ax.legend(fontsize=7)
     fig.tight_layout()
