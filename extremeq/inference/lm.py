@@ -130,8 +130,7 @@ class PackedBitLinear(nnx.Module):
             # (an int8 x int8 -> int32 dot measured far slower, and unfused conversions of every
             # layer are hoisted to the start of a jitted step)
             c2 = c_x.reshape(-1, self.in_features).astype(jnp.float32)
-            to_float = lambda codes, k, dtype: codes.astype(dtype)
-            acc = weight_only_dot(c2, self.codes[...], self.gamma[...], unpack=to_float, k=self.in_features)
+            acc = weight_only_dot(c2, self.codes[...], self.gamma[...], unpack=_codes_as, k=self.in_features)
             return acc.reshape(*c_x.shape[:-1], self.out_features)
         matmul = K.ternary_weight_matmul if self.method == "bitnet" else K.binary_weight_matmul
         return matmul(c_x, self.w[...], self.gamma[...])
@@ -139,6 +138,12 @@ class PackedBitLinear(nnx.Module):
     def __call__(self, x):
         c_x, s = activation_codes(self.norm(x))
         return bitlinear_output(c_x, s, self.product)
+
+
+def _codes_as(codes, k: int, dtype):
+    """weight_only_dot's ``unpack`` for codes already unpacked: a module-level function, since
+    weight_only_dot is jitted with ``unpack`` static (a new function per call would recompile it)."""
+    return codes.astype(dtype)
 
 
 def _replace_bitlinears(model, make) -> list[str]:
