@@ -41,6 +41,7 @@ from extremeq.data.text import eval_windows, load_text, sample_windows
 from extremeq.nn.gpt import GPT
 from extremeq.train import distributed
 from extremeq.train.checkpoint import Checkpointer
+from extremeq.train.config import ConfigError
 from extremeq.train.metrics import MetricWriter, read_metrics
 from extremeq.train.steps import make_mesh
 
@@ -84,7 +85,7 @@ def make_train_step(config, vocab_size: int, train_tokens, donate: bool = True, 
     block, batch = config.model.block_size, config.batch_size
     mesh = mesh or make_mesh(1)
     if batch % mesh.size:
-        raise ValueError(
+        raise ConfigError(
             f"config.batch_size={batch} is not divisible by the {mesh.size} devices; use a multiple of "
             f"{mesh.size} or set config.num_devices"
         )

@@ -139,7 +139,10 @@ def main(argv):
     if FLAGS.config.get("task") == "lm":  # language models: token source, per-token loss
         from extremeq.train.lm import train_lm  # pylint: disable=g-import-not-at-top
 
-        train_lm(FLAGS.config, FLAGS.workdir)
+        try:
+            train_lm(FLAGS.config, FLAGS.workdir)
+        except user_errors() as e:  # e.g. a batch the CPU devices do not divide
+            _fail(e)
         return
     try:
         result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
